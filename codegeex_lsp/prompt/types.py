@@ -1,0 +1,57 @@
+"""Wire types of the prompt stage: what goes in (FimRequest) and what comes out (Prompt)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["LINE", "BLOCK"]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Another file offered as context (CodeGeeX4 `###REFERENCE:`, Qwen `<|file_sep|>`)."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class FimRequest:
+    """Everything a format needs to build a fill-in-the-middle prompt.
+
+    `language` is the LSP languageId (python, javascript, typescriptreact, cpp, go, rust, ...).
+    """
+
+    prefix: str
+    suffix: str = ""
+    language: str = "plaintext"
+    path: str | None = None
+    mode: Mode = "LINE"
+    references: tuple[Reference, ...] = ()
+    repo_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Token budgets; text is cut at line boundaries keeping the text nearest the cursor."""
+
+    prefix_tokens: int = 1024
+    suffix_tokens: int = 256
+    reference_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A built prompt, ready for the engine."""
+
+    format_name: str
+    text: str
+    token_ids: tuple[int, ...]
+    stop_token_ids: tuple[int, ...]
+    stop_strings: tuple[str, ...] = ()
+    n_prefix_tokens: int = 0
+    n_suffix_tokens: int = 0
+    prefix_truncated: bool = False
+    suffix_truncated: bool = False
+    extras: dict[str, str] = field(default_factory=dict)
