@@ -1,0 +1,101 @@
+"""Decode-loop behaviour on a tiny model: stops, candidates, sampling, streaming, cancellation."""
+
+from __future__ import annotations
+
+import pytest
+
+from codegeex_lsp.config import EngineOptions
+from codegeex_lsp.engine.decode import SamplingParams, generate
+from codegeex_lsp.engine.load import load_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_glm_dir):
+    return load_model(EngineOptions(model=str(tiny_glm_dir), dtype="float32"))
+
+
+@pytest.fixture(scope="module")
+def prompt_ids(tiny):
+    return tiny.tokenizer.encode("def fibonacci(n):\n    ")
+
+
+def _greedy(tiny, ids, **kw):
+    return generate(tiny.model, tiny.tokenizer, ids, SamplingParams(**kw))
+
+
+def test_stop_token_ends_candidate_and_is_excluded(tiny, prompt_ids):
+    free = _greedy(tiny, prompt_ids, max_new_tokens=20).candidates[0]
+    stop_at = free.token_ids[5]
+    first = free.token_ids.index(stop_at)
+    got = _greedy(tiny, prompt_ids, max_new_tokens=20, stop_token_ids=(stop_at,)).candidates[0]
+    assert got.token_ids == free.token_ids[:first]
+    assert got.finish_reason == "stop"
+    assert free.finish_reason == "length"
+
+
+def test_stop_string_cuts_text(tiny, prompt_ids):
+    free = _greedy(tiny, prompt_ids, max_new_tokens=20).candidates[0]
+    needle = free.text[6:9]
+    assert needle, "tiny model produced too little text to test stop strings"
+    got = _greedy(tiny, prompt_ids, max_new_tokens=20, stop_strings=(needle,)).candidates[0]
+    assert got.text == free.text[: free.text.index(needle)]
+    assert got.finish_reason == "stop"
+
+
+def test_max_tokens_respected(tiny, prompt_ids):
+    result = _greedy(tiny, prompt_ids, max_new_tokens=7)
+    assert len(result.candidates[0].token_ids) == 7
+    assert result.n_prompt_tokens == len(prompt_ids)
+
+
+def test_n_greedy_candidates_equal_single(tiny, prompt_ids):
+    one = _greedy(tiny, prompt_ids, max_new_tokens=12).candidates[0]
+    three = _greedy(tiny, prompt_ids, max_new_tokens=12, n=3).candidates
+    assert [c.token_ids for c in three] == [one.token_ids] * 3
+
+
+def test_sampling_is_seeded_and_diverse(tiny, prompt_ids):
+    params = dict(max_new_tokens=16, temperature=1.5, top_p=0.95, n=4, seed=7)
+    a = _greedy(tiny, prompt_ids, **params).candidates
+    b = _greedy(tiny, prompt_ids, **params).candidates
+    assert [c.token_ids for c in a] == [c.token_ids for c in b]
+    assert len({c.token_ids for c in a}) > 1
+
+
+def test_top_p_tiny_equals_greedy(tiny, prompt_ids):
+    greedy = _greedy(tiny, prompt_ids, max_new_tokens=10).candidates[0]
+    nucleus = _greedy(tiny, prompt_ids, max_new_tokens=10, temperature=1.0, top_p=1e-6, seed=1).candidates[0]
+    assert nucleus.token_ids == greedy.token_ids
+
+
+def test_streaming_callback_sees_every_token(tiny, prompt_ids):
+    seen: list[tuple[int, int, str]] = []
+    result = generate(tiny.model, tiny.tokenizer, prompt_ids, SamplingParams(max_new_tokens=9),
+                      on_token=lambda b, t, text: seen.append((b, t, text)))
+    cand = result.candidates[0]
+    assert [t for _, t, _ in seen] == list(cand.token_ids)
+    assert seen[-1][2] == cand.text
+
+
+def test_cancellation_stops_within_one_token(tiny, prompt_ids):
+    calls = {"n": 0}
+
+    def cancelled() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    result = generate(tiny.model, tiny.tokenizer, prompt_ids, SamplingParams(max_new_tokens=50),
+                      is_cancelled=cancelled)
+    assert result.candidates[0].finish_reason == "cancelled"
+    assert len(result.candidates[0].token_ids) == 3
+
+
+def test_prompt_longer_than_context_is_an_error(tiny):
+    with pytest.raises(ValueError, match="does not fit"):
+        _greedy(tiny, [1] * (tiny.model.max_seq_len + 1), max_new_tokens=4)
+
+
+def test_generation_capped_by_context(tiny):
+    ids = [5] * (tiny.model.max_seq_len - 3)
+    result = _greedy(tiny, ids, max_new_tokens=50)
+    assert len(result.candidates[0].token_ids) <= 3
