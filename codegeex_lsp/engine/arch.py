@@ -46,6 +46,13 @@ def _get(config: dict[str, Any], *names: str, default: Any = None) -> Any:
 
 def args_from_hf_config(config: dict[str, Any]) -> ModelArgs:
     """Read a Hugging Face `config.json` dict; an architecture we do not run is a clear error."""
+    try:
+        return _args_from_hf_config(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"config.json is incomplete or invalid ({exc!r}); re-download the model") from exc
+
+
+def _args_from_hf_config(config: dict[str, Any]) -> ModelArgs:
     model_type = config.get("model_type", "?")
     if model_type not in SUPPORTED_MODEL_TYPES:
         hint = (

@@ -29,6 +29,7 @@ class SamplingParams:
     n: int = 1
     stop_token_ids: tuple[int, ...] = ()
     stop_strings: tuple[str, ...] = ()
+    single_line: bool = False  # stop at the first newline that follows non-blank text
     seed: int | None = None
 
 
@@ -68,8 +69,13 @@ def decode_one_token(model: Transformer, cache: KVCache, tokens: torch.Tensor, p
     return model(tokens, pos, cache)
 
 
-def _cut_at_stop(text: str, stops: Sequence[str]) -> int | None:
+def _cut_at_stop(text: str, stops: Sequence[str], single_line: bool) -> int | None:
     hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    if single_line:
+        body = len(text) - len(text.lstrip())
+        newline = text.find("\n", body)
+        if newline >= 0:
+            hits.append(newline)
     return min(hits) if hits else None
 
 
@@ -98,7 +104,7 @@ def generate(
     ids: list[list[int]] = [[] for _ in range(n)]
     texts = [""] * n
     finish: list[FinishReason | None] = [None] * n
-    need_text = bool(params.stop_strings) or on_token is not None
+    need_text = bool(params.stop_strings) or params.single_line or on_token is not None
     steps = 0
     decode_started = prefill_s = 0.0
 
@@ -127,7 +133,7 @@ def generate(
                 ids[b].append(token)
                 if need_text:
                     texts[b] = tokenizer.decode(ids[b], skip_special_tokens=False)
-                    cut = _cut_at_stop(texts[b], params.stop_strings) if params.stop_strings else None
+                    cut = _cut_at_stop(texts[b], params.stop_strings, params.single_line)
                     if cut is not None:
                         texts[b] = texts[b][:cut]
                         finish[b] = "stop"

@@ -125,7 +125,9 @@ def build_model(args: ModelArgs, state: dict[str, torch.Tensor], dtype: torch.dt
         model = Transformer(args, max_seq_len=max_seq_len)
     if args.tie_embeddings and "output.weight" not in mapped:
         mapped["output.weight"] = mapped["tok_embeddings.weight"]
-    mapped = {k: v.to(dtype) for k, v in mapped.items()}
+    # Copy out of the memory map even when no cast is needed: page-cache pages behind an mmap stream
+    # slower than anonymous memory, and the checkpoint file may change under a live model.
+    mapped = {k: v.to(dtype, copy=True) for k, v in mapped.items()}
     try:
         model.load_state_dict(mapped, strict=True, assign=True)
     except RuntimeError as exc:
@@ -177,6 +179,7 @@ def load_model(options: EngineOptions, progress: Progress | None = None) -> Load
         torch.set_num_threads(options.threads)
     cache = cache_dir(options.cache_dir)
     hf_dir, digest, embedded = resolve_hf_dir(options.model, cache, progress)
+    _safetensor_files(hf_dir)  # refuse pickles before reading anything else
     config = read_config(hf_dir)
     args = args_from_hf_config(config)
     tokenizer = load_tokenizer(hf_dir, options.trust_remote_code)

@@ -1,0 +1,153 @@
+"""The CLI's commands: each turns parsed arguments into calls on the pipeline and prints results.
+
+stdout carries only results (completion text or JSON); progress and summaries go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, replace
+from importlib import resources
+from pathlib import Path
+
+from codegeex_lsp.config import CompletionOptions, EngineOptions
+from codegeex_lsp.context.languages import LanguageInfo, language_for
+from codegeex_lsp.errors import InputError
+from codegeex_lsp.prompt.types import FimRequest
+from codegeex_lsp.source_file import SourceCursor, cursor_at, read_source
+
+CURSOR_MARK = "█"
+DEFAULT_MAX_TOKENS = {"LINE": 48, "BLOCK": 192}
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    return EngineOptions(
+        model=args.model, dtype=args.dtype, threads=args.threads, cache_dir=args.cache_dir,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def completion_options(args: argparse.Namespace, mode: str) -> CompletionOptions:
+    return CompletionOptions(
+        format=args.format,
+        max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS[mode],
+        temperature=args.temperature,
+        top_p=args.top_p,
+        n=args.candidates,
+        seed=args.seed,
+    )
+
+
+def _load_service(args: argparse.Namespace, quiet: bool = False):
+    from codegeex_lsp.engine.service import CompletionService
+
+    progress = (lambda _m: None) if quiet else (lambda m: _stderr(f"[codegeex-lsp] {m}"))
+    return CompletionService.load(engine_options(args), args.format, progress)
+
+
+def fim_request(cursor: SourceCursor, info: LanguageInfo, mode_flag: str) -> FimRequest:
+    """A FimRequest for a file cursor; `auto` mode asks the syntax at the cursor."""
+    from codegeex_lsp.context.scope import completion_mode
+
+    mode = mode_flag.upper() if mode_flag != "auto" else completion_mode(cursor.text, cursor.offset, info)
+    if mode == "NONE":
+        mode = "LINE"  # an explicit CLI request always gets an answer
+    return FimRequest(
+        prefix=cursor.prefix, suffix=cursor.suffix, language=info.language_id, path=str(cursor.path),
+        mode=mode,
+    )
+
+
+def complete(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    text = read_source(path)
+    info = language_for(args.language, str(path))
+    if not text:
+        _stderr(f"{path}: empty file, nothing to complete")
+        if args.json:
+            print(json.dumps({"completion": "", "reason": "empty file"}))
+        return 0
+    cursor = cursor_at(path, text, args.line, args.character)
+    request = fim_request(cursor, info, args.mode)
+    service = _load_service(args, quiet=args.json)
+    result = service.complete(request, completion_options(args, request.mode))
+    if args.json:
+        out = asdict(result)
+        out["language"] = info.language_id
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        print(result.completion)
+        t = result.timings
+        _stderr(
+            f"[{result.model} · {result.format} · {result.mode}] {result.prompt_tokens} prompt tokens, "
+            f"{result.generated_tokens} generated; prefill {t['prefill_s'] * 1e3:.0f} ms, "
+            f"decode {t['decode_s'] * 1e3:.0f} ms ({t['decode_tok_s']:.1f} tok/s)"
+        )
+    return 0
+
+
+def _demo_files(args: argparse.Namespace) -> list[tuple[str, str]]:
+    if args.files:
+        return [(f, Path(f).read_text(encoding="utf-8")) for f in args.files]
+    root = resources.files("codegeex_lsp") / "demo"
+    return sorted((entry.name, entry.read_text(encoding="utf-8")) for entry in root.iterdir()
+                  if entry.is_file() and CURSOR_MARK in entry.read_text(encoding="utf-8"))
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Complete the █ position of each sample file and show the result in place, with timings."""
+    files = _demo_files(args)
+    service = _load_service(args)
+    _stderr(f"[codegeex-lsp] model {service.loaded.name} loaded in {service.loaded.load_s:.1f} s, "
+            f"format {service.format.name}, dtype {str(service.loaded.dtype).removeprefix('torch.')}")
+    for name, marked in files:
+        if marked.count(CURSOR_MARK) != 1:
+            raise InputError(f"{name}: needs exactly one {CURSOR_MARK} cursor marker")
+        offset = marked.index(CURSOR_MARK)
+        text = marked.replace(CURSOR_MARK, "")
+        cursor = SourceCursor(Path(name), text, offset)
+        info = language_for(None, name)
+        request = fim_request(cursor, info, args.mode)
+        result = service.complete(request, completion_options(args, request.mode))
+        t = result.timings
+        line_start = text.rfind("\n", 0, offset) + 1
+        line_end = text.find("\n", offset)
+        line_end = len(text) if line_end < 0 else line_end
+        shown = text[line_start:offset] + "\x1b[32m" + result.completion + "\x1b[0m" + text[offset:line_end]
+        if not sys.stdout.isatty():
+            shown = shown.replace("\x1b[32m", "").replace("\x1b[0m", "")
+        print(f"── {name} ({info.name}, {result.mode}) " + "─" * 20)
+        print(shown)
+        print(f"   completion: {result.completion!r}")
+        print(f"   {result.prompt_tokens} prompt tokens → {result.generated_tokens} generated | "
+              f"prefill {t['prefill_s'] * 1e3:.0f} ms | decode {t['decode_s'] * 1e3:.0f} ms "
+              f"({t['decode_tok_s']:.1f} tok/s) | total {t['total_s'] * 1e3:.0f} ms")
+    return 0
+
+
+def model(args: argparse.Namespace) -> int:
+    """`install` assembles, verifies and converts the model once; `info` shows what is cached."""
+    from codegeex_lsp.engine.load import load_model
+
+    loaded = load_model(replace(engine_options(args)), lambda m: _stderr(f"[codegeex-lsp] {m}"))
+    n_params = sum(p.numel() for p in loaded.model.parameters())
+    print(json.dumps({
+        "model": loaded.name, "model_type": loaded.model_type, "dir": str(loaded.hf_dir),
+        "sha256": loaded.source_sha256, "parameters": n_params, "load_s": round(loaded.load_s, 2),
+    }))
+    return 0
+
+
+def formats(_args: argparse.Namespace) -> int:
+    from codegeex_lsp.prompt import get_format, list_formats
+
+    for name in list_formats():
+        fmt = get_format(name)
+        print(f"{name:16} {getattr(fmt, 'description', '')}")
+    return 0

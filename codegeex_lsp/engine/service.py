@@ -1,0 +1,114 @@
+"""The completion service: FimRequest -> Prompt -> generation -> post-processed completion.
+
+One instance holds one loaded model and its prompt format. The CLI, the language server and the
+benchmarks all call `complete()`, so what a benchmark measures is what an editor gets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from codegeex_lsp.config import CompletionOptions, EngineOptions
+from codegeex_lsp.engine.decode import GenerationResult, SamplingParams, generate
+from codegeex_lsp.engine.load import LoadedModel, Progress, load_model
+from codegeex_lsp.postprocess import Candidate, run_pipeline
+from codegeex_lsp.prompt import Budget, FimRequest, Prompt, build_prompt, detect_format, verify_special_tokens
+
+# Instruct models run on past the middle into markdown and chat; a fence never belongs in a FIM
+# middle, so stop decoding there instead of paying for tokens post-processing would cut anyway.
+RUNOFF_STOP_STRINGS = ("```",)
+
+
+@dataclass(frozen=True)
+class CompletionResult:
+    completion: str
+    candidates: tuple[str, ...]
+    raw: tuple[str, ...]
+    model: str
+    format: str
+    mode: str
+    prompt_tokens: int
+    generated_tokens: int
+    finish_reason: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class CompletionService:
+    """Owns a loaded model + prompt format; `complete()` is safe to call from one thread at a time."""
+
+    def __init__(self, loaded: LoadedModel, format_override: str | None = None) -> None:
+        self.loaded = loaded
+        self.format = detect_format(loaded.tokenizer, loaded.model_type, format_override)
+        verify_special_tokens(self.format, loaded.tokenizer)
+
+    @classmethod
+    def load(
+        cls, options: EngineOptions, format_override: str | None = None, progress: Progress | None = None
+    ) -> CompletionService:
+        return cls(load_model(options, progress), format_override)
+
+    def build(self, request: FimRequest, options: CompletionOptions) -> Prompt:
+        budget = Budget(prefix_tokens=options.prefix_tokens, suffix_tokens=options.suffix_tokens)
+        return build_prompt(self.format, self.loaded.tokenizer, request, budget)
+
+    def sampling_params(self, prompt: Prompt, request: FimRequest, options: CompletionOptions) -> SamplingParams:
+        return SamplingParams(
+            max_new_tokens=options.max_tokens,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            n=options.n,
+            stop_token_ids=tuple(dict.fromkeys((*prompt.stop_token_ids, *self.loaded.eos_token_ids))),
+            stop_strings=tuple(dict.fromkeys((*prompt.stop_strings, *RUNOFF_STOP_STRINGS))),
+            single_line=request.mode == "LINE",
+            seed=options.seed,
+        )
+
+    def complete(
+        self,
+        request: FimRequest,
+        options: CompletionOptions,
+        *,
+        is_cancelled: Callable[[], bool] | None = None,
+        on_token: Callable[[int, int, str], None] | None = None,
+    ) -> CompletionResult:
+        started = time.perf_counter()
+        prompt = self.build(request, options)
+        built = time.perf_counter()
+        result: GenerationResult = generate(
+            self.loaded.model,
+            self.loaded.tokenizer,
+            prompt.token_ids,
+            self.sampling_params(prompt, request, options),
+            on_token=on_token,
+            is_cancelled=is_cancelled,
+        )
+        texts: list[str] = []
+        for cand in result.candidates:
+            item = run_pipeline(
+                Candidate(prefix=request.prefix, suffix=request.suffix, language=request.language,
+                          mode=request.mode, text=cand.text)
+            )
+            if item is not None and item.text not in texts:
+                texts.append(item.text)
+        finish = result.candidates[0].finish_reason if result.candidates else "length"
+        return CompletionResult(
+            completion=texts[0] if texts else "",
+            candidates=tuple(texts),
+            raw=tuple(c.text for c in result.candidates),
+            model=self.loaded.name,
+            format=self.format.name,
+            mode=request.mode,
+            prompt_tokens=result.n_prompt_tokens,
+            generated_tokens=max((len(c.token_ids) for c in result.candidates), default=0),
+            finish_reason=finish,
+            timings={
+                "load_s": self.loaded.load_s,
+                "prompt_s": built - started,
+                "prefill_s": result.prefill_s,
+                "decode_s": result.decode_s,
+                "decode_tok_s": result.decode_tok_s,
+                "total_s": time.perf_counter() - started,
+            },
+        )
