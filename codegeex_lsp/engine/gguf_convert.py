@@ -139,7 +139,7 @@ def convert_gguf(
                 continue
             else:
                 raise ModelError(f"unexpected tensor {name} in {gguf_path.name}; this GGUF is not supported")
-            values = np.ascontiguousarray(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
+            values = np.array(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32, order="C", copy=True)
             if arch == "llama" and rest_is(name, "attn_q.weight"):
                 values = _unpermute(values, config["num_attention_heads"])
             elif arch == "llama" and rest_is(name, "attn_k.weight"):

@@ -119,20 +119,21 @@ def read_config(hf_dir: Path) -> dict[str, Any]:
 
 
 def build_model(args: ModelArgs, state: dict[str, torch.Tensor], dtype: torch.dtype, max_seq_len: int) -> Transformer:
-    """Construct on the meta device, then adopt the (cast) tensors: no second copy of the weights."""
+    """Construct on the meta device, then adopt the cast tensors (no random init, one copy in RAM)."""
     mapped = map_hf_state_dict(args, state, torch.cat)
     with torch.device("meta"):
         model = Transformer(args, max_seq_len=max_seq_len)
-    if args.tie_embeddings and "output.weight" not in mapped:
-        mapped["output.weight"] = mapped["tok_embeddings.weight"]
     # Copy out of the memory map even when no cast is needed: page-cache pages behind an mmap stream
     # slower than anonymous memory, and the checkpoint file may change under a live model.
     mapped = {k: v.to(dtype, copy=True) for k, v in mapped.items()}
+    tied = args.tie_embeddings and "output.weight" not in mapped
+    if tied:
+        mapped["output.weight"] = mapped["tok_embeddings.weight"]
     try:
         model.load_state_dict(mapped, strict=True, assign=True)
     except RuntimeError as exc:
         raise ModelError(f"weights do not match the config ({str(exc).splitlines()[0]})") from exc
-    if args.tie_embeddings and mapped["output.weight"] is mapped["tok_embeddings.weight"]:
+    if tied:
         model.tie_weights()
     return model.eval()
 
