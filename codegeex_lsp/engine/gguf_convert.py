@@ -139,7 +139,8 @@ def convert_gguf(
                 continue
             else:
                 raise ModelError(f"unexpected tensor {name} in {gguf_path.name}; this GGUF is not supported")
-            values = np.array(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32, order="C", copy=True)
+            values = dequantize(tensor.data, tensor.tensor_type)
+            values = np.array(values, dtype=np.float32, order="C", copy=True)  # writable, off the mmap
             if arch == "llama" and rest_is(name, "attn_q.weight"):
                 values = _unpermute(values, config["num_attention_heads"])
             elif arch == "llama" and rest_is(name, "attn_k.weight"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from codegeex_lsp.config import EngineOptions
-from codegeex_lsp.engine.decode import SamplingParams, generate
+from codegeex_lsp.engine.decode import SamplingParams, _cut_at_stop, generate
 from codegeex_lsp.engine.load import load_model
 
 
@@ -99,3 +99,18 @@ def test_generation_capped_by_context(tiny):
     ids = [5] * (tiny.model.max_seq_len - 3)
     result = _greedy(tiny, ids, max_new_tokens=50)
     assert len(result.candidates[0].token_ids) <= 3
+
+
+@pytest.mark.parametrize(
+    ("text", "stops", "single_line", "cut"),
+    [
+        ("foo)\nbar", (), True, 4),  # first newline after text
+        ("\n    return x\n", (), True, 13),  # leading blank lines do not end the line
+        ("  \n", (), True, None),  # nothing but whitespace yet: keep going
+        ("a = 1```\n", ("```",), False, 5),
+        ("a = 1\n```", ("```",), True, 5),  # the earliest stop wins
+        ("abc", ("zz",), False, None),
+    ],
+)
+def test_cut_at_stop(text, stops, single_line, cut):
+    assert _cut_at_stop(text, stops, single_line) == cut
