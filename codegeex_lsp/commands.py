@@ -52,16 +52,18 @@ def _load_service(args: argparse.Namespace, quiet: bool = False):
 
 
 def fim_request(cursor: SourceCursor, info: LanguageInfo, mode_flag: str) -> FimRequest:
-    """A FimRequest for a file cursor; `auto` mode asks the syntax at the cursor."""
-    from codegeex_lsp.context.scope import completion_mode
+    """A FimRequest for a file cursor, through the same context stage the server uses.
 
-    mode = mode_flag.upper() if mode_flag != "auto" else completion_mode(cursor.text, cursor.offset, info)
-    if mode == "NONE":
-        mode = "LINE"  # an explicit CLI request always gets an answer
-    return FimRequest(
-        prefix=cursor.prefix, suffix=cursor.suffix, language=info.language_id, path=str(cursor.path),
-        mode=mode,
-    )
+    `auto` takes LINE/BLOCK from the syntax at the cursor; where the server would not ask the
+    model at all (NONE), an explicit CLI request still gets a one-line answer.
+    """
+    from codegeex_lsp.context import Document, build_context, to_fim_request
+
+    path = cursor.path
+    doc = Document(uri=path.resolve().as_uri(), text=cursor.text, language_id=info.language_id, path=str(path))
+    ctx = build_context(doc, doc.position_at(cursor.offset))
+    mode = ctx.mode if mode_flag == "auto" else mode_flag.upper()
+    return to_fim_request(replace(ctx, mode="LINE" if mode == "NONE" else mode))
 
 
 def complete(args: argparse.Namespace) -> int:

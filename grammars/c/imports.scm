@@ -1,0 +1,3 @@
+; Includes: @import.
+
+(preproc_include) @import

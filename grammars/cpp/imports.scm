@@ -1,0 +1,4 @@
+; Includes, using-declarations and imports: @import.
+
+(preproc_include) @import
+(using_declaration) @import

@@ -1,0 +1,3 @@
+; Import declarations: @import.
+
+(import_declaration) @import
