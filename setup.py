@@ -33,9 +33,11 @@ def _ext_modules() -> tuple[list, dict]:
         def run(self) -> None:
             try:
                 super().run()
-            except Exception as exc:  # noqa: BLE001 - any compiler failure means "no fast kernels"
-                print(f"warning: codegeex_lsp._kernels not built ({exc}); using the PyTorch reference",
-                      file=sys.stderr)
+            except Exception as exc:
+                print(
+                    f"warning: codegeex_lsp._kernels not built ({exc}); using the PyTorch reference",
+                    file=sys.stderr,
+                )
 
     ext = CppExtension(
         "codegeex_lsp._kernels",

@@ -23,23 +23,34 @@ BENCHMARKS: dict[str, str] = {
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default=DEFAULT_MODEL,
-                       help=f"embedded model name ({DEFAULT_MODEL}), a .gguf file, or a Hugging Face "
-                            "directory with safetensors (default: %(default)s)")
-    group.add_argument("--format", help="prompt format (default: detected from the tokenizer); "
-                                        "see `codegeex-lsp formats`")
+    group.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"embedded model name ({DEFAULT_MODEL}), a .gguf file, or a Hugging Face "
+        "directory with safetensors (default: %(default)s)",
+    )
+    group.add_argument(
+        "--format", help="prompt format (default: detected from the tokenizer); see `codegeex-lsp formats`"
+    )
     group.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
     group.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     group.add_argument("--cache-dir", help="where converted models live (env CODEGEEX_LSP_CACHE)")
-    group.add_argument("--trust-remote-code", action="store_true",
-                       help="allow a model's tokenizer to run its own Python code (off by default)")
+    group.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a model's tokenizer to run its own Python code (off by default)",
+    )
 
 
 def _add_completion_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("completion")
     group.add_argument("--max-tokens", type=int, default=None, help="default: 48 for a line, 192 for a block")
-    group.add_argument("--mode", choices=["auto", "line", "block"], default="auto",
-                       help="complete one line or a block (auto: from the syntax at the cursor)")
+    group.add_argument(
+        "--mode",
+        choices=["auto", "line", "block"],
+        default="auto",
+        help="complete one line or a block (auto: from the syntax at the cursor)",
+    )
     group.add_argument("--temperature", type=float, default=0.0)
     group.add_argument("--top-p", type=float, default=1.0)
     group.add_argument("-n", "--candidates", type=int, default=1)
@@ -47,8 +58,9 @@ def _add_completion_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codegeex-lsp", description="Local code completion with GLM-family "
-                                     "fill-in-the-middle prompts.")
+    parser = argparse.ArgumentParser(
+        prog="codegeex-lsp", description="Local code completion with GLM-family fill-in-the-middle prompts."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     complete = sub.add_parser("complete", help="complete a file at a cursor position")
     complete.add_argument("path")
     complete.add_argument("--line", type=int, required=True, help="0-based line (as in LSP)")
-    complete.add_argument("--character", type=int, required=True,
-                          help="0-based column in UTF-16 code units (as in LSP)")
+    complete.add_argument(
+        "--character", type=int, required=True, help="0-based column in UTF-16 code units (as in LSP)"
+    )
     complete.add_argument("--language", help="LSP languageId (default: from the file extension)")
     complete.add_argument("--json", action="store_true", help="print one JSON object")
     _add_model_args(complete)
@@ -73,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(model)
 
     sub.add_parser("formats", help="list the prompt formats")
+
+    serve = sub.add_parser("serve", help="run the language server on stdio (LSP, inline completion)")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio (debugging)")
+    _add_model_args(serve)
 
     bench = sub.add_parser("bench", help="benchmarks (decode, kernels, humanevalx)", add_help=False)
     bench.add_argument("name", choices=sorted(BENCHMARKS))
@@ -99,14 +116,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         "model": commands.model,
         "formats": commands.formats,
         "bench": _run_bench,
+        "serve": commands.serve,
     }
     return table[args.command](args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return _dispatch(args)
     except CodegeexError as exc:

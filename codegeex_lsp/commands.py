@@ -28,7 +28,10 @@ def _stderr(message: str) -> None:
 
 def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(
-        model=args.model, dtype=args.dtype, threads=args.threads, cache_dir=args.cache_dir,
+        model=args.model,
+        dtype=args.dtype,
+        threads=args.threads,
+        cache_dir=args.cache_dir,
         trust_remote_code=args.trust_remote_code,
     )
 
@@ -60,7 +63,9 @@ def fim_request(cursor: SourceCursor, info: LanguageInfo, mode_flag: str) -> Fim
     from codegeex_lsp.context import Document, build_context, to_fim_request
 
     path = cursor.path
-    doc = Document(uri=path.resolve().as_uri(), text=cursor.text, language_id=info.language_id, path=str(path))
+    doc = Document(
+        uri=path.resolve().as_uri(), text=cursor.text, language_id=info.language_id, path=str(path)
+    )
     ctx = build_context(doc, doc.position_at(cursor.offset))
     mode = ctx.mode if mode_flag == "auto" else mode_flag.upper()
     return to_fim_request(replace(ctx, mode="LINE" if mode == "NONE" else mode))
@@ -98,16 +103,21 @@ def _demo_files(args: argparse.Namespace) -> list[tuple[str, str]]:
     if args.files:
         return [(f, Path(f).read_text(encoding="utf-8")) for f in args.files]
     root = resources.files("codegeex_lsp") / "demo"
-    return sorted((entry.name, entry.read_text(encoding="utf-8")) for entry in root.iterdir()
-                  if entry.is_file() and CURSOR_MARK in entry.read_text(encoding="utf-8"))
+    return sorted(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in root.iterdir()
+        if entry.is_file() and CURSOR_MARK in entry.read_text(encoding="utf-8")
+    )
 
 
 def demo(args: argparse.Namespace) -> int:
     """Complete the █ position of each sample file and show the result in place, with timings."""
     files = _demo_files(args)
     service = _load_service(args)
-    _stderr(f"[codegeex-lsp] model {service.loaded.name} loaded in {service.loaded.load_s:.1f} s, "
-            f"format {service.format.name}, dtype {str(service.loaded.dtype).removeprefix('torch.')}")
+    _stderr(
+        f"[codegeex-lsp] model {service.loaded.name} loaded in {service.loaded.load_s:.1f} s, "
+        f"format {service.format.name}, dtype {str(service.loaded.dtype).removeprefix('torch.')}"
+    )
     for name, marked in files:
         if marked.count(CURSOR_MARK) != 1:
             raise InputError(f"{name}: needs exactly one {CURSOR_MARK} cursor marker")
@@ -127,9 +137,11 @@ def demo(args: argparse.Namespace) -> int:
         print(f"── {name} ({info.name}, {result.mode}) " + "─" * 20)
         print(shown)
         print(f"   completion: {result.completion!r}")
-        print(f"   {result.prompt_tokens} prompt tokens → {result.generated_tokens} generated | "
-              f"prefill {t['prefill_s'] * 1e3:.0f} ms | decode {t['decode_s'] * 1e3:.0f} ms "
-              f"({t['decode_tok_s']:.1f} tok/s) | total {t['total_s'] * 1e3:.0f} ms")
+        print(
+            f"   {result.prompt_tokens} prompt tokens → {result.generated_tokens} generated | "
+            f"prefill {t['prefill_s'] * 1e3:.0f} ms | decode {t['decode_s'] * 1e3:.0f} ms "
+            f"({t['decode_tok_s']:.1f} tok/s) | total {t['total_s'] * 1e3:.0f} ms"
+        )
     return 0
 
 
@@ -139,10 +151,18 @@ def model(args: argparse.Namespace) -> int:
 
     loaded = load_model(replace(engine_options(args)), lambda m: _stderr(f"[codegeex-lsp] {m}"))
     n_params = sum(p.numel() for p in loaded.model.parameters())
-    print(json.dumps({
-        "model": loaded.name, "model_type": loaded.model_type, "dir": str(loaded.hf_dir),
-        "sha256": loaded.source_sha256, "parameters": n_params, "load_s": round(loaded.load_s, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "model": loaded.name,
+                "model_type": loaded.model_type,
+                "dir": str(loaded.hf_dir),
+                "sha256": loaded.source_sha256,
+                "parameters": n_params,
+                "load_s": round(loaded.load_s, 2),
+            }
+        )
+    )
     return 0
 
 
@@ -153,3 +173,15 @@ def formats(_args: argparse.Namespace) -> int:
         fmt = get_format(name)
         print(f"{name:16} {getattr(fmt, 'description', '')}")
     return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the language server; the model loads in the background after `initialized`."""
+    from codegeex_lsp.server.app import serve as run_server
+    from codegeex_lsp.server.options import ModelOptions
+
+    model = ModelOptions(name=args.model, format=args.format, dtype=args.dtype, threads=args.threads,
+                         cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code)
+    if args.tcp and not args.tcp.rpartition(":")[2].isdigit():
+        raise InputError(f"--tcp wants HOST:PORT, not {args.tcp!r}")
+    return run_server(model, tcp=args.tcp, verbose=args.verbose)

@@ -69,8 +69,8 @@ def run(model: str, threads: int, new_tokens: int, repeat: int, cache_dir: str |
         prompt_ids = loaded.tokenizer.encode(DEFAULT_PROMPT, add_special_tokens=False)
         last = {}
 
-        def ours(loaded=loaded, last=last):
-            last["r"] = generate(loaded.model, loaded.tokenizer, prompt_ids, params)
+        def ours(loaded=loaded, last=last, ids=prompt_ids):
+            last["r"] = generate(loaded.model, loaded.tokenizer, ids, params)
 
         seconds = _best(ours, repeat)
         assert len(last["r"].candidates[0].token_ids) == new_tokens
@@ -97,9 +97,14 @@ def run(model: str, threads: int, new_tokens: int, repeat: int, cache_dir: str |
         gc.collect()
 
     return DecodeBench(
-        model=model, threads=threads, new_tokens=new_tokens, prompt_tokens=len(prompt_ids),
-        ours_tok_s=results["ours_bfloat16"], ours_decode_tok_s=decode_only,
-        ours_fp32_tok_s=results["ours_float32"], hf_bf16_tok_s=results["hf_bf16"],
+        model=model,
+        threads=threads,
+        new_tokens=new_tokens,
+        prompt_tokens=len(prompt_ids),
+        ours_tok_s=results["ours_bfloat16"],
+        ours_decode_tok_s=decode_only,
+        ours_fp32_tok_s=results["ours_float32"],
+        hf_bf16_tok_s=results["hf_bf16"],
         hf_fp32_tok_s=results["hf_fp32"],
         ratio_vs_hf_bf16=results["ours_bfloat16"] / results["hf_bf16"],
         ratio_vs_hf_fp32=results["ours_float32"] / results["hf_fp32"],

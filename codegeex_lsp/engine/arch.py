@@ -72,8 +72,9 @@ def _args_from_hf_config(config: dict[str, Any]) -> ModelArgs:
     if rope_type not in ("default", None):
         raise ModelError(f"rope type {rope_type!r} is not supported; use a model with default RoPE")
     rope_theta = float(_get(rope, "rope_theta", default=_get(config, "rope_theta", default=10000.0)))
-    partial = float(_get(rope, "partial_rotary_factor", default=_get(config, "partial_rotary_factor",
-                                                                    default=1.0)))
+    partial = float(
+        _get(rope, "partial_rotary_factor", default=_get(config, "partial_rotary_factor", default=1.0))
+    )
     is_glm = model_type in ("glm", "glm4")
     return ModelArgs(
         model_type=model_type,

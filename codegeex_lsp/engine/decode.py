@@ -53,7 +53,11 @@ class GenerationResult:
     @property
     def decode_tok_s(self) -> float:
         """Decode throughput per sequence: steps after the first token over decode time."""
-        return (self.n_decode_steps - 1) / self.decode_s if self.decode_s > 0 and self.n_decode_steps > 1 else 0.0
+        return (
+            (self.n_decode_steps - 1) / self.decode_s
+            if self.decode_s > 0 and self.n_decode_steps > 1
+            else 0.0
+        )
 
 
 OnToken = Callable[[int, int, str], None]  # (candidate index, token id, text so far)

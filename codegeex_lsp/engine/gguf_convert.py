@@ -133,7 +133,9 @@ def convert_gguf(
             elif name.startswith("blk."):
                 _, index, rest = name.split(".", 2)
                 if rest not in _LAYER_NAMES:
-                    raise ModelError(f"unexpected tensor {name} in {gguf_path.name}; this GGUF is not supported")
+                    raise ModelError(
+                        f"unexpected tensor {name} in {gguf_path.name}; this GGUF is not supported"
+                    )
                 hf_name = f"model.layers.{index}.{_LAYER_NAMES[rest]}"
             elif name == "rope_freqs.weight":
                 continue

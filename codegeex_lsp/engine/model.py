@@ -37,10 +37,8 @@ def rope_tables(args: ModelArgs, max_len: int) -> tuple[torch.Tensor, torch.Tens
     rd = args.rotary_dim
     inv_freq = 1.0 / (args.rope_theta ** (torch.arange(0, rd, 2, dtype=torch.int64).float() / rd))
     freqs = torch.outer(torch.arange(max_len, dtype=torch.int64).float(), inv_freq)  # [L, rd/2]
-    if args.rope_interleaved:
-        freqs = freqs.repeat_interleave(2, dim=-1)
-    else:
-        freqs = torch.cat((freqs, freqs), dim=-1)
+    # GLM rotates adjacent pairs (f0 f0 f1 f1 ...), NeoX-style models the two halves (f0 f1 ... f0 f1 ...).
+    freqs = freqs.repeat_interleave(2, dim=-1) if args.rope_interleaved else torch.cat((freqs, freqs), dim=-1)
     return freqs.cos(), freqs.sin()
 
 
@@ -150,7 +148,9 @@ class Transformer(nn.Module):
 
     def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
         a = self.args
-        return KVCache(a.n_layers, batch_size, a.n_kv_heads, max_len or self.max_seq_len, a.head_dim, self.dtype)
+        return KVCache(
+            a.n_layers, batch_size, a.n_kv_heads, max_len or self.max_seq_len, a.head_dim, self.dtype
+        )
 
     def _rope_slice(self, start: int, seqlen: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._rope is None or self._rope[0].dtype != self.dtype:
@@ -159,9 +159,11 @@ class Transformer(nn.Module):
         cos, sin = self._rope
         return cos[start : start + seqlen], sin[start : start + seqlen]
 
-    def forward(self, tokens: torch.Tensor, start: int, cache: KVCache, last_only: bool = True) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, start: int, cache: KVCache, last_only: bool = True
+    ) -> torch.Tensor:
         """tokens [B, S] at positions start..start+S-1 -> logits fp32 [B, V] (or [B, S, V])."""
-        bsz, seqlen = tokens.shape
+        seqlen = tokens.shape[1]
         if start + seqlen > cache.max_len:
             raise ValueError(f"context of {start + seqlen} tokens exceeds the cache ({cache.max_len})")
         cos, sin = self._rope_slice(start, seqlen)

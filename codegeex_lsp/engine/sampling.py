@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+def sample(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> torch.Tensor:
     """logits fp32 [B, V] -> token ids [B]. temperature <= 0 means greedy."""
     if temperature <= 0.0:
         return logits.argmax(dim=-1)

@@ -53,7 +53,9 @@ class CompletionService:
         budget = Budget(prefix_tokens=options.prefix_tokens, suffix_tokens=options.suffix_tokens)
         return build_prompt(self.format, self.loaded.tokenizer, request, budget)
 
-    def sampling_params(self, prompt: Prompt, request: FimRequest, options: CompletionOptions) -> SamplingParams:
+    def sampling_params(
+        self, prompt: Prompt, request: FimRequest, options: CompletionOptions
+    ) -> SamplingParams:
         return SamplingParams(
             max_new_tokens=options.max_tokens,
             temperature=options.temperature,
@@ -87,8 +89,13 @@ class CompletionService:
         texts: list[str] = []
         for cand in result.candidates:
             item = run_pipeline(
-                Candidate(prefix=request.prefix, suffix=request.suffix, language=request.language,
-                          mode=request.mode, text=cand.text)
+                Candidate(
+                    prefix=request.prefix,
+                    suffix=request.suffix,
+                    language=request.language,
+                    mode=request.mode,
+                    text=cand.text,
+                )
             )
             if item is not None and item.text not in texts:
                 texts.append(item.text)

@@ -13,7 +13,9 @@ import pytest
 def run_cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "codegeex_lsp.cli", *args, "--cache-dir", str(cache)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -25,8 +27,22 @@ def source(tmp_path):
 
 
 def test_json_output_with_tiny_model(tiny_glm_dir, source, tmp_path):
-    proc = run_cli("complete", str(source), "--line", "1", "--character", "4", "--json",
-                   "--model", str(tiny_glm_dir), "--max-tokens", "8", "--dtype", "float32", cache=tmp_path)
+    proc = run_cli(
+        "complete",
+        str(source),
+        "--line",
+        "1",
+        "--character",
+        "4",
+        "--json",
+        "--model",
+        str(tiny_glm_dir),
+        "--max-tokens",
+        "8",
+        "--dtype",
+        "float32",
+        cache=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert isinstance(out["completion"], str)
@@ -48,8 +64,17 @@ def test_json_output_with_tiny_model(tiny_glm_dir, source, tmp_path):
     ],
 )
 def test_position_outside_file(source, tmp_path, line, character, message):
-    proc = run_cli("complete", str(source), "--line", str(line), "--character", str(character),
-                   "--model", "/nonexistent", cache=tmp_path)
+    proc = run_cli(
+        "complete",
+        str(source),
+        "--line",
+        str(line),
+        "--character",
+        str(character),
+        "--model",
+        "/nonexistent",
+        cache=tmp_path,
+    )
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -89,7 +114,9 @@ def test_bad_model_one_line_error(source, tmp_path, model, message):
         bad = tmp_path / "corrupt.gguf"
         bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 64)
         model = str(bad)
-    proc = run_cli("complete", str(source), "--line", "1", "--character", "4", "--model", model, cache=tmp_path)
+    proc = run_cli(
+        "complete", str(source), "--line", "1", "--character", "4", "--model", model, cache=tmp_path
+    )
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0]
@@ -104,6 +131,8 @@ def test_unsupported_architecture_exit_code(tiny_glm_dir, source, tmp_path):
     config = json.loads((d / "config.json").read_text())
     config["model_type"] = "bert"
     (d / "config.json").write_text(json.dumps(config))
-    proc = run_cli("complete", str(source), "--line", "1", "--character", "4", "--model", str(d), cache=tmp_path)
+    proc = run_cli(
+        "complete", str(source), "--line", "1", "--character", "4", "--model", str(d), cache=tmp_path
+    )
     assert proc.returncode != 0
     assert "'bert' is not supported" in proc.stderr and "Traceback" not in proc.stderr

@@ -70,8 +70,13 @@ def test_top_p_tiny_equals_greedy(tiny, prompt_ids):
 
 def test_streaming_callback_sees_every_token(tiny, prompt_ids):
     seen: list[tuple[int, int, str]] = []
-    result = generate(tiny.model, tiny.tokenizer, prompt_ids, SamplingParams(max_new_tokens=9),
-                      on_token=lambda b, t, text: seen.append((b, t, text)))
+    result = generate(
+        tiny.model,
+        tiny.tokenizer,
+        prompt_ids,
+        SamplingParams(max_new_tokens=9),
+        on_token=lambda b, t, text: seen.append((b, t, text)),
+    )
     cand = result.candidates[0]
     assert [t for _, t, _ in seen] == list(cand.token_ids)
     assert seen[-1][2] == cand.text
@@ -84,8 +89,9 @@ def test_cancellation_stops_within_one_token(tiny, prompt_ids):
         calls["n"] += 1
         return calls["n"] > 3
 
-    result = generate(tiny.model, tiny.tokenizer, prompt_ids, SamplingParams(max_new_tokens=50),
-                      is_cancelled=cancelled)
+    result = generate(
+        tiny.model, tiny.tokenizer, prompt_ids, SamplingParams(max_new_tokens=50), is_cancelled=cancelled
+    )
     assert result.candidates[0].finish_reason == "cancelled"
     assert len(result.candidates[0].token_ids) == 3
 

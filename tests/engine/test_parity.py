@@ -44,9 +44,12 @@ def test_greedy_equals_generate(tiny_model_factory, arch):
         ids = tok.encode(prompt)
         with torch.inference_mode():
             out = hf.generate(
-                torch.tensor([ids]), max_new_tokens=max_new, do_sample=False, eos_token_id=None,
+                torch.tensor([ids]),
+                max_new_tokens=max_new,
+                do_sample=False,
+                eos_token_id=None,
                 pad_token_id=tok.eos_token_id,
-            )[0, len(ids):].tolist()
+            )[0, len(ids) :].tolist()
         result = generate(ours.model, ours.tokenizer, ids, SamplingParams(max_new_tokens=max_new))
         assert list(result.candidates[0].token_ids) == out, prompt
         assert len(out) == max_new

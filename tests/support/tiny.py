@@ -10,12 +10,29 @@ import json
 from pathlib import Path
 
 GLM_SPECIAL_TOKENS = [
-    "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
-    "<|assistant|>", "<|observation|>", "<|code_prefix|>", "<|code_middle|>", "<|code_suffix|>",
+    "<|endoftext|>",
+    "[MASK]",
+    "[gMASK]",
+    "[sMASK]",
+    "<sop>",
+    "<eop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|observation|>",
+    "<|code_prefix|>",
+    "<|code_middle|>",
+    "<|code_suffix|>",
 ]
 QWEN_SPECIAL_TOKENS = [
-    "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
-    "<|im_start|>", "<|im_end|>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<|im_start|>",
+    "<|im_end|>",
 ]
 
 _CORPUS = [
@@ -26,7 +43,7 @@ _CORPUS = [
     "func Add(a int, b int) int {\n\treturn a + b\n}\n",
     "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n",
     "#include <vector>\nint sum(const std::vector<int>& v) { int s = 0; for (int x : v) s += x; return s; }\n",
-    "public class Main { public static void main(String[] args) { System.out.println(\"hi\"); } }\n",
+    'public class Main { public static void main(String[] args) { System.out.println("hi"); } }\n',
     "import os\nimport sys\n\nfor i in range(10):\n    print(i, os.getcwd(), sys.argv)\n",
     "你好，世界 😀 — unicode text in a comment\n",
 ]
@@ -58,9 +75,16 @@ def build_config(arch: str, vocab_size: int, eos_token_id: int):
     from transformers import Glm4Config, GlmConfig, LlamaConfig, Qwen2Config
 
     common = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        eos_token_id=eos_token_id, pad_token_id=eos_token_id, bos_token_id=None,
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        eos_token_id=eos_token_id,
+        pad_token_id=eos_token_id,
+        bos_token_id=None,
     )
     if arch == "glm":
         return GlmConfig(head_dim=16, **common)
