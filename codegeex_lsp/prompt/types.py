@@ -39,6 +39,8 @@ class Budget:
     prefix_tokens: int = 1024
     suffix_tokens: int = 256
     reference_tokens: int = 512
+    # A cut prefix starts on a multiple of this many lines, so typing does not move the start.
+    prefix_step_lines: int = 16
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,151 @@
+"""Token budgets: cut prefix, suffix and references at line boundaries, keeping what is nearest.
+
+Pure functions over text and a token counter, so they are testable without a tokenizer. A line is
+text up to and including "\\n" (only "\\n": form feeds and U+2028 inside code do not end a line).
+Per-line counts only pick the candidate cut, so the work is proportional to what is kept, not to the
+file; the kept text is then counted as a whole, so a reported count is exact and within budget,
+unless the line at the cursor alone is larger than the budget (it is kept whole anyway: a cut never
+falls inside a line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from codegeex_lsp.prompt.types import Reference
+
+Count = Callable[[str], int]
+
+
+@dataclass(frozen=True)
+class Cut:
+    """The kept part of a prefix or suffix. `first_line`: index of the first kept line (prefix)."""
+
+    text: str
+    n_tokens: int
+    truncated: bool
+    first_line: int = 0
+
+
+@dataclass(frozen=True)
+class FittedReferences:
+    references: tuple[Reference, ...]
+    n_tokens: int
+    truncated: bool
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their "\\n" kept; the last one may lack it."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def cut_prefix(text: str, max_tokens: int, count: Count, step_lines: int = 16) -> Cut:
+    """Keep the lines nearest the cursor (the end of `text`), dropping from the top in coarse steps.
+
+    Why coarse: the engine reuses its KV cache for the longest unchanged start of the prompt. If the
+    prefix were cut line by line, each keystroke that adds a token would push the first kept line
+    down and change the prompt from its very start, so nothing could be reused. Instead the kept part
+    starts at a multiple of `step_lines` (counted from the top of the text, so the grid does not move
+    while typing): the start jumps a whole step at a time, and after a jump the freed step is room for
+    many keystrokes before the next one. The start only falls between grid lines when even the
+    cursor's own step does not fit. The same holds for suffix-first formats, where the prefix start
+    follows the suffix.
+
+    Why the cursor line is priced by its UTF-8 length: its token count is not monotonic while typing
+    ("rend" may be two tokens, "render" one), so a cut decided on it would flap back and forth at the
+    threshold. Its byte length only grows as the user types and bounds its token count (a token
+    covers at least one byte), so the start only ever moves down while typing, at the price of a few
+    unused tokens. The complete lines above do not change while typing, and they are counted line by
+    line from the cursor up, so the cost is proportional to what is kept, not to the file size.
+    The line at the cursor is always kept.
+    """
+    cursor_at = text.rfind("\n") + 1
+    lines, cursor = split_lines(text[:cursor_at]), text[cursor_at:]
+    n_lines = len(lines)
+    step = max(1, step_lines)
+    last_grid = n_lines - n_lines % step
+    starts = sorted({0, *range(step, n_lines + 1, step), *range(last_grid + 1, n_lines + 1)})
+
+    earliest = n_lines
+    used = len(cursor.encode("utf-8"))
+    for index in range(n_lines - 1, -1, -1):
+        used += count(lines[index])
+        if used > max_tokens:
+            break
+        earliest = index
+    for start in starts:
+        if start >= earliest:
+            kept = "".join(lines[start:]) + cursor
+            n_tokens = count(kept)
+            if n_tokens <= max_tokens:
+                return Cut(text=kept, n_tokens=n_tokens, truncated=start > 0, first_line=start)
+    return Cut(text=cursor, n_tokens=count(cursor), truncated=n_lines > 0, first_line=n_lines)
+
+
+def cut_suffix(text: str, max_tokens: int, count: Count) -> Cut:
+    """Keep the lines nearest the cursor (the start of `text`), dropping from the bottom.
+
+    The rest of the cursor's line is always kept. No coarse steps: typing at the cursor does not
+    change the suffix, so its cut stays put while the user types.
+    """
+    lines = split_lines(text)
+
+    def fits(n: int) -> bool:
+        return count("".join(lines[:n])) <= max_tokens
+
+    keep = _keep_head(lines, max_tokens, count, fits, min_lines=1)
+    kept = "".join(lines[:keep])
+    return Cut(text=kept, n_tokens=count(kept), truncated=keep < len(lines))
+
+
+def fit_references(
+    references: Sequence[Reference], max_tokens: int, cost: Callable[[Reference], int], count: Count
+) -> FittedReferences:
+    """Fill the budget with references in the order given (the caller orders them by relevance).
+
+    A reference that does not fit whole keeps its first lines (imports and signatures come first);
+    filling stops there. `cost` prices a reference as it will be rendered, path and markup included;
+    `count` prices single lines for the estimate.
+    """
+    kept: list[Reference] = []
+    used = 0
+    for ref in references:
+        left = max_tokens - used
+        lines = split_lines(ref.text)
+
+        def head(n: int, ref: Reference = ref, lines: list[str] = lines) -> Reference:
+            return Reference(path=ref.path, text="".join(lines[:n]))
+
+        def fits(n: int, left: int = left, head=head) -> bool:
+            return cost(head(n)) <= left
+
+        markup = cost(head(0))
+        n_fit = _keep_head(lines, left - markup, count, fits, min_lines=0) if markup <= left else 0
+        if markup <= left and n_fit == len(lines):
+            kept.append(ref)
+            used += cost(ref)
+            continue
+        if n_fit > 0:
+            kept.append(head(n_fit))
+            used += cost(head(n_fit))
+        return FittedReferences(references=tuple(kept), n_tokens=used, truncated=True)
+    return FittedReferences(references=tuple(kept), n_tokens=used, truncated=False)
+
+
+def _keep_head(lines: list[str], room: int, count: Count, fits: Callable[[int], bool], min_lines: int) -> int:
+    """How many leading lines to keep: estimated line by line against `room`, confirmed by `fits`."""
+    keep = min(min_lines, len(lines))
+    used = 0
+    for index, line in enumerate(lines):
+        used += count(line)
+        if used > room:
+            break
+        keep = index + 1
+    while keep > min_lines and not fits(keep):
+        keep -= 1
+    return keep
