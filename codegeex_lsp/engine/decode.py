@@ -91,8 +91,14 @@ def generate(
     *,
     on_token: OnToken | None = None,
     is_cancelled: Callable[[], bool] | None = None,
+    stop_check: Callable[[str], bool] | None = None,
 ) -> GenerationResult:
-    """Decode `params.n` candidates for `prompt_ids`. Greedy output equals transformers' greedy."""
+    """Decode `params.n` candidates for `prompt_ids`. Greedy output equals transformers' greedy.
+
+    `stop_check(text)` runs each time a candidate completes a line; True ends that candidate (the
+    caller's post-processing decides what to keep). It is how a block stops at the end of its
+    scope instead of running on for max_new_tokens.
+    """
     if not prompt_ids:
         raise ValueError("empty prompt")
     n_prompt = len(prompt_ids)
@@ -108,7 +114,7 @@ def generate(
     ids: list[list[int]] = [[] for _ in range(n)]
     texts = [""] * n
     finish: list[FinishReason | None] = [None] * n
-    need_text = bool(params.stop_strings) or params.single_line or on_token is not None
+    need_text = bool(params.stop_strings) or params.single_line or on_token is not None or stop_check is not None
     steps = 0
     decode_started = prefill_s = 0.0
 
@@ -140,6 +146,8 @@ def generate(
                     cut = _cut_at_stop(texts[b], params.stop_strings, params.single_line)
                     if cut is not None:
                         texts[b] = texts[b][:cut]
+                        finish[b] = "stop"
+                    elif stop_check is not None and "\n" in tokenizer.decode([token]) and stop_check(texts[b]):
                         finish[b] = "stop"
                     if on_token is not None:
                         on_token(b, token, texts[b])

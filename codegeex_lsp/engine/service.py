@@ -14,11 +14,19 @@ from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine.decode import GenerationResult, SamplingParams, generate
 from codegeex_lsp.engine.load import LoadedModel, Progress, load_model
 from codegeex_lsp.postprocess import Candidate, run_pipeline
+from codegeex_lsp.postprocess.cut_chat_runoff import cut_chat_runoff
+from codegeex_lsp.postprocess.cut_suffix_overlap import cut_suffix_overlap
+from codegeex_lsp.postprocess.limit_scope import limit_scope
+from codegeex_lsp.postprocess.remove_repetitive_blocks import remove_repetitive_blocks
+from codegeex_lsp.postprocess.remove_repetitive_lines import remove_repetitive_lines
 from codegeex_lsp.prompt import Budget, FimRequest, Prompt, build_prompt, detect_format, verify_special_tokens
 
 # Instruct models run on past the middle into markdown and chat; a fence never belongs in a FIM
 # middle, so stop decoding there instead of paying for tokens post-processing would cut anyway.
 RUNOFF_STOP_STRINGS = ("```",)
+
+# Filters whose cuts more text cannot undo (see `CompletionService.stop_check`), in pipeline order.
+STOP_FILTERS = (cut_chat_runoff, remove_repetitive_blocks, remove_repetitive_lines, limit_scope, cut_suffix_overlap)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,27 @@ class CompletionService:
             seed=options.seed,
         )
 
+    @staticmethod
+    def stop_check(request: FimRequest) -> Callable[[str], bool]:
+        """Stop decoding once post-processing would cut inside the lines already generated.
+
+        The filters in STOP_FILTERS only ever cut at or before a point that more text cannot move
+        (a closed scope, a repeat of the suffix, a fence), so when they cut into completed lines
+        every further token would be thrown away: an Instruct model otherwise runs on for
+        max_tokens, repeating the rest of the file.
+        """
+        base = Candidate(prefix=request.prefix, suffix=request.suffix, language=request.language,
+                         mode=request.mode, text="")
+
+        def check(text: str) -> bool:
+            complete = text[: text.rfind("\n")].rstrip()
+            if not complete.strip():
+                return False
+            kept = run_pipeline(base.with_text(text), STOP_FILTERS)
+            return kept is None or len(kept.text.rstrip()) < len(complete)
+
+        return check
+
     def complete(
         self,
         request: FimRequest,
@@ -85,6 +114,7 @@ class CompletionService:
             self.sampling_params(prompt, request, options),
             on_token=on_token,
             is_cancelled=is_cancelled,
+            stop_check=self.stop_check(request),
         )
         texts: list[str] = []
         for cand in result.candidates:

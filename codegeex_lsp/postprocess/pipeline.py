@@ -1,0 +1,70 @@
+"""The ordered filter pipeline: the order is data, `DEFAULT_PIPELINE`.
+
+Why this order:
+1. `cut_chat_runoff` first: fences, chat prose and leaked tokens are not code, and every later rule
+   reads the text as lines of code (prose would form blocks, a fence a line at column 0).
+2. `remove_line_ends_with_repetition`, `remove_repetitive_blocks`, `remove_repetitive_lines`: loops
+   run until the token budget ends, so they sit at the end of the raw text; they are found before
+   `limit_scope` cuts into them (at top level the scope rule cuts nothing), blocks before lines.
+3. `limit_scope`: one line or one block. It keeps a block's closing line.
+4. `cut_suffix_overlap` after the scope is settled: its tail rule looks at the final last line, and
+   it drops the closing line `limit_scope` kept when the suffix already has it.
+5. `trim_closing_brackets` after it: the exact tail rule keeps more (`;` after `)`), this is the
+   fallback for a closer followed by other text.
+6. `trim_unparsable_tail` once the text is otherwise final, so it judges what would be inserted.
+7. `trim_space`, then `drop_duplicated` on the trimmed text, and `drop_blank` last: any filter
+   before it may have emptied the text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from codegeex_lsp.postprocess.candidate import Candidate, Filter
+from codegeex_lsp.postprocess.cut_chat_runoff import cut_chat_runoff
+from codegeex_lsp.postprocess.cut_suffix_overlap import cut_suffix_overlap
+from codegeex_lsp.postprocess.drop_blank import drop_blank
+from codegeex_lsp.postprocess.drop_duplicated import drop_duplicated
+from codegeex_lsp.postprocess.limit_scope import limit_scope
+from codegeex_lsp.postprocess.remove_line_ends_with_repetition import remove_line_ends_with_repetition
+from codegeex_lsp.postprocess.remove_repetitive_blocks import remove_repetitive_blocks
+from codegeex_lsp.postprocess.remove_repetitive_lines import remove_repetitive_lines
+from codegeex_lsp.postprocess.trim_closing_brackets import trim_closing_brackets
+from codegeex_lsp.postprocess.trim_space import trim_space
+from codegeex_lsp.postprocess.trim_unparsable_tail import trim_unparsable_tail
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PIPELINE: tuple[Filter, ...] = (
+    cut_chat_runoff,
+    remove_line_ends_with_repetition,
+    remove_repetitive_blocks,
+    remove_repetitive_lines,
+    limit_scope,
+    cut_suffix_overlap,
+    trim_closing_brackets,
+    trim_unparsable_tail,
+    trim_space,
+    drop_duplicated,
+    drop_blank,
+)
+
+
+def run_pipeline(candidate: Candidate, filters: Iterable[Filter] = DEFAULT_PIPELINE) -> Candidate | None:
+    """Apply the filters in order; None as soon as one discards the suggestion.
+
+    Only a filter's `text` is taken over: the document (prefix, suffix) and the request's facts stay
+    those of `candidate`, whatever a filter returns, so post-processing never touches user text.
+    """
+    current = candidate
+    for step in filters:
+        result = step(current)
+        name = getattr(step, "__name__", repr(step))
+        if result is None:
+            log.debug("[%s] %s discarded %r", candidate.request_id, name, current.text)
+            return None
+        if result.text != current.text:
+            log.debug("[%s] %s: %r -> %r", candidate.request_id, name, current.text, result.text)
+        current = candidate.with_text(result.text)
+    return current

@@ -1,0 +1,25 @@
+"""Trim whitespace the document does not need.
+
+- trailing whitespace of every line but the last;
+- leading spaces and tabs when the cursor's line has text and already ends with whitespace
+  (`x = █` and ` 42` gives `42`); an indentation-only line keeps the suggestion's indentation;
+- trailing whitespace and line breaks when the rest of the cursor's line is empty or starts with
+  whitespace (the suffix brings its own line break).
+"""
+
+from __future__ import annotations
+
+from codegeex_lsp.postprocess._text import is_blank
+from codegeex_lsp.postprocess.candidate import Candidate
+
+
+def trim_space(candidate: Candidate) -> Candidate:
+    lines = candidate.text.split("\n")
+    text = "\n".join([line.rstrip() for line in lines[:-1]] + lines[-1:])
+    line_prefix = candidate.current_line_prefix
+    if not is_blank(line_prefix) and line_prefix[-1] in " \t":
+        text = text.lstrip(" \t")
+    rest = candidate.current_line_suffix
+    if is_blank(rest) or rest[0] in " \t":
+        text = text.rstrip()
+    return candidate.with_text(text)
