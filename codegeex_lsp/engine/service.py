@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine.decode import GenerationResult, SamplingParams, generate
@@ -20,6 +20,7 @@ from codegeex_lsp.postprocess.limit_scope import limit_scope
 from codegeex_lsp.postprocess.remove_repetitive_blocks import remove_repetitive_blocks
 from codegeex_lsp.postprocess.remove_repetitive_lines import remove_repetitive_lines
 from codegeex_lsp.prompt import Budget, FimRequest, Prompt, build_prompt, detect_format, verify_special_tokens
+from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
 
 # Instruct models run on past the middle into markdown and chat; a fence never belongs in a FIM
 # middle, so stop decoding there instead of paying for tokens post-processing would cut anyway.
@@ -58,8 +59,10 @@ class CompletionService:
         return cls(load_model(options, progress), format_override)
 
     def build(self, request: FimRequest, options: CompletionOptions) -> Prompt:
+        """The prompt for `request`, its prefix ending before the cursor's trailing whitespace."""
         budget = Budget(prefix_tokens=options.prefix_tokens, suffix_tokens=options.suffix_tokens)
-        return build_prompt(self.format, self.loaded.tokenizer, request, budget)
+        prefix, _trailing = split_trailing_whitespace(request.prefix)
+        return build_prompt(self.format, self.loaded.tokenizer, replace(request, prefix=prefix), budget)
 
     def sampling_params(
         self, prompt: Prompt, request: FimRequest, options: CompletionOptions
@@ -84,10 +87,11 @@ class CompletionService:
         every further token would be thrown away: an Instruct model otherwise runs on for
         max_tokens, repeating the rest of the file.
         """
-        base = Candidate(prefix=request.prefix, suffix=request.suffix, language=request.language,
-                         mode=request.mode, text="")
+        base = Candidate(request.prefix, request.suffix, request.language, request.mode, text="")
+        _prefix, trailing = split_trailing_whitespace(request.prefix)
 
         def check(text: str) -> bool:
+            text = heal(text, trailing)
             complete = text[: text.rfind("\n")].rstrip()
             if not complete.strip():
                 return False
@@ -117,16 +121,10 @@ class CompletionService:
             stop_check=self.stop_check(request),
         )
         texts: list[str] = []
+        _prefix, trailing = split_trailing_whitespace(request.prefix)
+        base = Candidate(request.prefix, request.suffix, request.language, request.mode, text="")
         for cand in result.candidates:
-            item = run_pipeline(
-                Candidate(
-                    prefix=request.prefix,
-                    suffix=request.suffix,
-                    language=request.language,
-                    mode=request.mode,
-                    text=cand.text,
-                )
-            )
+            item = run_pipeline(base.with_text(heal(cand.text, trailing)))
             if item is not None and item.text not in texts:
                 texts.append(item.text)
         finish = result.candidates[0].finish_reason if result.candidates else "length"
