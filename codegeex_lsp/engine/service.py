@@ -27,7 +27,13 @@ from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
 RUNOFF_STOP_STRINGS = ("```",)
 
 # Filters whose cuts more text cannot undo (see `CompletionService.stop_check`), in pipeline order.
-STOP_FILTERS = (cut_chat_runoff, remove_repetitive_blocks, remove_repetitive_lines, limit_scope, cut_suffix_overlap)
+STOP_FILTERS = (
+    cut_chat_runoff,
+    remove_repetitive_blocks,
+    remove_repetitive_lines,
+    limit_scope,
+    cut_suffix_overlap,
+)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ def _request(case: dict):
     offset = marked.index("█")
     text = marked.replace("█", "")
     info = language_for(None, case["path"])
-    doc = Document(uri=f"file:///tmp/{case['path']}", text=text, language_id=info.language_id, path=case["path"])
+    doc = Document(
+        uri=f"file:///tmp/{case['path']}", text=text, language_id=info.language_id, path=case["path"]
+    )
     return to_fim_request(build_context(doc, doc.position_at(offset)))
 
 
@@ -42,8 +44,12 @@ def test_embedded_model_facts(service):
     assert loaded.source_sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
     assert loaded.model_type == "qwen2"
     assert service.format.name == "qwen2.5-coder"
-    assert 151643 in service.sampling_params(service.build(_request(CASES[0]), CompletionOptions()),
-                                             _request(CASES[0]), CompletionOptions()).stop_token_ids
+    assert (
+        151643
+        in service.sampling_params(
+            service.build(_request(CASES[0]), CompletionOptions()), _request(CASES[0]), CompletionOptions()
+        ).stop_token_ids
+    )
     assert sum(p.numel() for p in loaded.model.parameters()) > 490_000_000
 
 

@@ -1,0 +1,318 @@
+"""The pygls language server: handler registration only.
+
+Handlers unpack lsprotocol params, call the plain objects in this package (DocumentStore,
+Completer, ModelHost, parse_options) and convert results back; no logic lives here. Nothing in this
+module imports torch: `initialize` is answered at once and the model loads in the background
+after `initialized` (see loader.py).
+
+Debugging knob: CODEGEEX_LSP_TOKEN_DELAY_MS=<ms> sleeps that long after every decoded token, so
+cancellation and supersession can be watched (and tested) on a fast model. Never set it otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcMethodNotFound
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from codegeex_lsp import __version__
+from codegeex_lsp.server import convert, logs
+from codegeex_lsp.server.cache import CompletionCache, TypedThrough
+from codegeex_lsp.server.completion import Completer, SuggestRequest
+from codegeex_lsp.server.documents import DocumentStore
+from codegeex_lsp.server.loader import ModelHost
+from codegeex_lsp.server.options import SECTION, ModelOptions, ServerOptions, parse_options
+from codegeex_lsp.server.rpc import CodegeexProtocol, is_parse_error
+from codegeex_lsp.server.scheduler import Scheduler, token_delay_hook
+from codegeex_lsp.server.status import ACCEPTED, DISMISSED, STATUS, StatusReport
+
+log = logging.getLogger(__name__)
+
+TOKEN_DELAY_ENV = "CODEGEEX_LSP_TOKEN_DELAY_MS"
+_PROGRESS_CREATE_TIMEOUT_S = 5.0
+
+
+class ProgressReporter:
+    """Model-load progress as `$/progress` (when the client supports it) and errors as showMessage."""
+
+    def __init__(self, server: CodegeexServer) -> None:
+        self._server = server
+
+    async def begin(self, title: str) -> str | None:
+        if not convert.supports_work_done_progress(self._server.client_capabilities):
+            return None
+        token = f"codegeex-load-{uuid.uuid4().hex[:8]}"
+        progress = self._server.work_done_progress
+        try:
+            await asyncio.wait_for(progress.create_async(token), _PROGRESS_CREATE_TIMEOUT_S)
+        except Exception as exc:  # a client that refuses or never answers gets no progress bar
+            log.warning("window/workDoneProgress/create failed (%s): no progress shown", exc)
+            return None
+        progress.begin(token, lsp.WorkDoneProgressBegin(title=title, cancellable=False))
+        return token
+
+    def report(self, handle: object, message: str) -> None:
+        if isinstance(handle, str):
+            self._server.work_done_progress.report(handle, lsp.WorkDoneProgressReport(message=message))
+
+    def end(self, handle: object, message: str) -> None:
+        if isinstance(handle, str):
+            self._server.work_done_progress.end(handle, lsp.WorkDoneProgressEnd(message=message))
+
+    def failed(self, message: str) -> None:
+        self._server.show(lsp.MessageType.Error, message)
+
+
+class CodegeexServer(LanguageServer):
+    """The server and the objects it wires together; one per process."""
+
+    def __init__(self, base: ServerOptions) -> None:
+        super().__init__(
+            "codegeex-lsp",
+            __version__,
+            protocol_cls=CodegeexProtocol,
+            text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
+        )
+        self.base = base  # command line (and later initializationOptions) over the defaults
+        self.options = base
+        self.root: str | None = None
+        self.started = False
+        self.report = StatusReport()
+        self.documents = DocumentStore()
+        self.scheduler = Scheduler(base.debounce)
+        self.cache = CompletionCache(base.cache.size)
+        self.typed = TypedThrough()
+        self.host = ModelHost(
+            self.scheduler.loader, self.report.model, ProgressReporter(self), on_change=self._model_changed
+        )
+        delay_ms = float(os.environ.get(TOKEN_DELAY_ENV, "0") or 0)
+        if delay_ms > 0:
+            log.warning(
+                "%s=%g: decoding is slowed down on purpose (debugging knob)", TOKEN_DELAY_ENV, delay_ms
+            )
+        self.completer = Completer(
+            self.documents,
+            self.scheduler,
+            self.host,
+            self.report.counters,
+            self.cache,
+            self.typed,
+            get_options=lambda: self.options,
+            root=lambda: self.root,
+            on_token=token_delay_hook(delay_ms),
+        )
+        self.protocol.on_encoding = self._set_encoding
+        self.on_loop: Callable[[asyncio.AbstractEventLoop], None] = lambda _loop: None
+
+    # -- plain helpers the handlers call -------------------------------------------------------
+
+    def show(self, kind: lsp.MessageType, message: str) -> None:
+        self.window_show_message(lsp.ShowMessageParams(type=kind, message=f"codegeex-lsp: {message}"))
+
+    def _set_encoding(self, encoding: str) -> None:
+        self.documents.encoding = encoding  # type: ignore[assignment]
+        self.report.position_encoding = encoding
+
+    def _model_changed(self) -> None:
+        self.cache.clear()
+        self.typed.clear()
+
+    def apply_options(self, raw: Any, *, base: ServerOptions) -> None:
+        """Parse a client payload over `base` and apply it; invalid values were already replaced."""
+        options, warnings = parse_options(raw, base)
+        if warnings:
+            self.show(lsp.MessageType.Warning, "invalid settings ignored: " + "; ".join(warnings))
+            for warning in warnings:
+                log.warning("setting %s", warning)
+        previous, self.options = self.options, options
+        self.scheduler.debouncer.options = options.debounce
+        self.cache.resize(options.cache.size)
+        if self.started and options.model != previous.model:
+            log.info("model options changed: reloading %s in the background", options.model.name)
+            self.host.load(options.model)
+        if options.completion != previous.completion or options.context != previous.context:
+            self.typed.clear()
+
+    def status(self) -> dict[str, Any]:
+        self.report.open_documents = len(self.documents)
+        self.report.cache_entries = len(self.cache)
+        return {**self.report.to_wire(), "serverVersion": __version__}
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        # Malformed input is the client's problem: answer it (rpc.py) and log, but never pop up.
+        if is_parse_error(error):
+            self.protocol.answer_parse_error(error)
+        elif isinstance(error, JsonRpcMethodNotFound):
+            log.info("%s", error)  # already answered with MethodNotFound
+        else:
+            log.error("protocol error (%s): %s", getattr(source, "__name__", source), error)
+
+    def stop_work(self) -> None:
+        self.scheduler.shutdown()
+
+
+def _request_id(server: CodegeexServer, method: str) -> str:
+    msg_id = server.protocol.msg_id
+    rid = f"{method}#{msg_id}" if msg_id is not None else method
+    logs.request_id.set(rid)
+    return rid
+
+
+def _root_path(params: lsp.InitializeParams) -> str | None:
+    if params.workspace_folders:
+        return to_fs_path(params.workspace_folders[0].uri)
+    if params.root_uri:
+        return to_fs_path(params.root_uri)
+    return params.root_path
+
+
+def create_server(base: ServerOptions | None = None) -> CodegeexServer:
+    server = CodegeexServer(base or ServerOptions())
+    ls = server
+
+    @ls.feature(lsp.INITIALIZE)
+    def initialize(params: lsp.InitializeParams) -> None:
+        _request_id(ls, "initialize")
+        ls.on_loop(asyncio.get_running_loop())
+        ls.root = _root_path(params)
+        ls.apply_options(params.initialization_options, base=ls.base)
+        ls.base = ls.options  # didChangeConfiguration applies over command line + initializationOptions
+
+    @ls.feature(lsp.INITIALIZED)
+    def initialized(_params: lsp.InitializedParams) -> None:
+        logs.request_id.set("initialized")
+        ls.started = True
+        ls.host.load(ls.options.model)
+
+    @ls.feature(lsp.SHUTDOWN)
+    def shutdown(_params: None) -> None:
+        logs.request_id.set("shutdown")
+        ls.stop_work()
+
+    @ls.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+    async def did_open(params: lsp.DidOpenTextDocumentParams) -> None:
+        doc = params.text_document
+        logs.request_id.set("didOpen")
+        await ls.scheduler.documents.run(
+            lambda: ls.documents.open(doc.uri, doc.text, doc.language_id, doc.version)
+        )
+
+    @ls.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+    async def did_change(params: lsp.DidChangeTextDocumentParams) -> None:
+        doc = params.text_document
+        changes = convert.changes_in(params.content_changes)
+        logs.request_id.set("didChange")
+        await ls.scheduler.documents.run(lambda: ls.documents.change(doc.uri, changes, doc.version))
+
+    @ls.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+    async def did_close(params: lsp.DidCloseTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        logs.request_id.set("didClose")
+        ls.typed.forget(uri)
+        ls.scheduler.debouncer.forget(uri)
+        await ls.scheduler.documents.run(lambda: ls.documents.close(uri))
+
+    @ls.feature(lsp.TEXT_DOCUMENT_INLINE_COMPLETION, lsp.InlineCompletionOptions())
+    async def inline_completion(params: lsp.InlineCompletionParams) -> lsp.InlineCompletionList:
+        rid = _request_id(ls, "inline")
+        invoked = params.context.trigger_kind == lsp.InlineCompletionTriggerKind.Invoked
+        request = SuggestRequest(params.text_document.uri, convert.position_in(params.position), invoked)
+        suggestion = await ls.completer.suggest(request, rid)
+        if suggestion is None:
+            return convert.inline_items(None, request.position)
+        return convert.inline_items(suggestion.text, suggestion.context.position)
+
+    @ls.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(resolve_provider=False))
+    async def completion(params: lsp.CompletionParams) -> lsp.CompletionList:
+        rid = _request_id(ls, "completion")
+        invoked = (
+            params.context is not None and params.context.trigger_kind == lsp.CompletionTriggerKind.Invoked
+        )
+        request = SuggestRequest(params.text_document.uri, convert.position_in(params.position), invoked)
+        suggestion = await ls.completer.suggest(request, rid)
+        if suggestion is None:
+            return convert.completion_items(None, "", request.position, ls.documents.encoding)
+        ctx = suggestion.context
+        return convert.completion_items(suggestion.text, ctx.prefix, ctx.position, ls.documents.encoding)
+
+    @ls.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(params: lsp.DidChangeConfigurationParams) -> None:
+        logs.request_id.set("didChangeConfiguration")
+        settings = params.settings
+        if settings is None and _can_pull_configuration(ls):
+            pulled = await ls.workspace_configuration_async(
+                lsp.ConfigurationParams(items=[lsp.ConfigurationItem(section=SECTION)])
+            )
+            settings = pulled[0] if pulled else None
+        ls.apply_options(settings, base=ls.base)
+
+    @ls.feature(STATUS)
+    def status(_params: Any) -> dict[str, Any]:
+        return ls.status()
+
+    @ls.feature(ACCEPTED)
+    def accepted(params: Any) -> None:
+        ls.report.counters.accepted += 1
+        if (uri := _uri_of(params)) is not None:
+            ls.typed.forget(uri)
+
+    @ls.feature(DISMISSED)
+    def dismissed(params: Any) -> None:
+        ls.report.counters.dismissed += 1
+        if (uri := _uri_of(params)) is not None:
+            ls.typed.forget(uri)
+
+    return server
+
+
+def _can_pull_configuration(ls: CodegeexServer) -> bool:
+    workspace = ls.client_capabilities.workspace if ls.client_capabilities else None
+    return bool(workspace is not None and workspace.configuration)
+
+
+def _uri_of(params: Any) -> str | None:
+    uri = params.get("uri") if isinstance(params, dict) else getattr(params, "uri", None)
+    return uri if isinstance(uri, str) else None
+
+
+def serve(model: ModelOptions, *, tcp: str | None = None, verbose: bool = False) -> NoReturn:
+    """Run the server on stdio (or TCP `HOST:PORT` for debugging) until `exit`, then end the process.
+
+    The exit code follows the spec: 0 after `shutdown` + `exit`, 1 for `exit` alone or when the
+    client went away without either.
+    """
+    logs.configure_stderr_logging(verbose)
+    server = create_server(ServerOptions(model=model))
+    client_log = logs.ClientLogHandler(server.window_log_message, logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger().addHandler(client_log)
+    server.on_loop = client_log.attach_loop
+    server.protocol.on_exit = functools.partial(_end_process, server)
+    log.info("codegeex-lsp %s serving (model %s)", __version__, model.name)
+    if tcp:
+        host, _, port = tcp.rpartition(":")
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+    _end_process(server, 0 if server.protocol._shutdown else 1)
+
+
+def _end_process(server: CodegeexServer, code: int) -> NoReturn:
+    log.info("exiting with code %d", code)
+    server.stop_work()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(ValueError, OSError):
+            stream.flush()
+    # Worker threads may sit in a model load or a blocking stdin read; nothing is left to say.
+    os._exit(code)

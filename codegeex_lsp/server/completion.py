@@ -1,0 +1,295 @@
+"""One completion request, from cursor to suggestion text; the handlers of both LSP methods call this.
+
+Order, cheapest first, so that most keystrokes never reach the model:
+
+1. snapshot on the documents thread: context (mode NONE/LINE/BLOCK, cross-file references);
+   unknown document, disabled language or NONE mode -> no suggestion;
+2. typed-through: the user typed the start of the suggestion shown last -> its rest;
+3. prompt (on the documents thread) -> LRU lookup keyed on prompt token ids + sampling params;
+4. debounce (adaptive, see scheduler.Debouncer), then skip if a newer request superseded this one;
+5. decode on the model thread; the decode polls the ticket between tokens.
+
+A superseded request returns None (the client sees an empty result); a request the client
+cancels raises CancelledError out of the handler (pygls answers RequestCancelled, -32800).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from codegeex_lsp.config import CompletionOptions
+from codegeex_lsp.context import CompletionContext, ContextOptions, Position, to_fim_request
+from codegeex_lsp.prompt.types import Budget, FimRequest
+from codegeex_lsp.server.cache import CompletionCache, TypedThrough
+from codegeex_lsp.server.documents import DocumentStore
+from codegeex_lsp.server.loader import ModelHost
+from codegeex_lsp.server.options import ServerOptions
+from codegeex_lsp.server.scheduler import Scheduler, Ticket
+from codegeex_lsp.server.status import Counters
+
+if TYPE_CHECKING:
+    from codegeex_lsp.engine.service import CompletionService
+
+log = logging.getLogger(__name__)
+
+Source = Literal["model", "cache", "typed-through"]
+
+# Text handed to the prompt stage is bounded before it is tokenized: a 50k-line file must not be
+# tokenized whole on every keystroke. The bound is generous (a token is rarely over 8 characters)
+# so the prompt stage still fills its token budget, and the prefix cut lands on a coarse grid of
+# lines counted from the top, so it does not move while the user types (the prompt stage's own
+# 16-line grid and the KV-cache reuse depend on a stable start).
+CHARS_PER_TOKEN_BOUND = 8
+MIN_BOUND_CHARS = 4096
+PREFIX_GRID_LINES = 256
+# Room kept in the model's context for the format's markup (FIM tokens, path and language lines).
+PROMPT_MARKUP_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class SuggestRequest:
+    uri: str
+    position: Position
+    invoked: bool = False  # explicitly asked for (no debounce, NONE mode upgraded to LINE)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str
+    context: CompletionContext
+    source: Source
+
+
+def bound_prefix(prefix: str, max_chars: int, grid_lines: int = PREFIX_GRID_LINES) -> str:
+    """The end of `prefix`: at least `max_chars`, starting on a line whose index is a grid multiple."""
+    if len(prefix) <= max_chars:
+        return prefix
+    cut = len(prefix) - max_chars
+    line = prefix.count("\n", 0, cut)
+    start = prefix.rfind("\n", 0, cut) + 1
+    for _ in range(line % grid_lines):
+        if start == 0:
+            break
+        start = prefix.rfind("\n", 0, start - 1) + 1
+    return prefix[start:]
+
+
+def bound_suffix(suffix: str, max_chars: int) -> str:
+    """The start of `suffix`: whole lines up to `max_chars` (or `max_chars` of one long line)."""
+    if len(suffix) <= max_chars:
+        return suffix
+    end = suffix.rfind("\n", 0, max_chars)
+    return suffix[: end + 1] if end >= 0 else suffix[:max_chars]
+
+
+def bounded_request(fim: FimRequest, options: ServerOptions) -> FimRequest:
+    budgets = options.context
+    prefix_chars = max(budgets.prefix_tokens * CHARS_PER_TOKEN_BOUND, MIN_BOUND_CHARS)
+    suffix_chars = max(budgets.suffix_tokens * CHARS_PER_TOKEN_BOUND, MIN_BOUND_CHARS)
+    return dataclasses.replace(
+        fim, prefix=bound_prefix(fim.prefix, prefix_chars), suffix=bound_suffix(fim.suffix, suffix_chars)
+    )
+
+
+def fit_to_context(
+    fim: FimRequest, opts: CompletionOptions, n_context: int
+) -> tuple[FimRequest, CompletionOptions]:
+    """Shrink the budgets so prompt + generated tokens fit the model's context window.
+
+    The configured budgets are upper bounds; a small model (or a large max_tokens) gets less. The
+    prompt stage prices references at its default `Budget.reference_tokens`; when they would take
+    more than half of what is left they are dropped, since the code around the cursor matters most.
+    """
+    max_tokens = max(1, min(opts.max_tokens, n_context // 2))
+    room = n_context - max_tokens - PROMPT_MARKUP_TOKENS
+    if fim.references:
+        if room - Budget().reference_tokens < room // 2:
+            fim = dataclasses.replace(fim, references=())
+        else:
+            room -= Budget().reference_tokens
+    wanted = opts.prefix_tokens + opts.suffix_tokens
+    prefix_tokens, suffix_tokens = opts.prefix_tokens, opts.suffix_tokens
+    if wanted > room:
+        room = max(room, 32)
+        prefix_tokens = max(16, room * opts.prefix_tokens // wanted)
+        suffix_tokens = max(0, room - prefix_tokens)
+    return fim, dataclasses.replace(
+        opts, max_tokens=max_tokens, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens
+    )
+
+
+def completion_options(options: ServerOptions, mode: str) -> CompletionOptions:
+    return CompletionOptions(
+        format=options.model.format,
+        max_tokens=options.completion.max_tokens_for(mode),
+        temperature=options.completion.temperature,
+        top_p=options.completion.top_p,
+        n=1,
+        prefix_tokens=options.context.prefix_tokens,
+        suffix_tokens=options.context.suffix_tokens,
+    )
+
+
+def context_options(options: ServerOptions, root: str | None) -> ContextOptions:
+    budgets = options.context
+    return ContextOptions(
+        near_lines=budgets.near_lines,
+        reference_tokens=budgets.reference_tokens,
+        references=budgets.references and budgets.reference_tokens > 0,
+        root=root,
+    )
+
+
+class Completer:
+    """Owns the per-request flow; everything it touches is shared with the app (one per server)."""
+
+    def __init__(
+        self,
+        documents: DocumentStore,
+        scheduler: Scheduler,
+        host: ModelHost,
+        counters: Counters,
+        cache: CompletionCache,
+        typed: TypedThrough,
+        get_options: Callable[[], ServerOptions],
+        root: Callable[[], str | None] = lambda: None,
+        on_token: Callable[[int, int, str], None] | None = None,
+    ) -> None:
+        self.documents = documents
+        self.scheduler = scheduler
+        self.host = host
+        self.counters = counters
+        self.cache = cache
+        self.typed = typed
+        self._options = get_options
+        self._root = root
+        self._on_token = on_token
+
+    async def suggest(self, request: SuggestRequest, request_id: str) -> Suggestion | None:
+        """The suggestion for `request`, or None; counts the outcome. Never raises but CancelledError."""
+        self.counters.requests += 1
+        ticket, superseded = self.scheduler.begin(request.uri, request_id)
+        if superseded is not None:
+            log.debug("supersedes request %s", superseded.request_id)
+        arrived = time.monotonic()
+        delay_s = 0.0 if request.invoked else self.scheduler.debouncer.observe(request.uri)
+        try:
+            suggestion = await self._suggest(request, ticket, arrived + delay_s)
+        except asyncio.CancelledError:
+            ticket.cancel()
+            self.counters.cancelled += 1
+            log.info("cancelled by the client")
+            raise
+        except Exception:
+            self.counters.errors += 1
+            self.counters.empty += 1
+            log.exception("completion failed; answering empty")
+            return None
+        finally:
+            self.scheduler.end(ticket)
+        if ticket.superseded:
+            self.counters.cancelled += 1
+            self.counters.superseded += 1
+            log.info("superseded by a newer request; answering empty")
+            return None
+        if suggestion is None or not suggestion.text:
+            self.counters.empty += 1
+            return None
+        self.counters.served += 1
+        ctx = suggestion.context
+        self.typed.remember(request.uri, ctx.prefix, ctx.suffix, suggestion.text, ctx.mode)
+        return suggestion
+
+    async def _suggest(self, request: SuggestRequest, ticket: Ticket, start_at: float) -> Suggestion | None:
+        options = self._options()
+        ctx = await self.scheduler.documents.run(
+            lambda: self.documents.snapshot(
+                request.uri, request.position, context_options(options, self._root())
+            )
+        )
+        if ctx is None:
+            log.warning("%s is not open: no completion", request.uri)
+            return None
+        if not options.languages.allows(ctx.language.language_id):
+            log.debug("language %s is disabled", ctx.language.language_id)
+            return None
+        if ctx.mode == "NONE":
+            if not request.invoked:
+                log.debug("no completion here (%s)", ctx.reason)
+                return None
+            ctx = dataclasses.replace(ctx, mode="LINE")
+
+        forwarded = self.typed.forward(request.uri, ctx.prefix, ctx.suffix)
+        if forwarded is not None:
+            self.counters.typed_through += 1
+            log.debug("typed-through: %d chars left of the shown suggestion", len(forwarded))
+            return Suggestion(forwarded, ctx, "typed-through")
+
+        service = self.host.service
+        if service is None or ticket.is_cancelled():
+            if service is None:
+                log.info("model %s: no completion", self.host.status.state)
+            return None
+        generation = self.host.generation
+        fim, opts = fit_to_context(
+            bounded_request(to_fim_request(ctx), options),
+            completion_options(options, ctx.mode),
+            service.loaded.model.max_seq_len,
+        )
+
+        def prompt_key() -> tuple:
+            prompt = service.build(fim, opts)
+            return (generation, prompt.token_ids, service.sampling_params(prompt, fim, opts))
+
+        key = await self.scheduler.documents.run(prompt_key)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.counters.cache_hits += 1
+            log.debug("cache hit (%d chars)", len(cached))
+            return Suggestion(cached, ctx, "cache")
+
+        wait_s = start_at - time.monotonic()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        if ticket.is_cancelled():
+            return None
+        text = await self._decode(service, fim, opts, ticket)
+        if text is None:
+            return None
+        self.cache.put(key, text)
+        return Suggestion(text, ctx, "model")
+
+    async def _decode(
+        self, service: CompletionService, fim: FimRequest, opts: CompletionOptions, ticket: Ticket
+    ) -> str | None:
+        on_token = self._on_token
+        loop = asyncio.get_running_loop()
+
+        def count_decode() -> None:
+            self.counters.decodes += 1
+
+        def job() -> str | None:
+            if ticket.is_cancelled():  # superseded while queued: skip the prefill too
+                return None
+            loop.call_soon_threadsafe(count_decode)
+            result = service.complete(fim, opts, is_cancelled=ticket.is_cancelled, on_token=on_token)
+            t = result.timings
+            log.info(
+                "%s %s: %d prompt tokens, %d generated (%s); prefill %.0f ms, decode %.0f ms",
+                result.model,
+                result.mode,
+                result.prompt_tokens,
+                result.generated_tokens,
+                result.finish_reason,
+                t.get("prefill_s", 0.0) * 1e3,
+                t.get("decode_s", 0.0) * 1e3,
+            )
+            return None if result.finish_reason == "cancelled" else result.completion
+
+        return await self.scheduler.model.run(job)

@@ -1,0 +1,153 @@
+"""Freshness: cancel flags, supersession per document, adaptive debounce and the worker threads.
+
+Threads, each a single worker so work on it runs in arrival order:
+
+- `documents`: didOpen/didChange/didClose and the per-request snapshot (context + prompt). Edits
+  and snapshots of one document never interleave, and the event loop never parses.
+- `model`: one decode at a time (`CompletionService.complete` is single-threaded by design).
+- `loader`: model loads (seconds to minutes), so a reload never queues behind decodes.
+
+A `Ticket` is one completion request's cancel flag. The decode thread polls `ticket.is_cancelled`
+between tokens; the event loop sets it when the client sends `$/cancelRequest` (the handler's task
+is cancelled) or when a newer request for the same document arrives (`superseded`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from codegeex_lsp.server.options import DebounceOptions
+
+T = TypeVar("T")
+
+_PAUSE_S = 1.0  # a longer gap between two requests is a pause, not typing rhythm
+_EMA_WEIGHT = 0.3
+_RHYTHM_FACTOR = 1.5  # wait this many typical keystroke gaps before calling the model
+
+
+@dataclass
+class Ticket:
+    """One completion request in flight."""
+
+    uri: str
+    request_id: str
+    _flag: threading.Event = field(default_factory=threading.Event)
+    superseded: bool = False
+
+    def cancel(self) -> None:
+        self._flag.set()
+
+    def is_cancelled(self) -> bool:
+        return self._flag.is_set()
+
+
+class Debouncer:
+    """How long to wait before starting the model for a document.
+
+    Adapts to the typing rhythm: the delay is 1.5x an exponential average of the gaps between
+    requests for the same document (gaps over 1 s are pauses and are not averaged), clamped to
+    [min_ms, max_ms]; before any rhythm is known it is initial_ms. Slow typists thus wait longer,
+    so a decode is rarely started just before the next keystroke supersedes it; explicit
+    invocations (`Invoked` trigger) never wait.
+    """
+
+    def __init__(self, options: DebounceOptions, clock: Callable[[], float] = time.monotonic) -> None:
+        self.options = options
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._gap_s: dict[str, float] = {}
+
+    def observe(self, uri: str) -> float:
+        """Record a request for `uri` now; return the delay to apply to it, in seconds."""
+        now = self._clock()
+        last = self._last.get(uri)
+        self._last[uri] = now
+        if last is not None and now - last < _PAUSE_S:
+            gap = now - last
+            prev = self._gap_s.get(uri)
+            self._gap_s[uri] = gap if prev is None else (1 - _EMA_WEIGHT) * prev + _EMA_WEIGHT * gap
+        return self.delay_s(uri)
+
+    def delay_s(self, uri: str) -> float:
+        opts = self.options
+        gap = self._gap_s.get(uri)
+        wanted_ms = opts.initial_ms if gap is None else _RHYTHM_FACTOR * gap * 1000.0
+        return min(max(wanted_ms, opts.min_ms), opts.max_ms) / 1000.0
+
+    def forget(self, uri: str) -> None:
+        self._last.pop(uri, None)
+        self._gap_s.pop(uri, None)
+
+
+class Worker:
+    """A single-thread executor whose jobs carry the caller's context (request id for logs)."""
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"codegeex-{name}")
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        ctx = contextvars.copy_context()
+        future = self._executor.submit(ctx.run, fn)
+        return await asyncio.wrap_future(future)
+
+    def submit(self, fn: Callable[[], T]):
+        ctx = contextvars.copy_context()
+        return self._executor.submit(ctx.run, fn)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Scheduler:
+    """Tickets per document: a new request supersedes (cancels) the previous one for the same uri."""
+
+    def __init__(self, debounce: DebounceOptions) -> None:
+        self.debouncer = Debouncer(debounce)
+        self.documents = Worker("documents")
+        self.model = Worker("model")
+        self.loader = Worker("loader")
+        self._latest: dict[str, Ticket] = {}
+
+    def begin(self, uri: str, request_id: str) -> tuple[Ticket, Ticket | None]:
+        """A ticket for a new request; returns (ticket, the superseded ticket or None)."""
+        ticket = Ticket(uri, request_id)
+        previous = self._latest.get(uri)
+        self._latest[uri] = ticket
+        if previous is not None and not previous.is_cancelled():
+            previous.superseded = True
+            previous.cancel()
+            return ticket, previous
+        return ticket, None
+
+    def end(self, ticket: Ticket) -> None:
+        if self._latest.get(ticket.uri) is ticket:
+            del self._latest[ticket.uri]
+
+    def cancel_all(self) -> None:
+        for ticket in self._latest.values():
+            ticket.cancel()
+        self._latest.clear()
+
+    def shutdown(self) -> None:
+        self.cancel_all()
+        for worker in (self.documents, self.model, self.loader):
+            worker.shutdown()
+
+
+def token_delay_hook(delay_ms: float) -> Callable[[int, int, str], None] | None:
+    """The `on_token` callback of the debugging knob CODEGEEX_LSP_TOKEN_DELAY_MS (None when 0)."""
+    if delay_ms <= 0:
+        return None
+    return functools.partial(_sleep_per_token, delay_ms / 1000.0)
+
+
+def _sleep_per_token(delay_s: float, _index: int, _token: int, _text: str) -> None:
+    time.sleep(delay_s)

@@ -1,0 +1,207 @@
+"""Driving the real `codegeex-lsp serve` process: pytest-lsp clients and a raw-bytes harness."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+from pytest_lsp.client import LanguageClient, make_test_lsp_client
+
+READY_TIMEOUT_S = 180.0
+FAST_DEBOUNCE = {"minMs": 0, "maxMs": 0, "initialMs": 0}
+
+
+def server_command(model: str | Path, *extra: str) -> list[str]:
+    """The tiny model in float32 on one torch thread (the test machine's cores are shared);
+    later `extra` flags override these."""
+    return [
+        sys.executable,
+        "-m",
+        "codegeex_lsp.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--threads",
+        "1",
+        "--dtype",
+        "float32",
+        *extra,
+    ]
+
+
+def capabilities(
+    *,
+    inline: bool = True,
+    encodings: list[str] | None = None,
+    progress: bool = True,
+    configuration: bool = False,
+) -> lsp.ClientCapabilities:
+    return lsp.ClientCapabilities(
+        general=lsp.GeneralClientCapabilities(position_encodings=encodings) if encodings else None,
+        window=lsp.WindowClientCapabilities(work_done_progress=progress),
+        workspace=lsp.WorkspaceClientCapabilities(configuration=configuration),
+        text_document=lsp.TextDocumentClientCapabilities(
+            synchronization=lsp.TextDocumentSyncClientCapabilities(),
+            inline_completion=lsp.InlineCompletionClientCapabilities() if inline else None,
+            completion=lsp.CompletionClientCapabilities(),
+        ),
+    )
+
+
+async def start_client(
+    model: str | Path,
+    *,
+    env: dict[str, str] | None = None,
+    caps: lsp.ClientCapabilities | None = None,
+    init_options: dict[str, Any] | None = None,
+    extra: tuple[str, ...] = (),
+) -> tuple[LanguageClient, lsp.InitializeResult]:
+    client = make_test_lsp_client()
+    await client.start_io(*server_command(model, *extra), env={**os.environ, **(env or {})})
+    result = await client.initialize_session(
+        lsp.InitializeParams(capabilities=caps or capabilities(), initialization_options=init_options)
+    )
+    return client, result
+
+
+def plain(value: Any) -> Any:
+    """pygls hands custom results back as namedtuples; make them dicts/lists again."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+async def status(client: LanguageClient) -> dict[str, Any]:
+    return plain(await client.protocol.send_request_async("codegeex/status", {}))
+
+
+async def wait_state(
+    client: LanguageClient, states: tuple[str, ...] = ("ready",), timeout_s: float = READY_TIMEOUT_S
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = await status(client)
+        if current["state"] in states:
+            return current
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server stuck in {current['state']!r}: {current}")
+        await asyncio.sleep(0.1)
+
+
+async def stop_client(client: LanguageClient) -> None:
+    try:
+        await asyncio.wait_for(client.shutdown_session(), 30)
+    finally:
+        await client.stop()
+
+
+def open_doc(client: LanguageClient, uri: str, text: str, language: str = "python", version: int = 1) -> None:
+    client.text_document_did_open(
+        lsp.DidOpenTextDocumentParams(
+            text_document=lsp.TextDocumentItem(uri=uri, language_id=language, version=version, text=text)
+        )
+    )
+
+
+def insert(client: LanguageClient, uri: str, version: int, line: int, character: int, text: str) -> None:
+    at = lsp.Position(line=line, character=character)
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                lsp.TextDocumentContentChangePartial(range=lsp.Range(start=at, end=at), text=text)
+            ],
+        )
+    )
+
+
+def inline_params(
+    uri: str, line: int, character: int, *, invoked: bool = False
+) -> lsp.InlineCompletionParams:
+    kind = lsp.InlineCompletionTriggerKind.Invoked if invoked else lsp.InlineCompletionTriggerKind.Automatic
+    return lsp.InlineCompletionParams(
+        text_document=lsp.TextDocumentIdentifier(uri=uri),
+        position=lsp.Position(line=line, character=character),
+        context=lsp.InlineCompletionContext(trigger_kind=kind),
+    )
+
+
+async def inline(
+    client: LanguageClient, uri: str, line: int, character: int, *, invoked: bool = False
+) -> lsp.InlineCompletionList:
+    result = await client.text_document_inline_completion_async(
+        inline_params(uri, line, character, invoked=invoked)
+    )
+    assert isinstance(result, lsp.InlineCompletionList), result
+    return result
+
+
+def suggestion(result: lsp.InlineCompletionList) -> str:
+    """The single suggestion's text ('' for an empty list)."""
+    if not result.items:
+        return ""
+    text = result.items[0].insert_text
+    return text if isinstance(text, str) else text.value
+
+
+def configure(client: LanguageClient, settings: dict[str, Any]) -> None:
+    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings=settings))
+
+
+class RawServer:
+    """`codegeex-lsp serve` over pipes, framed by hand, so tests can send bytes no client would."""
+
+    def __init__(self, model: str | Path) -> None:
+        self.proc = subprocess.Popen(
+            server_command(model),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def send_body(self, body: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
+
+    def send_raw(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_body(json.dumps(message).encode("utf-8"))
+
+    def read(self) -> dict[str, Any]:
+        """The next message from the server (blocking; the test's timeout bounds it)."""
+        assert self.proc.stdout is not None
+        length = None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise EOFError("server closed stdout")
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+            elif line in (b"\r\n", b"\n") and length is not None:
+                return json.loads(self.proc.stdout.read(length))
+
+    def read_response(self, msg_id: int | str | None) -> dict[str, Any]:
+        """The response with `msg_id`, skipping notifications (logMessage, showMessage)."""
+        while True:
+            message = self.read()
+            if "method" not in message and message.get("id") == msg_id:
+                return message
+
+    def close(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait(10)
