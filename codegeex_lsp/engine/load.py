@@ -22,6 +22,7 @@ from codegeex_lsp.engine.arch import ModelArgs, args_from_hf_config, map_hf_stat
 from codegeex_lsp.engine.embedded import EMBEDDED_MODELS, EmbeddedModel, assemble, sha256_file
 from codegeex_lsp.engine.gguf_convert import CONVERTER_VERSION, convert_gguf
 from codegeex_lsp.engine.model import Transformer
+from codegeex_lsp.engine.packed_linear import pack_linears_
 from codegeex_lsp.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,9 @@ def load_model(options: EngineOptions, progress: Progress | None = None) -> Load
     state = read_state_dict(hf_dir)
     max_seq = min(options.max_context_tokens, args.max_position_embeddings)
     model = build_model(args, state, dtype, max_seq)
+    del state
+    if dtype == torch.bfloat16:
+        pack_linears_(model)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,

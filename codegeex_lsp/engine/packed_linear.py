@@ -1,0 +1,55 @@
+"""bf16 Linear layers with weights pre-packed once into oneDNN's blocked layout.
+
+`F.linear` on bf16 CPU tensors goes through oneDNN but re-lays-out the weight on every call; for
+decode (one activation row) that reorder costs as much as the GEMV itself. Packing at load time
+(the runtime-conversion step of gpt-fast) removes it. The result is bit-identical to `F.linear`
+(tests/engine/test_packed_linear.py); where the op is missing the model keeps plain `nn.Linear`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class PackedLinear(nn.Module):
+    """y = x @ W^T + b with W pre-packed by oneDNN (bf16 only)."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1)
+        self.bias = None if linear.bias is None else linear.bias.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )
+
+
+def packing_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+
+
+def pack_linears_(model: nn.Module) -> int:
+    """Swap every bf16 `nn.Linear` in `model` for a PackedLinear; returns how many were packed."""
+    if not packing_available():
+        return 0
+    count = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Linear and child.weight.dtype == torch.bfloat16:
+                try:
+                    setattr(module, name, PackedLinear(child))
+                except RuntimeError as exc:  # an op build without bf16 packing: keep F.linear
+                    log.info("oneDNN weight packing unavailable (%s); using F.linear", exc)
+                    return count
+                count += 1
+    return count

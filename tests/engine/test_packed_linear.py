@@ -1,0 +1,57 @@
+"""Pre-packed bf16 linears: same numbers as F.linear, whole model included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from codegeex_lsp.config import EngineOptions
+from codegeex_lsp.engine.decode import SamplingParams, generate
+from codegeex_lsp.engine.load import load_model
+from codegeex_lsp.engine.packed_linear import PackedLinear, pack_linears_, packing_available
+
+pytestmark = pytest.mark.skipif(not packing_available(), reason="torch built without oneDNN")
+
+
+@pytest.mark.parametrize(
+    ("out_f", "in_f", "rows", "bias"), [(1, 32, 1, False), (7, 96, 3, True), (130, 64, 16, True)]
+)
+def test_packed_equals_f_linear(out_f, in_f, rows, bias):
+    torch.manual_seed(out_f)
+    linear = nn.Linear(in_f, out_f, bias=bias).to(torch.bfloat16)
+    x = torch.randn(1, rows, in_f).to(torch.bfloat16)
+    with torch.inference_mode():
+        assert torch.equal(PackedLinear(linear)(x), linear(x))
+
+
+def test_model_packed_by_default_in_bf16_and_identical(tiny_model_factory):
+    path = tiny_model_factory("qwen2")
+    packed = load_model(EngineOptions(model=str(path), dtype="bfloat16"))
+    assert any(isinstance(m, PackedLinear) for m in packed.model.modules())
+    plain = load_model(EngineOptions(model=str(path), dtype="bfloat16"))
+    restored = 0
+    for module in list(plain.model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, PackedLinear):
+                lin = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+                restored += 1
+                setattr(module, name, lin)
+    assert restored  # the comparison below must run against plain F.linear
+    fresh = load_model(EngineOptions(model=str(path), dtype="float32"))
+    for (_name, module), (_, ref) in zip(
+        plain.model.named_modules(), fresh.model.named_modules(), strict=True
+    ):
+        if isinstance(module, nn.Linear):
+            module.weight = nn.Parameter(ref.weight.detach().to(torch.bfloat16))
+            module.bias = None if ref.bias is None else nn.Parameter(ref.bias.detach().to(torch.bfloat16))
+    ids = packed.tokenizer.encode("def fibonacci(n):\n    ")
+    a = generate(packed.model, packed.tokenizer, ids, SamplingParams(max_new_tokens=16)).candidates[0]
+    b = generate(plain.model, plain.tokenizer, ids, SamplingParams(max_new_tokens=16)).candidates[0]
+    assert a.token_ids == b.token_ids
+
+
+def test_fp32_models_are_not_packed(tiny_glm_dir):
+    loaded = load_model(EngineOptions(model=str(tiny_glm_dir), dtype="float32"))
+    assert pack_linears_(loaded.model) == 0
+    assert not any(isinstance(m, PackedLinear) for m in loaded.model.modules())
