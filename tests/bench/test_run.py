@@ -126,8 +126,14 @@ def test_main_canonical_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert run.main([*argv, "-n", "2"]) == 2
 
 
-def test_main_without_a_model_generator_says_what_to_do(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert run.main(["--langs", "python", "--limit", "1", "--out", str(tmp_path)]) == 2
-    assert "--canonical" in capsys.readouterr().err
+def test_tiny_model_end_to_end_produces_all_report_files(tmp_path: Path, tiny_glm_dir: Path) -> None:
+    """The engine-backed generator (prompt formats, decode, scope stop) through the whole harness."""
+    argv = ["--langs", "python,js", "--limit", "2", "--model", str(tiny_glm_dir), "--max-tokens", "24"]
+    assert run.main([*argv, "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "fp" / "results.json").read_text())
+    assert set(results["languages"]) == {"python", "js"}
+    for lang in ("python", "js"):
+        assert len(results["languages"][lang]["tasks"]) == 2
+    assert (tmp_path / "report.md").is_file()
+    assert (tmp_path / "pass_at_1.png").stat().st_size > 1000
+    assert len(list((tmp_path / "fp" / "generations").glob("*.jsonl"))) == 2
