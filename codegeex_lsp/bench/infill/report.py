@@ -1,0 +1,277 @@
+"""Infilling outputs: `results.json` per variant; one Markdown table and one PNG chart per output root.
+
+An output root holds a directory per variant (`canonical`, `fp`, `int4`, with `-ctx` for the direct
+path in `--mode context` and `-lsp` for `--through-lsp`); the report is rebuilt from every variant
+present, so a direct and a served run of the same tasks land side by side.
+
+results.json (schema 1): {schema, benchmark: "infill", variant, created, git_commit, command,
+model{name, model_hash, quant, format}, settings{...}, languages{lang: {available, reason, versions,
+notes, n_tasks, task_set_sha256, excluded_problems, kinds{kind: {n, passed, pass_at_1, exact_match,
+statuses, modes, editor_modes, generate_s_mean}}, wall_s{generate, execute} (this invocation only),
+tasks{task_id: {kind, status, exact, mode, editor_mode, generate_s, detail}}}}, totals{kind: {n,
+passed, pass_at_1, exact_match}}}; pass_at_1 and exact_match are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from codegeex_lsp.bench.humaneval_x.dataset import DISPLAY_NAMES, LANGUAGES
+from codegeex_lsp.bench.infill.tasks import KIND_MODES, KINDS
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+REPORT_FILE = "infill_report.md"  # not report.md: `bench humanevalx` writes that
+CHART_FILE = "infill_pass_at_1.png"
+VARIANT_ORDER: tuple[str, ...] = ("canonical", "fp", "fp-ctx", "fp-lsp", "int4", "int4-ctx", "int4-lsp")
+
+Results = dict[str, Any]
+
+
+def write_results(directory: Path, results: Results) -> Path:
+    """Write one variant's results.json atomically."""
+    path = directory / RESULTS_FILE
+    scratch = path.with_suffix(".json.tmp")
+    scratch.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    scratch.replace(path)
+    return path
+
+
+def load_variants(root: Path) -> dict[str, Results]:
+    """Every infill variant's results under `root`, in report order."""
+    found = {}
+    for path in root.glob(f"*/{RESULTS_FILE}"):
+        results = json.loads(path.read_text(encoding="utf-8"))
+        if results.get("benchmark") == "infill":
+            found[path.parent.name] = results
+    order = {name: index for index, name in enumerate(VARIANT_ORDER)}
+    return dict(sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+
+
+def write_report(root: Path) -> list[Path]:
+    """Rebuild infill_report.md and the chart from the variants under `root`; return the files written."""
+    variants = load_variants(root)
+    if not variants:
+        return []
+    report = root / REPORT_FILE
+    report.write_text(render_markdown(variants), encoding="utf-8")
+    return [report, plot_pass_at_1(variants, root / CHART_FILE)]
+
+
+def render_markdown(variants: Mapping[str, Results]) -> str:
+    """One row per language and mask kind (then all languages), pass@1 and exact match per variant."""
+    header = ["Language", "Kind", "Tasks"]
+    for variant in variants:
+        header += [f"{variant} pass@1", f"{variant} EM"]
+    rows = [header, ["---"] * len(header)]
+    languages = _languages(variants)
+    kinds = _kinds(variants)
+    for language in [*languages, "all"]:
+        for kind in kinds:
+            cells = [_entry(results, language, kind) for results in variants.values()]
+            counts = [cell["n"] for cell in cells if cell and cell.get("n")]
+            if not counts and not any(cell is None for cell in cells):
+                continue
+            n = counts[0] if counts else 0
+            row = ["All" if language == "all" else DISPLAY_NAMES.get(language, language), kind, str(n)]
+            for cell in cells:
+                row += _cells(cell, n)
+            rows.append(row)
+    lines = [
+        "# Infilling (HumanEval-X canonical solutions, masked)",
+        "",
+        "pass@1: percent of tasks whose hidden tests pass with the model's middle inserted (greedy, one",
+        "sample). EM: percent whose document equals the original up to whitespace. Kinds: `single` one",
+        "line, `multi` 2-8 lines, `span` a random character span (see `codegeex_lsp/bench/infill/tasks.py`).",
+        "",
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
+    lines += _task_notes(next(iter(variants.values())))
+    for variant, results in variants.items():
+        lines += _variant_notes(variant, results)
+    return "\n".join(lines)
+
+
+def plot_pass_at_1(variants: Mapping[str, Results], path: Path) -> Path:
+    """One panel per mask kind, stacked: per language (and all), each variant's pass@1."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on benchmark machines
+    import matplotlib.pyplot as plt
+
+    languages = [*_languages(variants), "all"]
+    kinds = _kinds(variants) or list(KINDS)
+    labels = ["All" if language == "all" else DISPLAY_NAMES.get(language, language) for language in languages]
+    figure, axes_grid = plt.subplots(
+        len(kinds), 1, figsize=(max(6.0, 1.2 * len(languages)), 2.6 * len(kinds)), squeeze=False
+    )
+    width = 0.8 / max(len(variants), 1)
+    for axes, kind in zip(axes_grid[:, 0], kinds, strict=True):
+        for index, (variant, results) in enumerate(variants.items()):
+            values = []
+            for language in languages:
+                cell = _entry(results, language, kind)
+                values.append(100 * cell["pass_at_1"] if cell and cell.get("n") else math.nan)
+            offsets = [p + (index - (len(variants) - 1) / 2) * width for p in range(len(languages))]
+            axes.bar(offsets, values, width, label=variant)
+        axes.set_xticks(range(len(languages)), labels, fontsize="small")
+        axes.set_ylim(0, 100)
+        axes.set_title(f"{kind} ({KIND_MODES.get(kind, '')} by kind)")
+        axes.set_ylabel("pass@1 (%)")
+    axes_grid[0, 0].legend(fontsize="small", ncol=min(len(variants), 4))
+    figure.suptitle("HumanEval-X infilling pass@1")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _entry(results: Results, language: str, kind: str) -> dict[str, Any] | None:
+    """A variant's figures for one language (or "all") and kind; None where the language was skipped."""
+    if language == "all":
+        return results.get("totals", {}).get(kind, {})
+    entry = results["languages"].get(language)
+    if entry is None:
+        return {}
+    if not entry.get("available", False):
+        return None
+    return entry.get("kinds", {}).get(kind, {})
+
+
+def _cells(cell: Mapping[str, Any] | None, n: int) -> list[str]:
+    if cell is None:
+        return ["n/a", "n/a"]
+    if not cell.get("n"):
+        return ["", ""]
+    other = f" (n={cell['n']})" if cell["n"] != n else ""
+    return [f"{100 * cell['pass_at_1']:.1f}{other}", f"{100 * cell['exact_match']:.1f}"]
+
+
+def _languages(variants: Mapping[str, Results]) -> list[str]:
+    present = {language for results in variants.values() for language in results["languages"]}
+    return [language for language in LANGUAGES if language in present]
+
+
+def _kinds(variants: Mapping[str, Results]) -> list[str]:
+    present = {kind for results in variants.values() for kind in results.get("settings", {}).get("kinds", [])}
+    return [kind for kind in KINDS if kind in present]
+
+
+def _task_notes(results: Results) -> list[str]:
+    settings = results.get("settings", {})
+    lines = [
+        "## Tasks",
+        "",
+        f"- seed {settings.get('seed')}, {settings.get('per_task')} mask(s) per kind and problem, "
+        f"limit {settings.get('limit')} per language and kind; known-bad problems excluded",
+        "- the context stage's mode at each cursor (what an editor gets; NONE = mid-line, answered as "
+        "LINE when invoked):",
+    ]
+    for language, entry in results["languages"].items():
+        if not entry.get("available", False):
+            continue
+        parts = []
+        for kind, cell in entry.get("kinds", {}).items():
+            modes = ", ".join(
+                f"{mode} {count}" for mode, count in sorted(cell.get("editor_modes", {}).items())
+            )
+            parts.append(f"{kind}: {modes}")
+        lines.append(f"  - {DISPLAY_NAMES.get(language, language)}: {'; '.join(parts)}")
+    lines.append("")
+    return lines
+
+
+def _variant_notes(variant: str, results: Results) -> list[str]:
+    model = results.get("model", {})
+    settings = results.get("settings", {})
+    lines = [
+        f"## {variant}",
+        "",
+        f"- command: `{results.get('command', '')}`",
+        f"- model: {model.get('name')} (format {model.get('format') or '-'}, hash {model.get('model_hash')}, "
+        f"quant {model.get('quant')}); git {results.get('git_commit')}",
+        f"- path: {_path(settings)}; mode by {settings.get('mode')}; max tokens LINE "
+        f"{settings.get('max_tokens_line')}, BLOCK {settings.get('max_tokens_block')}; "
+        f"sandbox: {settings.get('isolation')}",
+    ]
+    failing: list[str] = []
+    for language, entry in results["languages"].items():
+        name = DISPLAY_NAMES.get(language, language)
+        if not entry.get("available", False):
+            lines.append(f"- {name}: unavailable, skipped ({entry.get('reason')})")
+            continue
+        wall = entry.get("wall_s", {})
+        per_kind = "; ".join(
+            f"{kind} {_statuses(cell)}, {cell.get('generate_s_mean', 0):.2f} s/task"
+            for kind, cell in entry.get("kinds", {}).items()
+        )
+        lines.append(
+            f"- {name}: {per_kind}; this invocation: generate {wall.get('generate', 0):.0f} s, "
+            f"execute {wall.get('execute', 0):.0f} s"
+        )
+        for note in entry.get("notes", []):
+            lines.append(f"  - note: {note}")
+        failing += [tid for tid, task in entry.get("tasks", {}).items() if task["status"] != "passed"]
+    if variant == "canonical" and failing:
+        lines.append(f"- HARNESS PROBLEM, canonical middles failing: {', '.join(failing)}")
+    lines.append("")
+    return lines
+
+
+def _path(settings: Mapping[str, Any]) -> str:
+    if settings.get("canonical"):
+        return "canonical middles (harness check)"
+    if settings.get("through_lsp"):
+        return "codegeex-lsp serve, textDocument/inlineCompletion (invoked)"
+    return "CompletionService in process, the server's request path"
+
+
+def _statuses(cell: Mapping[str, Any]) -> str:
+    return ", ".join(f"{count} {status}" for status, count in sorted(cell.get("statuses", {}).items()))
+
+
+def summarize_kinds(tasks: Mapping[str, Mapping[str, Any]], kinds: Sequence[str]) -> dict[str, Any]:
+    """Per kind: counts, pass@1, exact match and mode histograms from per-task records."""
+    summary: dict[str, Any] = {}
+    for kind in kinds:
+        records = [task for task in tasks.values() if task["kind"] == kind]
+        n = len(records)
+        passed = sum(task["status"] == "passed" for task in records)
+        summary[kind] = {
+            "n": n,
+            "passed": passed,
+            "pass_at_1": passed / n if n else 0.0,
+            "exact_match": sum(task["exact"] for task in records) / n if n else 0.0,
+            "statuses": _count(task["status"] for task in records),
+            "modes": _count(task["mode"] for task in records),
+            "editor_modes": _count(task["editor_mode"] for task in records),
+            "generate_s_mean": sum(task["generate_s"] for task in records) / n if n else 0.0,
+        }
+    return summary
+
+
+def totals(languages: Mapping[str, Mapping[str, Any]], kinds: Sequence[str]) -> dict[str, Any]:
+    """Per kind over all available languages (task-weighted)."""
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        cells = [entry["kinds"][kind] for entry in languages.values() if entry.get("available")]
+        n = sum(cell["n"] for cell in cells)
+        passed = sum(cell["passed"] for cell in cells)
+        exact = sum(cell["exact_match"] * cell["n"] for cell in cells)
+        out[kind] = {
+            "n": n,
+            "passed": passed,
+            "pass_at_1": passed / n if n else 0.0,
+            "exact_match": exact / n if n else 0.0,
+        }
+    return out
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    return dict(sorted(Counter(values).items()))
