@@ -12,6 +12,7 @@ demo: model
 	$(BIN)/codegeex-lsp demo
 
 test: install model $(STAMPS)/toolchains
+	VIRTUAL_ENV=$(abspath $(VENV)) scripts/install-editors
 	$(BIN)/ruff check codegeex_lsp tests
 	$(BIN)/pytest -q -rs
 
