@@ -13,6 +13,9 @@ demo: model
 
 test: install model $(STAMPS)/toolchains
 	VIRTUAL_ENV=$(abspath $(VENV)) scripts/install-editors
+	@# A real OpenAI-compatible server for the remote-backend tests (and the llama.cpp anchor in the
+	@# benchmarks): built from source once (~15 min on 2 cores), an import check afterwards.
+	$(BIN)/python -c 'import llama_cpp, llama_cpp.server.app, sys; sys.exit(llama_cpp.__version__ != "0.3.36")' 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON" $(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'
 	$(BIN)/ruff check codegeex_lsp tests
 	$(BIN)/pytest -q -rs
 

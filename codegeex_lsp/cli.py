@@ -18,6 +18,8 @@ BENCHMARKS: dict[str, str] = {
     "decode": "codegeex_lsp.bench.decode",
     "kernels": "codegeex_lsp.bench.kernels",
     "humanevalx": "codegeex_lsp.bench.humaneval_x.run",
+    "infill": "codegeex_lsp.bench.infill.run",
+    "latency": "codegeex_lsp.bench.latency",
 }
 
 
@@ -57,6 +59,64 @@ def _add_completion_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int)
 
 
+def _add_backend_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the model runs")
+    group.add_argument(
+        "--backend",
+        choices=["local", "openai"],
+        default="local",
+        help="local: this machine's model (default); openai: an OpenAI-compatible /v1/completions server",
+    )
+    group.add_argument(
+        "--worker",
+        choices=["shared", "private"],
+        default="shared",
+        help="local model in a worker process shared by this user's servers (default) or private to this one",
+    )
+    group.add_argument(
+        "--in-process", action="store_true", help="run the local model inside the server process (debugging)"
+    )
+    group.add_argument(
+        "--worker-idle-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="a worker without requests for this long exits (default: %(default)s)",
+    )
+    remote = parser.add_argument_group("remote backend (--backend openai; --model names the served model)")
+    remote.add_argument("--base-url", help="e.g. http://team-gpu:8000/v1")
+    remote.add_argument(
+        "--fim",
+        choices=["auto", "prompt", "suffix"],
+        default="auto",
+        help="prompt: build the FIM prompt with --format; suffix: send the server `suffix` "
+        "(auto: prompt when --format is given)",
+    )
+    remote.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="environment variable holding the API key (default: OPENAI_API_KEY if set)",
+    )
+    remote.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="connect / between chunks"
+    )
+    remote.add_argument(
+        "--retries", type=int, default=2, help="retries with exponential backoff (default: 2)"
+    )
+    remote.add_argument("--ca-bundle", metavar="PEM", help="CA certificates for an https base URL")
+    remote.add_argument(
+        "--proxy", metavar="URL", help="http://[user:pass@]host:port (default: from the environment)"
+    )
+    remote.add_argument(
+        "--context-tokens", type=int, default=4096, help="the served model's context window (default: 4096)"
+    )
+    parser.add_argument(
+        "--no-telemetry",
+        action="store_true",
+        help="do not record local acceptance counts (codegeex-lsp stats)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codegeex-lsp", description="Local code completion with GLM-family fill-in-the-middle prompts."
@@ -90,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the language server on stdio (LSP, inline completion)")
     serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio (debugging)")
     _add_model_args(serve)
+    _add_backend_args(serve)
+
+    stats = sub.add_parser("stats", help="local telemetry: suggestions shown/accepted/dismissed per language")
+    stats.add_argument("--days", type=int, help="only the last N days (default: all)")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.add_argument("--reset", action="store_true", help="delete the recorded counts")
 
     bench = sub.add_parser("bench", help="benchmarks (decode, kernels, humanevalx)", add_help=False)
     bench.add_argument("name", choices=sorted(BENCHMARKS))
@@ -117,6 +183,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "formats": commands.formats,
         "bench": _run_bench,
         "serve": commands.serve,
+        "stats": commands.stats,
     }
     return table[args.command](args)
 

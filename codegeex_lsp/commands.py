@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 
+from codegeex_lsp.config import DEFAULT_MODEL as DEFAULT_MODEL_NAME
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.context.languages import LanguageInfo, language_for
 from codegeex_lsp.errors import InputError
@@ -179,9 +180,76 @@ def serve(args: argparse.Namespace) -> int:
     """Run the language server; the model loads in the background after `initialized`."""
     from codegeex_lsp.server.app import serve as run_server
     from codegeex_lsp.server.options import ModelOptions
+    from codegeex_lsp.telemetry import Telemetry, TelemetryStore
 
-    model = ModelOptions(name=args.model, format=args.format, dtype=args.dtype, threads=args.threads,
-                         cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code)
+    model = ModelOptions(
+        name=args.model,
+        format=args.format,
+        dtype=args.dtype,
+        threads=args.threads,
+        cache_dir=args.cache_dir,
+        trust_remote_code=args.trust_remote_code,
+    )
     if args.tcp and not args.tcp.rpartition(":")[2].isdigit():
         raise InputError(f"--tcp wants HOST:PORT, not {args.tcp!r}")
-    return run_server(model, tcp=args.tcp, verbose=args.verbose)
+    telemetry = Telemetry(None if args.no_telemetry else TelemetryStore())
+    return run_server(
+        model, tcp=args.tcp, verbose=args.verbose, backend=backend_options(args), telemetry=telemetry
+    )
+
+
+def backend_options(args: argparse.Namespace):
+    """`serve`'s backend flags -> BackendOptions (flags that do not fit the backend are errors)."""
+    from codegeex_lsp.server.options import BackendOptions
+
+    if args.backend == "openai":
+        from codegeex_lsp.remote.openai import OpenAIOptions
+
+        if not args.base_url:
+            raise InputError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")
+        if args.in_process:
+            raise InputError("--in-process runs a local model; it does not combine with --backend openai")
+        explicit_model = args.model if args.model != DEFAULT_MODEL_NAME else None
+        remote = OpenAIOptions(
+            base_url=args.base_url,
+            model=explicit_model,
+            fim=args.fim,
+            format=args.format,
+            api_key_env=args.api_key_env,
+            timeout_s=args.timeout,
+            retries=max(0, args.retries),
+            ca_bundle=args.ca_bundle,
+            proxy=args.proxy,
+            n_context=args.context_tokens,
+        )
+        return BackendOptions(kind="openai", openai=remote)
+    if args.base_url:
+        raise InputError("--base-url is for --backend openai")
+    kind = "in-process" if args.in_process else "worker"
+    return BackendOptions(kind=kind, worker_mode=args.worker, idle_timeout_s=args.worker_idle_timeout)
+
+
+def stats(args: argparse.Namespace) -> int:
+    """Print the local telemetry: per language, suggestions shown, accepted, dismissed, acceptance."""
+    from codegeex_lsp.telemetry import TelemetryStore, format_table
+
+    store = TelemetryStore()
+    if args.reset:
+        store.reset()
+        _stderr(f"[codegeex-lsp] telemetry reset ({store.path})")
+        return 0
+    totals = store.totals(args.days)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "path": str(store.path),
+                    "days": args.days,
+                    "languages": [{**asdict(t), "acceptance_rate": t.acceptance_rate} for t in totals],
+                }
+            )
+        )
+    else:
+        print(format_table(totals))
+        _stderr(f"[codegeex-lsp] counted locally in {store.path}; never sent anywhere")
+    return 0

@@ -23,3 +23,19 @@ class PromptFormatError(CodegeexError):
 
 class InputError(CodegeexError):
     """The file or cursor position given by the user cannot be completed."""
+
+
+class BackendError(CodegeexError):
+    """The model backend (worker process, remote server) failed one request; the next may work."""
+
+
+class WorkerCrashed(BackendError):
+    """The model worker died while a request was in flight (it is restarted for the next one)."""
+
+
+class WorkerGone(BackendError):
+    """The model worker exited on purpose (idle timeout, stop) before it took the request."""
+
+
+class RemoteError(BackendError):
+    """A remote completion server could not be reached or answered with an error."""

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.support.tiny import make_tiny_model_dir
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_user_dirs(tmp_path_factory):
+    """Keep tests' shared workers and telemetry out of the user's real runtime and state dirs."""
+    saved = {k: os.environ.get(k) for k in ("CODEGEEX_LSP_RUNTIME_DIR", "CODEGEEX_LSP_STATE")}
+    runtime = tmp_path_factory.mktemp("runtime")
+    runtime.chmod(0o700)
+    os.environ["CODEGEEX_LSP_RUNTIME_DIR"] = str(runtime)
+    os.environ["CODEGEEX_LSP_STATE"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

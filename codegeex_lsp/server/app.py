@@ -3,7 +3,9 @@
 Handlers unpack lsprotocol params, call the plain objects in this package (DocumentStore,
 Completer, ModelHost, parse_options) and convert results back; no logic lives here. Nothing in this
 module imports torch: `initialize` is answered at once and the model loads in the background
-after `initialized` (see loader.py).
+after `initialized` (see loader.py), by default in a model worker process (backends.py).
+Suggestions shown, accepted and dismissed are also counted per language in the local telemetry
+store (telemetry.py), flushed every 30 s and on exit.
 
 Debugging knob: CODEGEEX_LSP_TOKEN_DELAY_MS=<ms> sleeps that long after every decoded token, so
 cancellation and supersession can be watched (and tested) on a fast model. Never set it otherwise.
@@ -27,15 +29,18 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from codegeex_lsp import __version__
+from codegeex_lsp.protocol import ACCEPTED, DISMISSED, STATUS
 from codegeex_lsp.server import convert, logs
+from codegeex_lsp.server.backends import make_backend
 from codegeex_lsp.server.cache import CompletionCache, TypedThrough
 from codegeex_lsp.server.completion import Completer, SuggestRequest
 from codegeex_lsp.server.documents import DocumentStore
 from codegeex_lsp.server.loader import ModelHost
-from codegeex_lsp.server.options import SECTION, ModelOptions, ServerOptions, parse_options
+from codegeex_lsp.server.options import SECTION, BackendOptions, ModelOptions, ServerOptions, parse_options
 from codegeex_lsp.server.rpc import CodegeexProtocol, is_parse_error
-from codegeex_lsp.server.scheduler import Scheduler, token_delay_hook
-from codegeex_lsp.server.status import ACCEPTED, DISMISSED, STATUS, StatusReport
+from codegeex_lsp.server.scheduler import Scheduler
+from codegeex_lsp.server.status import StatusReport
+from codegeex_lsp.telemetry import FLUSH_INTERVAL_S, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +82,12 @@ class ProgressReporter:
 class CodegeexServer(LanguageServer):
     """The server and the objects it wires together; one per process."""
 
-    def __init__(self, base: ServerOptions) -> None:
+    def __init__(
+        self,
+        base: ServerOptions,
+        backend: BackendOptions | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         super().__init__(
             "codegeex-lsp",
             __version__,
@@ -93,14 +103,20 @@ class CodegeexServer(LanguageServer):
         self.scheduler = Scheduler(base.debounce)
         self.cache = CompletionCache(base.cache.size)
         self.typed = TypedThrough()
-        self.host = ModelHost(
-            self.scheduler.loader, self.report.model, ProgressReporter(self), on_change=self._model_changed
-        )
+        self.telemetry = telemetry or Telemetry(None)
         delay_ms = float(os.environ.get(TOKEN_DELAY_ENV, "0") or 0)
         if delay_ms > 0:
             log.warning(
                 "%s=%g: decoding is slowed down on purpose (debugging knob)", TOKEN_DELAY_ENV, delay_ms
             )
+        self.host = ModelHost(
+            self.scheduler.loader,
+            self.report.model,
+            ProgressReporter(self),
+            make_backend(backend or BackendOptions(), delay_ms),
+            on_change=self._model_changed,
+            retire=self.scheduler.model,
+        )
         self.completer = Completer(
             self.documents,
             self.scheduler,
@@ -110,10 +126,13 @@ class CodegeexServer(LanguageServer):
             self.typed,
             get_options=lambda: self.options,
             root=lambda: self.root,
-            on_token=token_delay_hook(delay_ms),
+            on_shown=self.telemetry.shown,
+            on_backend=self._backend_changed,
+            decodes=self.report.recent_decodes,
         )
         self.protocol.on_encoding = self._set_encoding
         self.on_loop: Callable[[asyncio.AbstractEventLoop], None] = lambda _loop: None
+        self._stopped = False
 
     # -- plain helpers the handlers call -------------------------------------------------------
 
@@ -127,6 +146,25 @@ class CodegeexServer(LanguageServer):
     def _model_changed(self) -> None:
         self.cache.clear()
         self.typed.clear()
+
+    def _backend_changed(self, error: str | None) -> None:
+        if error is not None:
+            self.show(
+                lsp.MessageType.Warning, f"the model backend failed: {error} (retrying on the next request)"
+            )
+        else:
+            self.show(lsp.MessageType.Info, "the model backend answers again")
+
+    def start_telemetry_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Flush the telemetry counts every FLUSH_INTERVAL_S (off the event loop)."""
+
+        def tick() -> None:
+            if self._stopped:
+                return
+            loop.run_in_executor(None, self.telemetry.flush)
+            loop.call_later(FLUSH_INTERVAL_S, tick)
+
+        loop.call_later(FLUSH_INTERVAL_S, tick)
 
     def apply_options(self, raw: Any, *, base: ServerOptions) -> None:
         """Parse a client payload over `base` and apply it; invalid values were already replaced."""
@@ -144,10 +182,15 @@ class CodegeexServer(LanguageServer):
         if options.completion != previous.completion or options.context != previous.context:
             self.typed.clear()
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         self.report.open_documents = len(self.documents)
         self.report.cache_entries = len(self.cache)
-        return {**self.report.to_wire(), "serverVersion": __version__}
+        session = self.host.session
+        if session is None:
+            backend: dict[str, Any] = {"kind": self.host.backend.kind}
+        else:  # a worker is asked for its state: off the event loop, bounded by a 1 s timeout
+            backend = await asyncio.get_running_loop().run_in_executor(None, session.describe)
+        return {**self.report.to_wire(backend), "serverVersion": __version__}
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         # Malformed input is the client's problem: answer it (rpc.py) and log, but never pop up.
@@ -159,7 +202,12 @@ class CodegeexServer(LanguageServer):
             log.error("protocol error (%s): %s", getattr(source, "__name__", source), error)
 
     def stop_work(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self.scheduler.shutdown()
+        self.telemetry.flush()
+        self.host.close()
 
 
 def _request_id(server: CodegeexServer, method: str) -> str:
@@ -177,14 +225,19 @@ def _root_path(params: lsp.InitializeParams) -> str | None:
     return params.root_path
 
 
-def create_server(base: ServerOptions | None = None) -> CodegeexServer:
-    server = CodegeexServer(base or ServerOptions())
+def create_server(
+    base: ServerOptions | None = None,
+    backend: BackendOptions | None = None,
+    telemetry: Telemetry | None = None,
+) -> CodegeexServer:
+    server = CodegeexServer(base or ServerOptions(), backend, telemetry)
     ls = server
 
     @ls.feature(lsp.INITIALIZE)
     def initialize(params: lsp.InitializeParams) -> None:
         _request_id(ls, "initialize")
         ls.on_loop(asyncio.get_running_loop())
+        ls.start_telemetry_flush(asyncio.get_running_loop())
         ls.root = _root_path(params)
         ls.apply_options(params.initialization_options, base=ls.base)
         ls.base = ls.options  # didChangeConfiguration applies over command line + initializationOptions
@@ -258,19 +311,23 @@ def create_server(base: ServerOptions | None = None) -> CodegeexServer:
         ls.apply_options(settings, base=ls.base)
 
     @ls.feature(STATUS)
-    def status(_params: Any) -> dict[str, Any]:
-        return ls.status()
+    async def status(_params: Any) -> dict[str, Any]:
+        return await ls.status()
 
     @ls.feature(ACCEPTED)
     def accepted(params: Any) -> None:
         ls.report.counters.accepted += 1
-        if (uri := _uri_of(params)) is not None:
+        uri = _uri_of(params)
+        ls.telemetry.accepted(uri)
+        if uri is not None:
             ls.typed.forget(uri)
 
     @ls.feature(DISMISSED)
     def dismissed(params: Any) -> None:
         ls.report.counters.dismissed += 1
-        if (uri := _uri_of(params)) is not None:
+        uri = _uri_of(params)
+        ls.telemetry.dismissed(uri)
+        if uri is not None:
             ls.typed.forget(uri)
 
     return server
@@ -286,19 +343,28 @@ def _uri_of(params: Any) -> str | None:
     return uri if isinstance(uri, str) else None
 
 
-def serve(model: ModelOptions, *, tcp: str | None = None, verbose: bool = False) -> NoReturn:
+def serve(
+    model: ModelOptions,
+    *,
+    tcp: str | None = None,
+    verbose: bool = False,
+    backend: BackendOptions | None = None,
+    telemetry: Telemetry | None = None,
+) -> NoReturn:
     """Run the server on stdio (or TCP `HOST:PORT` for debugging) until `exit`, then end the process.
 
     The exit code follows the spec: 0 after `shutdown` + `exit`, 1 for `exit` alone or when the
     client went away without either.
     """
     logs.configure_stderr_logging(verbose)
-    server = create_server(ServerOptions(model=model))
+    server = create_server(ServerOptions(model=model), backend, telemetry)
     client_log = logs.ClientLogHandler(server.window_log_message, logging.DEBUG if verbose else logging.INFO)
     logging.getLogger().addHandler(client_log)
     server.on_loop = client_log.attach_loop
     server.protocol.on_exit = functools.partial(_end_process, server)
-    log.info("codegeex-lsp %s serving (model %s)", __version__, model.name)
+    log.info(
+        "codegeex-lsp %s serving (model %s, backend %s)", __version__, model.name, server.host.backend.kind
+    )
     if tcp:
         host, _, port = tcp.rpartition(":")
         server.start_tcp(host or "127.0.0.1", int(port))

@@ -7,10 +7,13 @@ Order, cheapest first, so that most keystrokes never reach the model:
 2. typed-through: the user typed the start of the suggestion shown last -> its rest;
 3. prompt (on the documents thread) -> LRU lookup keyed on prompt token ids + sampling params;
 4. debounce (adaptive, see scheduler.Debouncer), then skip if a newer request superseded this one;
-5. decode on the model thread; the decode polls the ticket between tokens.
+5. decode on the model thread, through the backend's session (worker, in-process or remote); the
+   decode polls the ticket between tokens.
 
 A superseded request returns None (the client sees an empty result); a request the client
-cancels raises CancelledError out of the handler (pygls answers RequestCancelled, -32800).
+cancels raises CancelledError out of the handler (pygls answers RequestCancelled, -32800). A
+request the backend fails (worker crash, remote server down) is answered empty and counted in
+`backend_errors`; the user is told once when the backend starts failing and once when it is back.
 """
 
 from __future__ import annotations
@@ -19,22 +22,23 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.context import CompletionContext, ContextOptions, Position, to_fim_request
+from codegeex_lsp.errors import BackendError
 from codegeex_lsp.prompt.types import Budget, FimRequest
+from codegeex_lsp.protocol import Completion
+from codegeex_lsp.server.backends import Session
 from codegeex_lsp.server.cache import CompletionCache, TypedThrough
 from codegeex_lsp.server.documents import DocumentStore
 from codegeex_lsp.server.loader import ModelHost
 from codegeex_lsp.server.options import ServerOptions
 from codegeex_lsp.server.scheduler import Scheduler, Ticket
 from codegeex_lsp.server.status import Counters
-
-if TYPE_CHECKING:
-    from codegeex_lsp.engine.service import CompletionService
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ MIN_BOUND_CHARS = 4096
 PREFIX_GRID_LINES = 256
 # Room kept in the model's context for the format's markup (FIM tokens, path and language lines).
 PROMPT_MARKUP_TOKENS = 64
+# Per-request token counts the engine reports in `timings` (the map that crosses the worker IPC).
+DECODE_COUNTS = ("prefill_tokens", "reused_tokens", "draft_tokens", "accepted_tokens")
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,9 @@ class Completer:
         typed: TypedThrough,
         get_options: Callable[[], ServerOptions],
         root: Callable[[], str | None] = lambda: None,
-        on_token: Callable[[int, int, str], None] | None = None,
+        on_shown: Callable[[str, str], None] = lambda _uri, _language: None,
+        on_backend: Callable[[str | None], None] = lambda _error: None,
+        decodes: deque[dict[str, Any]] | None = None,
     ) -> None:
         self.documents = documents
         self.scheduler = scheduler
@@ -169,7 +177,10 @@ class Completer:
         self.typed = typed
         self._options = get_options
         self._root = root
-        self._on_token = on_token
+        self._on_shown = on_shown  # (uri, languageId) of every new suggestion shown (telemetry)
+        self._on_backend = on_backend  # an error message when the backend starts failing, None when back
+        self._backend_failing = False
+        self._decodes = decodes  # one record per finished decode, for `codegeex/status`
 
     async def suggest(self, request: SuggestRequest, request_id: str) -> Suggestion | None:
         """The suggestion for `request`, or None; counts the outcome. Never raises but CancelledError."""
@@ -180,12 +191,20 @@ class Completer:
         arrived = time.monotonic()
         delay_s = 0.0 if request.invoked else self.scheduler.debouncer.observe(request.uri)
         try:
-            suggestion = await self._suggest(request, ticket, arrived + delay_s)
+            suggestion = await self._suggest(request, ticket, arrived + delay_s, arrived)
         except asyncio.CancelledError:
             ticket.cancel()
             self.counters.cancelled += 1
             log.info("cancelled by the client")
             raise
+        except BackendError as exc:
+            self.counters.backend_errors += 1
+            self.counters.empty += 1
+            log.warning("the backend failed this request (%s); answering empty", exc)
+            if not self._backend_failing:
+                self._backend_failing = True
+                self._on_backend(str(exc))
+            return None
         except Exception:
             self.counters.errors += 1
             self.counters.empty += 1
@@ -204,9 +223,13 @@ class Completer:
         self.counters.served += 1
         ctx = suggestion.context
         self.typed.remember(request.uri, ctx.prefix, ctx.suffix, suggestion.text, ctx.mode)
+        if suggestion.source != "typed-through":  # the rest of one already shown is not a new one
+            self._on_shown(request.uri, ctx.language.language_id)
         return suggestion
 
-    async def _suggest(self, request: SuggestRequest, ticket: Ticket, start_at: float) -> Suggestion | None:
+    async def _suggest(
+        self, request: SuggestRequest, ticket: Ticket, start_at: float, arrived: float
+    ) -> Suggestion | None:
         options = self._options()
         ctx = await self.scheduler.documents.run(
             lambda: self.documents.snapshot(
@@ -231,21 +254,20 @@ class Completer:
             log.debug("typed-through: %d chars left of the shown suggestion", len(forwarded))
             return Suggestion(forwarded, ctx, "typed-through")
 
-        service = self.host.service
-        if service is None or ticket.is_cancelled():
-            if service is None:
+        session = self.host.session
+        if session is None or ticket.is_cancelled():
+            if session is None:
                 log.info("model %s: no completion", self.host.status.state)
             return None
         generation = self.host.generation
         fim, opts = fit_to_context(
             bounded_request(to_fim_request(ctx), options),
             completion_options(options, ctx.mode),
-            service.loaded.model.max_seq_len,
+            session.info.n_context,
         )
 
         def prompt_key() -> tuple:
-            prompt = service.build(fim, opts)
-            return (generation, prompt.token_ids, service.sampling_params(prompt, fim, opts))
+            return (generation, session.cache_key(fim, opts))
 
         key = await self.scheduler.documents.run(prompt_key)
         cached = self.cache.get(key)
@@ -259,16 +281,18 @@ class Completer:
             await asyncio.sleep(wait_s)
         if ticket.is_cancelled():
             return None
-        text = await self._decode(service, fim, opts, ticket)
+        text = await self._decode(session, fim, opts, ticket, arrived)
+        if self._backend_failing:
+            self._backend_failing = False
+            self._on_backend(None)
         if text is None:
             return None
         self.cache.put(key, text)
         return Suggestion(text, ctx, "model")
 
     async def _decode(
-        self, service: CompletionService, fim: FimRequest, opts: CompletionOptions, ticket: Ticket
+        self, session: Session, fim: FimRequest, opts: CompletionOptions, ticket: Ticket, arrived: float
     ) -> str | None:
-        on_token = self._on_token
         loop = asyncio.get_running_loop()
 
         def count_decode() -> None:
@@ -278,7 +302,10 @@ class Completer:
             if ticket.is_cancelled():  # superseded while queued: skip the prefill too
                 return None
             loop.call_soon_threadsafe(count_decode)
-            result = service.complete(fim, opts, is_cancelled=ticket.is_cancelled, on_token=on_token)
+            started = time.monotonic()
+            result = session.complete(fim, opts, ticket.is_cancelled, ticket.uri)
+            ended = time.monotonic()
+            loop.call_soon_threadsafe(self._record_decode, ticket, started - arrived, ended - arrived, result)
             t = result.timings
             log.info(
                 "%s %s: %d prompt tokens, %d generated (%s); prefill %.0f ms, decode %.0f ms",
@@ -293,3 +320,33 @@ class Completer:
             return None if result.finish_reason == "cancelled" else result.completion
 
         return await self.scheduler.model.run(job)
+
+    def _record_decode(self, ticket: Ticket, queued_s: float, done_s: float, result: Completion) -> None:
+        """Count a finished decode's tokens; keep its latencies from the request's arrival."""
+        t = result.timings
+        counts = {name: int(t.get(name, 0)) for name in DECODE_COUNTS}
+        for name, value in counts.items():
+            setattr(self.counters, name, getattr(self.counters, name) + value)
+        if self._decodes is None:
+            return
+        first_token_s = t.get("first_token_s")
+        self._decodes.append(
+            {
+                "requestId": ticket.request_id,
+                "mode": result.mode,
+                "finish": result.finish_reason,
+                "promptTokens": result.prompt_tokens,
+                "generatedTokens": result.generated_tokens,
+                "prefillTokens": counts["prefill_tokens"],
+                "reusedTokens": counts["reused_tokens"],
+                "draftTokens": counts["draft_tokens"],
+                "acceptedTokens": counts["accepted_tokens"],
+                "forwardPasses": int(t.get("forward_passes", 0)),
+                # From the request's arrival: debounce, queueing and prompt building included.
+                "startMs": round(queued_s * 1e3, 2),
+                "firstTokenMs": None if first_token_s is None else round((queued_s + first_token_s) * 1e3, 2),
+                "totalMs": round(done_s * 1e3, 2),
+                "prefillMs": round(t.get("prefill_s", 0.0) * 1e3, 2),
+                "decodeMs": round(t.get("decode_s", 0.0) * 1e3, 2),
+            }
+        )

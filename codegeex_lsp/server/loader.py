@@ -1,10 +1,13 @@
-"""The model slot: loads a `CompletionService` in the background and reports how it goes.
+"""The model slot: loads a backend `Session` in the background and reports how it goes.
 
 Loading takes seconds to minutes, so it runs on the scheduler's `loader` thread while the event
-loop keeps answering; `engine` (and with it torch) is imported there, on first load, never when the
-server module is imported. While the first model loads, completion requests get empty results.
-A reload after a configuration change keeps the previous model serving until the new one is
-ready; if the new one fails, the slot is empty (state `error`) until a later change fixes it.
+loop keeps answering. With the default worker backend the model loads in the worker process and
+this thread only waits for it; with `--in-process` the engine (and torch) is imported here, on
+first load, never when the server module is imported. While the first model loads, completion
+requests get empty results. A reload after a configuration change keeps the previous session
+serving until the new one is ready; if the new one fails, the slot is empty (state `error`) until
+a later change fixes it. A replaced session is closed on the model thread, after any decode it
+is still running.
 """
 
 from __future__ import annotations
@@ -13,19 +16,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from codegeex_lsp.config import EngineOptions
 from codegeex_lsp.errors import CodegeexError
+from codegeex_lsp.server.backends import Backend, Session, engine_options
 from codegeex_lsp.server.options import ModelOptions
 from codegeex_lsp.server.scheduler import Worker
 from codegeex_lsp.server.status import ModelStatus
 
-if TYPE_CHECKING:
-    from codegeex_lsp.engine.service import CompletionService
-
 log = logging.getLogger(__name__)
+
+__all__ = ["LoadReporter", "ModelHost", "engine_options"]  # engine_options: the benchmarks import it here
 
 
 class LoadReporter(Protocol):
@@ -40,48 +41,24 @@ class LoadReporter(Protocol):
     def failed(self, message: str) -> None: ...
 
 
-def engine_options(model: ModelOptions) -> EngineOptions:
-    return EngineOptions(
-        model=model.name,
-        dtype=model.dtype,
-        threads=model.threads,
-        cache_dir=model.cache_dir,
-        trust_remote_code=model.trust_remote_code,
-    )
-
-
-def _load_service(
-    model: ModelOptions,
-    previous: tuple[CompletionService, ModelOptions] | None,
-    progress: Callable[[str], None],
-) -> CompletionService:
-    from codegeex_lsp.engine.service import CompletionService
-
-    if previous is not None and _same_weights(previous[1], model):
-        progress(f"switching prompt format to {model.format or 'auto'}")
-        return CompletionService(previous[0].loaded, model.format)
-    return CompletionService.load(engine_options(model), model.format, progress)
-
-
-def _same_weights(a: ModelOptions, b: ModelOptions) -> bool:
-    return replace(a, format=None) == replace(b, format=None)
-
-
 class ModelHost:
     def __init__(
         self,
         worker: Worker,
         status: ModelStatus,
         reporter: LoadReporter,
+        backend: Backend,
         on_change: Callable[[], None] = lambda: None,
+        retire: Worker | None = None,
     ) -> None:
         self._worker = worker
+        self._retire = retire  # where replaced sessions are closed (the model thread)
         self.status = status
+        self.backend = backend
         self._reporter = reporter
         self._on_change = on_change
-        self.service: CompletionService | None = None
+        self.session: Session | None = None
         self.options: ModelOptions | None = None  # the latest requested
-        self._loaded_with: ModelOptions | None = None  # what `service` was loaded with
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -108,15 +85,13 @@ class ModelHost:
             log.info("%s", message)
             loop.call_soon_threadsafe(self._reporter.report, handle, message)
 
-        def job() -> CompletionService | None:
+        def job() -> Session | None:
             if generation != self.status.generation:
                 return None  # a newer load was requested before this one started
-            previous = self.service
-            held = (previous, self._loaded_with) if previous is not None and self._loaded_with else None
-            return _load_service(model, held, progress)
+            return self.backend.load(model, self.session, progress)
 
         try:
-            service = await self._worker.run(job)
+            session = await self._worker.run(job)
         except CodegeexError as exc:
             self._finish_error(generation, f"cannot load model {model.name!r}: {exc}", handle)
             return
@@ -128,33 +103,52 @@ class ModelHost:
                 handle,
             )
             return
-        if service is None or generation != self.status.generation:
+        if session is None or generation != self.status.generation:
             self._reporter.end(handle, "superseded by a newer configuration")
+            if session is not None:
+                self._close_unless_shared(session)
             return
-        self.service = service
-        self._loaded_with = model
+        self._replace(session)
         self.status.state = "ready"
-        self.status.model = service.loaded.name
-        self.status.format = service.format.name
+        self.status.model = session.info.name
+        self.status.format = session.info.format
         self.status.load_s = time.perf_counter() - started
         log.info(
-            "model %s ready (format %s) in %.1f s",
-            service.loaded.name,
-            service.format.name,
-            self.status.load_s,
+            "model %s ready (format %s) in %.1f s", session.info.name, session.info.format, self.status.load_s
         )
-        self._reporter.end(handle, f"{service.loaded.name} ready")
+        self._reporter.end(handle, f"{session.info.name} ready")
         self._on_change()
 
     def _finish_error(self, generation: int, message: str, handle: object) -> None:
         self._reporter.end(handle, "failed")
         if generation != self.status.generation:
             return
-        self.service = None
-        self._loaded_with = None
+        self._replace(None)
         self.status.state = "error"
         self.status.error = message
         self.status.format = None
         log.error("%s", message)
         self._reporter.failed(message)
         self._on_change()
+
+    def _replace(self, session: Session | None) -> None:
+        old, self.session = self.session, session
+        if old is not None and (session is None or old.owner is not session.owner):
+            self._close_unless_shared(old)
+
+    def _close_unless_shared(self, session: Session) -> None:
+        if self.session is not None and self.session.owner is session.owner:
+            return
+        if self._retire is not None:
+            self._retire.submit(session.close)
+        else:
+            session.close()
+
+    def close(self) -> None:
+        """Close the current session now (the process is ending)."""
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                session.close()
+            except Exception as exc:  # nothing to do about it while exiting
+                log.warning("closing the model session: %s", exc)

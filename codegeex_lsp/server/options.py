@@ -109,6 +109,22 @@ class CacheOptions:
 
 
 @dataclass(frozen=True)
+class BackendOptions:
+    """Where the model runs. Command line only (`serve` flags): never a client setting.
+
+    `worker` (default): a worker process, `shared` per user and model across servers or `private`
+    to this server, exiting after `idle_timeout_s` without requests; `in-process`: the engine in
+    the server (debugging); `openai`: a remote OpenAI-compatible server (`openai` holds a
+    `remote.openai.OpenAIOptions`).
+    """
+
+    kind: str = "worker"  # worker | in-process | openai
+    worker_mode: str = "shared"  # shared | private
+    idle_timeout_s: float = 600.0
+    openai: Any = None
+
+
+@dataclass(frozen=True)
 class ServerOptions:
     model: ModelOptions = ModelOptions()
     completion: SuggestionOptions = SuggestionOptions()

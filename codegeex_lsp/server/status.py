@@ -1,25 +1,23 @@
-"""What `codegeex/status` reports: the model's state and local counters.
+"""What `codegeex/status` reports: the model's state, the backend and local counters.
 
-Counters live only in this process (nothing is sent anywhere). They are touched on the event loop
-thread only, so plain ints suffice.
-
-Custom methods (namespaced `codegeex/…`, STYLE 7):
-
-- request `codegeex/status` -> the object `StatusReport.to_wire` returns;
-- notification `codegeex/accepted` and `codegeex/dismissed`, params `{"uri": str}` (optional):
-  the client tells us what happened to the last suggestion shown for that document.
+Counters live only in this process (nothing is sent anywhere; the per-language totals that
+outlive it are telemetry.py's). They are touched on the event loop thread only, so plain ints
+suffice. The method names are `codegeex_lsp.protocol`'s (re-exported here).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-STATUS = "codegeex/status"
-ACCEPTED = "codegeex/accepted"
-DISMISSED = "codegeex/dismissed"
+from codegeex_lsp.protocol import ACCEPTED, DISMISSED, STATUS
+
+__all__ = ["ACCEPTED", "DISMISSED", "STATUS", "Counters", "ModelStatus", "StatusReport"]
 
 ModelState = Literal["idle", "loading", "ready", "error"]
+
+RECENT_DECODES = 256  # per-decode records kept for `recentDecodes` (bounded: a ring)
 
 
 @dataclass
@@ -30,7 +28,9 @@ class Counters:
     `empty`: answered without one (NONE scope, disabled language, unknown document, loading, empty
     model output); `cancelled`: by `$/cancelRequest` or superseded by a newer request for the same
     document; `cache_hits`/`typed_through`: served without a model call; `decodes`: model calls
-    started; `errors`: requests that failed inside the server (answered empty, logged).
+    started; `errors`: requests that failed inside the server (answered empty, logged);
+    `backend_errors`: requests the backend failed (worker crash, remote server down: answered
+    empty, the next one tries again).
     """
 
     requests: int = 0
@@ -42,8 +42,13 @@ class Counters:
     typed_through: int = 0
     decodes: int = 0
     errors: int = 0
+    backend_errors: int = 0
     accepted: int = 0
     dismissed: int = 0
+    prefill_tokens: int = 0
+    reused_tokens: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
 
 
 @dataclass
@@ -65,10 +70,14 @@ class StatusReport:
     position_encoding: str = "utf-16"
     open_documents: int = 0
     cache_entries: int = 0
+    # One wire-ready record per model decode, newest last (see Completer._decode): request id,
+    # firstTokenMs / totalMs from the request's arrival, token counts. For latency benchmarks.
+    recent_decodes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_DECODES))
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, backend: dict[str, Any] | None = None) -> dict[str, Any]:
         model = self.model
         return {
+            "backend": backend or {},
             "state": model.state,
             "model": model.model,
             "format": model.format,
@@ -78,6 +87,7 @@ class StatusReport:
             "openDocuments": self.open_documents,
             "cacheEntries": self.cache_entries,
             "counters": _camel_keys(asdict(self.counters)),
+            "recentDecodes": list(self.recent_decodes),
         }
 
 

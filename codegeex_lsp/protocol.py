@@ -1,0 +1,414 @@
+"""Wire types shared by the language server, the editor plugins and the model worker (stdlib only).
+
+Two protocols live here, and nothing else: the `codegeex/*` custom LSP methods, and the worker IPC.
+The server never imports `worker/` and the worker never imports `server/`; both import this module,
+which imports no third-party package (the msgpack codec is handed in by each end).
+
+Custom LSP methods (namespaced `codegeex/…`, STYLE 7):
+
+- request `codegeex/status` -> the server's status object (model state, counters, backend);
+- notifications `codegeex/accepted` and `codegeex/dismissed`, params `{"uri": str}` (optional):
+  the client tells us what became of the last suggestion shown for that document.
+
+Worker IPC. One frame per message: a 4-byte big-endian payload length, then one msgpack map whose
+`type` names the message (the dataclasses below, field names as keys). A connection starts with the
+client's `hello` (the daemon's random token; the protocol version) and the worker's `welcome` or
+`refused`. Then, any number at once:
+
+    client -> worker   prepare {id, format}          load (or reuse) the model, resolve a format
+                       complete {id, request, ...}   one completion; `stream` asks for tokens
+                       cancel {id}                   stop that completion between two tokens
+                       status {id}                   the worker's state (no effect on idleness)
+                       stop                          ask the worker to exit
+    worker -> client   progress {message}            model-load progress (to every client)
+                       prepared {id, ...}            answer to prepare
+                       token {id, index, text}       candidate `index`'s text so far (stream)
+                       result {id, completion}       the final answer to complete
+                       error {id, kind, message}     the final answer when there is none
+                       worker_status {id, ...}       answer to status
+                       bye {reason}                  the worker is exiting (idle, stop)
+
+Every `complete` gets exactly one `result` or `error`; a cancelled one gets a `result` whose
+finish_reason is "cancelled". A connection that ends without `bye` means the worker crashed: the
+client fails what was in flight with an error and starts a new worker for the next request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from codegeex_lsp.config import CompletionOptions
+from codegeex_lsp.prompt.types import FimRequest, Reference
+
+# -- custom LSP methods ----------------------------------------------------------------------------
+
+STATUS = "codegeex/status"
+ACCEPTED = "codegeex/accepted"
+DISMISSED = "codegeex/dismissed"
+
+# -- worker IPC ------------------------------------------------------------------------------------
+
+PROTOCOL_VERSION = 1
+FRAME_HEADER = struct.Struct(">I")  # payload length in bytes
+MAX_FRAME_BYTES = 64 << 20
+HELLO_TIMEOUT_S = 5.0  # a connection that does not say hello in time is dropped
+
+# Error kinds: what the client should make of an `error`.
+MODEL_ERROR = "model"  # the model cannot be loaded (message says why); not retried
+REQUEST_ERROR = "request"  # this request cannot be served (bad format, prompt too long)
+INTERNAL_ERROR = "internal"  # a bug in the worker; logged there with a traceback
+
+
+class ProtocolError(Exception):
+    """Bytes that are not a valid frame or message."""
+
+
+class Codec(NamedTuple):
+    """How a message dict becomes frame bytes and back (msgpack at both ends)."""
+
+    pack: Callable[[dict[str, Any]], bytes]
+    unpack: Callable[[bytes], Any]
+
+
+_MESSAGES: dict[str, type] = {}
+
+
+def _message(name: str):
+    def register(cls: type) -> type:
+        cls.TYPE = name  # type: ignore[attr-defined]
+        _MESSAGES[name] = cls
+        return cls
+
+    return register
+
+
+@_message("hello")
+@dataclass(frozen=True)
+class Hello:
+    token: str
+    protocol: int = PROTOCOL_VERSION
+    client: str = ""
+
+
+@_message("welcome")
+@dataclass(frozen=True)
+class Welcome:
+    pid: int
+    key: str
+    version: str
+    protocol: int = PROTOCOL_VERSION
+
+
+@_message("refused")
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+
+
+@_message("prepare")
+@dataclass(frozen=True)
+class Prepare:
+    id: int
+    format: str | None = None
+
+
+@_message("prepared")
+@dataclass(frozen=True)
+class Prepared:
+    id: int
+    model: str
+    format: str
+    n_context: int
+    load_s: float
+    loads: int  # model loads this worker process has done (1 when several clients share it)
+
+
+@_message("progress")
+@dataclass(frozen=True)
+class Progress:
+    message: str
+
+
+@_message("complete")
+@dataclass(frozen=True)
+class Complete:
+    id: int
+    request: dict[str, Any]  # fim_to_wire
+    options: dict[str, Any]  # options_to_wire
+    format: str | None = None
+    stream: bool = False
+    token_delay_ms: float = 0.0  # the server's debugging knob, applied where the decode runs
+    document: str | None = None  # the document's URI: the worker may keep per-document state
+    label: str = ""  # the server's request id, for the worker's logs
+
+
+@_message("token")
+@dataclass(frozen=True)
+class Token:
+    id: int
+    index: int
+    text: str
+
+
+@_message("result")
+@dataclass(frozen=True)
+class Result:
+    id: int
+    completion: dict[str, Any]  # Completion fields
+
+
+@_message("error")
+@dataclass(frozen=True)
+class Error:
+    id: int
+    kind: str
+    message: str
+
+
+@_message("cancel")
+@dataclass(frozen=True)
+class Cancel:
+    id: int
+
+
+@_message("status")
+@dataclass(frozen=True)
+class StatusRequest:
+    id: int
+
+
+@_message("worker_status")
+@dataclass(frozen=True)
+class WorkerStatus:
+    id: int
+    pid: int
+    key: str
+    model: str
+    state: str  # loading | ready | error
+    error: str | None
+    loads: int
+    clients: int
+    requests: int
+    queued: int
+    running: bool
+    uptime_s: float
+    idle_s: float
+    idle_timeout_s: float
+
+
+@_message("stop")
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+@_message("bye")
+@dataclass(frozen=True)
+class Bye:
+    reason: str
+
+
+Message = (
+    Hello
+    | Welcome
+    | Refused
+    | Prepare
+    | Prepared
+    | Progress
+    | Complete
+    | Token
+    | Result
+    | Error
+    | Cancel
+    | StatusRequest
+    | WorkerStatus
+    | Stop
+    | Bye
+)
+
+
+def to_wire(message: Any) -> dict[str, Any]:
+    return {"type": message.TYPE, **{f.name: getattr(message, f.name) for f in dataclasses.fields(message)}}
+
+
+def from_wire(data: Any) -> Any:
+    """The message a decoded frame holds; ProtocolError for anything else."""
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise ProtocolError("a frame must hold a map with a string `type`")
+    cls = _MESSAGES.get(data["type"])
+    if cls is None:
+        raise ProtocolError(f"unknown message type {data['type']!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError as exc:
+        raise ProtocolError(f"bad {data['type']} message: {exc}") from exc
+
+
+class Channel:
+    """One framed connection: `send` from any thread, `receive` from one reader thread."""
+
+    def __init__(self, sock: socket.socket, codec: Codec) -> None:
+        self.sock = sock
+        self._codec = codec
+        self._send_lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        payload = self._codec.pack(to_wire(message))
+        if len(payload) > MAX_FRAME_BYTES:
+            raise ProtocolError(f"message of {len(payload)} bytes is over the {MAX_FRAME_BYTES} limit")
+        with self._send_lock:
+            self.sock.sendall(FRAME_HEADER.pack(len(payload)) + payload)
+
+    def receive(self) -> Any | None:
+        """The next message, or None when the peer closed the connection between two frames."""
+        header = self._read_exact(FRAME_HEADER.size, eof_ok=True)
+        if header is None:
+            return None
+        (size,) = FRAME_HEADER.unpack(header)
+        if size > MAX_FRAME_BYTES:
+            raise ProtocolError(f"frame of {size} bytes is over the {MAX_FRAME_BYTES} limit")
+        payload = self._read_exact(size, eof_ok=False)
+        assert payload is not None
+        try:
+            data = self._codec.unpack(payload)
+        except Exception as exc:  # the codec's own error types vary
+            raise ProtocolError(f"undecodable frame: {exc}") from exc
+        return from_wire(data)
+
+    def _read_exact(self, n: int, *, eof_ok: bool) -> bytes | None:
+        chunks: list[bytes] = []
+        left = n
+        while left:
+            chunk = self.sock.recv(min(left, 1 << 20))
+            if not chunk:
+                if eof_ok and left == n:
+                    return None
+                raise ConnectionError("connection closed inside a frame")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+# -- payloads --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One finished completion, whichever backend made it (the engine's CompletionResult, on the wire)."""
+
+    completion: str
+    candidates: tuple[str, ...]
+    raw: tuple[str, ...]
+    model: str
+    format: str
+    mode: str
+    prompt_tokens: int
+    generated_tokens: int
+    finish_reason: str  # stop | length | cancelled
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def completion_to_wire(result: Any) -> dict[str, Any]:
+    """Completion (or the engine's CompletionResult, same fields) -> a plain map."""
+    return {f.name: getattr(result, f.name) for f in dataclasses.fields(Completion)}
+
+
+def completion_from_wire(data: dict[str, Any]) -> Completion:
+    try:
+        return Completion(
+            completion=str(data["completion"]),
+            candidates=tuple(map(str, data.get("candidates", ()))),
+            raw=tuple(map(str, data.get("raw", ()))),
+            model=str(data["model"]),
+            format=str(data["format"]),
+            mode=str(data["mode"]),
+            prompt_tokens=int(data["prompt_tokens"]),
+            generated_tokens=int(data["generated_tokens"]),
+            finish_reason=str(data["finish_reason"]),
+            timings={str(k): float(v) for k, v in dict(data.get("timings", {})).items()},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"bad completion: {exc}") from exc
+
+
+def fim_to_wire(request: FimRequest) -> dict[str, Any]:
+    wire = dataclasses.asdict(request)
+    wire["references"] = [[r.path, r.text] for r in request.references]
+    return wire
+
+
+def fim_from_wire(data: dict[str, Any]) -> FimRequest:
+    try:
+        refs = tuple(Reference(str(path), str(text)) for path, text in data.get("references", ()))
+        fields = {f.name for f in dataclasses.fields(FimRequest)} - {"references"}
+        return FimRequest(**{k: v for k, v in data.items() if k in fields}, references=refs)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"bad completion request: {exc}") from exc
+
+
+def options_to_wire(options: CompletionOptions) -> dict[str, Any]:
+    return dataclasses.asdict(options)
+
+
+def options_from_wire(data: dict[str, Any]) -> CompletionOptions:
+    fields = {f.name for f in dataclasses.fields(CompletionOptions)}
+    try:
+        return CompletionOptions(**{k: v for k, v in data.items() if k in fields})
+    except TypeError as exc:
+        raise ProtocolError(f"bad completion options: {exc}") from exc
+
+
+# -- rendezvous of the shared worker ---------------------------------------------------------------
+
+
+def worker_key(engine: dict[str, Any], python: str, version: str) -> str:
+    """One shared worker per model *and* per installation: the same options from another venv or
+    another package version get their own worker."""
+    blob = json.dumps(
+        {"engine": engine, "python": python, "version": version, "protocol": PROTOCOL_VERSION}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class WorkerPaths:
+    """The files of the shared worker `key` in the runtime dir."""
+
+    dir: Path
+    key: str
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / f"{self.key}.sock"
+
+    @property
+    def token(self) -> Path:
+        return self.dir / f"{self.key}.token"
+
+    @property
+    def pid(self) -> Path:
+        return self.dir / f"{self.key}.pid"  # held locked by the live worker
+
+    @property
+    def spawn_lock(self) -> Path:
+        return self.dir / f"{self.key}.spawn"  # held by the client that starts a worker
+
+    @property
+    def log(self) -> Path:
+        return self.dir / f"{self.key}.log"

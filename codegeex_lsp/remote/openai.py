@@ -1,0 +1,532 @@
+"""An OpenAI-compatible `/v1/completions` server as the model: vLLM, TGI, Ollama, llama.cpp.
+
+FIM two ways (`fim`):
+
+- `prompt`: our prompt format builds the raw FIM prompt text (remote/prompt.py); the server
+  completes it as plain text. Works with any server; needs `--format` for the served model.
+- `suffix`: the server builds the FIM prompt from `prompt` (the prefix) and `suffix` (vLLM for
+  some models, Ollama, llama-cpp-python for GGUFs with FIM tokens).
+
+Every request streams (`"stream": true`, server-sent events). Cancelling closes the stream: a
+watcher shuts the socket down within a poll interval, even while waiting for the first byte, and
+the server stops generating when its next write fails. Local stops (one line in LINE mode, a
+closed scope via the post-processing filters) close it the same way. Connection errors, timeouts,
+429 and 5xx are retried with exponential backoff before the first token; 4xx are not. The API key
+comes from an environment variable and is only ever sent as the Authorization header. HTTPS uses
+the system CAs or `ca_bundle`; a proxy is taken from `proxy` or the usual environment variables
+(`https_proxy`, `no_proxy`; loopback hosts never go through one).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import ipaddress
+import json
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from codegeex_lsp import __version__
+from codegeex_lsp.config import CompletionOptions
+from codegeex_lsp.errors import CodegeexError, RemoteError
+from codegeex_lsp.postprocess import Candidate, run_pipeline
+from codegeex_lsp.postprocess.cut_chat_runoff import cut_chat_runoff
+from codegeex_lsp.postprocess.cut_suffix_overlap import cut_suffix_overlap
+from codegeex_lsp.postprocess.limit_scope import limit_scope
+from codegeex_lsp.postprocess.remove_repetitive_blocks import remove_repetitive_blocks
+from codegeex_lsp.postprocess.remove_repetitive_lines import remove_repetitive_lines
+from codegeex_lsp.prompt import Budget, FimRequest, get_format
+from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
+from codegeex_lsp.protocol import Completion
+from codegeex_lsp.remote.prompt import DEFAULT_CHARS_PER_TOKEN, build_text_prompt, split_for_suffix_api
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+RUNOFF_STOP_STRINGS = ("```",)  # as the engine: a fence never belongs in a FIM middle
+# Filters whose cuts more text cannot undo (the engine's stop check uses the same ones).
+STOP_FILTERS = (
+    cut_chat_runoff,
+    remove_repetitive_blocks,
+    remove_repetitive_lines,
+    limit_scope,
+    cut_suffix_overlap,
+)
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_STOP_STRINGS = 4  # OpenAI's limit; the rest are applied here
+_MAX_BACKOFF_S = 10.0
+_CANCEL_POLL_S = 0.02
+
+IsCancelled = Callable[[], bool]
+OnToken = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class OpenAIOptions:
+    """How to reach the server. Command line only: nothing here comes from a client setting."""
+
+    base_url: str  # e.g. http://team-gpu:8000/v1
+    model: str | None = None  # the served model's name (vLLM checks it; llama.cpp ignores it)
+    fim: str = "auto"  # auto (prompt when a format is given, else suffix) | prompt | suffix
+    format: str | None = None  # our prompt format, for fim=prompt
+    api_key_env: str | None = None  # None: $OPENAI_API_KEY when set
+    timeout_s: float = 30.0  # connect, and the longest wait for the next bytes
+    retries: int = 2
+    backoff_s: float = 0.5
+    ca_bundle: str | None = None
+    proxy: str | None = None  # http://[user:pass@]host:port; None: from the environment
+    n_context: int = 4096
+    chars_per_token: float = DEFAULT_CHARS_PER_TOKEN
+
+
+class _Stream:
+    """One streaming response and the means to cut it short from another thread."""
+
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+        self.conn = conn
+        self.response = response
+        self.cut = False
+
+    def interrupt(self) -> None:
+        """From any thread: shut the socket down, so a blocked read returns at once (the reading
+        thread then closes the connection; closing it here would race with its read)."""
+        self.cut = True
+        sock = self.conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """From the reading thread."""
+        self.interrupt()
+        self.conn.close()
+
+
+class OpenAIClient:
+    def __init__(self, options: OpenAIOptions) -> None:
+        url = urlsplit(options.base_url.rstrip("/"))
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise CodegeexError(f"--base-url wants http(s)://host[:port]/v1, not {options.base_url!r}")
+        fim = options.fim if options.fim != "auto" else ("prompt" if options.format else "suffix")
+        if fim not in ("prompt", "suffix"):
+            raise CodegeexError(f"--fim is auto, prompt or suffix, not {options.fim!r}")
+        if fim == "prompt" and not options.format:
+            raise CodegeexError("--fim prompt needs --format (the served model's prompt format)")
+        self.options = replace(options, fim=fim)
+        self.format = get_format(options.format) if fim == "prompt" and options.format else None
+        self.format_name = self.format.name if self.format is not None else "server-fim"
+        self.model_name = options.model or "default"
+        self._url = url
+        self._base = options.base_url.rstrip("/")
+        self._api_key = _api_key(options.api_key_env)
+        self._ssl = _ssl_context(options.ca_bundle) if url.scheme == "https" else None
+        self._proxy = _proxy_for(url.scheme, url.hostname, options.proxy)
+        self._lock = threading.Lock()
+        self._streams: set[_Stream] = set()
+        self.requests = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._last_ok: float | None = None
+
+    # -- public ----------------------------------------------------------------------------------
+
+    def complete(
+        self,
+        request: FimRequest,
+        options: CompletionOptions,
+        *,
+        is_cancelled: IsCancelled | None = None,
+        on_token: OnToken | None = None,
+    ) -> Completion:
+        """One completion, post-processed like a local one. RemoteError when the server fails."""
+        cancelled = is_cancelled or (lambda: False)
+        started = time.perf_counter()
+        prefix, trailing = split_trailing_whitespace(request.prefix)
+        trimmed = replace(request, prefix=prefix)
+        budget = Budget(prefix_tokens=options.prefix_tokens, suffix_tokens=options.suffix_tokens)
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "max_tokens": options.max_tokens,
+            "temperature": options.temperature,
+            "top_p": options.top_p,
+            "n": 1,
+            "stream": True,
+        }
+        if options.seed is not None:
+            body["seed"] = options.seed
+        if self.format is not None:
+            body["prompt"], stops = build_text_prompt(
+                self.format, trimmed, budget, self.options.chars_per_token
+            )
+        else:
+            body["prompt"], body["suffix"] = split_for_suffix_api(
+                trimmed, budget, self.options.chars_per_token
+            )
+            stops = ()
+        stops = tuple(dict.fromkeys((*RUNOFF_STOP_STRINGS, *stops)))
+        body["stop"] = list(stops[:MAX_STOP_STRINGS])
+        try:
+            text, finish, n_chunks, usage, served_by, first_s = self._generate(
+                body, request, trailing, stops, cancelled, on_token
+            )
+        except RemoteError as exc:
+            self._failed(str(exc))
+            raise
+        self._ok()
+        healed = heal(text, trailing)
+        base = Candidate(request.prefix, request.suffix, request.language, request.mode, text="")
+        item = run_pipeline(base.with_text(healed)) if finish != "cancelled" else None
+        total_s = time.perf_counter() - started
+        return Completion(
+            completion=item.text if item is not None else "",
+            candidates=(item.text,) if item is not None else (),
+            raw=(text,),
+            model=served_by or self.model_name,
+            format=self.format_name,
+            mode=request.mode,
+            prompt_tokens=int(usage.get("prompt_tokens", 0) or 0),
+            generated_tokens=int(usage.get("completion_tokens", 0) or n_chunks),
+            finish_reason=finish,
+            timings={"first_token_s": first_s, "total_s": total_s},
+        )
+
+    def probe(self, progress: Callable[[str], None] = lambda _m: None) -> None:
+        """GET /models once: a rejected API key fails (a configuration error); an unreachable server
+        only warns, since requests retry and it may come up later."""
+        try:
+            conn = self._connection(timeout_s=min(5.0, self.options.timeout_s))
+            try:
+                conn.request("GET", self._path("/models"), headers=self._headers())
+                response = conn.getresponse()
+                status, payload = response.status, response.read(65536)
+            finally:
+                conn.close()
+        except (OSError, http.client.HTTPException) as exc:
+            message = f"{self._base} is not reachable now ({_describe(exc)}); requests will retry"
+            log.warning("%s", message)
+            progress(message)
+            self.last_error = message
+            return
+        if status in (401, 403):
+            raise RemoteError(f"{self._base} rejected the API key (HTTP {status}): {_error_text(payload)}")
+        served = _model_ids(payload) if status == 200 else []
+        if self.options.model is None and len(served) == 1:
+            self.model_name = served[0]  # the one model it serves (vLLM wants its exact name)
+        progress(f"{self._base} reachable" + (f", serving {', '.join(served[:3])}" if served else ""))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "baseUrl": self._base,
+            "fim": self.options.fim,
+            "model": self.model_name,
+            "requests": self.requests,
+            "failures": self.failures,
+            "lastError": self.last_error,
+            "proxy": self._proxy[0] if self._proxy else None,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            stream.interrupt()
+
+    # -- one request -----------------------------------------------------------------------------
+
+    def _generate(
+        self,
+        body: dict[str, Any],
+        request: FimRequest,
+        trailing: str,
+        stops: tuple[str, ...],
+        cancelled: IsCancelled,
+        on_token: OnToken | None,
+    ) -> tuple[str, str, int, dict[str, Any], str | None, float]:
+        started = time.perf_counter()
+        stream = self._open_stream(body, cancelled)
+        if stream is None:
+            return "", "cancelled", 0, {}, None, 0.0
+        done = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(stream, cancelled, done), daemon=True)
+        watcher.start()
+        stop_check = _stop_check(request, trailing)
+        text, finish, n_chunks = "", "length", 0
+        usage: dict[str, Any] = {}
+        served_by: str | None = None
+        first_s = 0.0
+        try:
+            for event in _events(stream.response):
+                if "error" in event:
+                    raise RemoteError(f"{self._base} failed the completion: {_error_text(event)}")
+                served_by = event.get("model", served_by)
+                usage = event.get("usage") or usage
+                choices = event.get("choices") or []
+                if not choices:
+                    continue
+                choice = choices[0]
+                delta = choice.get("text") or ""
+                if delta:
+                    if not n_chunks:
+                        first_s = time.perf_counter() - started
+                    n_chunks += 1
+                    text += delta
+                    cut = _cut_at_stop(text, stops, request.mode == "LINE")
+                    if cut is not None:
+                        text, finish = text[:cut], "stop"
+                    elif "\n" in delta and stop_check(text):
+                        finish = "stop"
+                    if on_token is not None:
+                        on_token(0, -1, text)
+                    if finish == "stop":
+                        break  # the rest would be cut anyway: close the stream, the server stops
+                if choice.get("finish_reason"):
+                    finish = "length" if choice["finish_reason"] == "length" else "stop"
+        except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
+            if not stream.cut:
+                raise RemoteError(f"{self._base}: the stream broke off ({_describe(exc)})") from exc
+        finally:
+            done.set()
+            stream.close()
+            with self._lock:
+                self._streams.discard(stream)
+        if cancelled():
+            finish = "cancelled"
+        return text, finish, n_chunks, usage, served_by, first_s
+
+    def _open_stream(self, body: dict[str, Any], cancelled: IsCancelled) -> _Stream | None:
+        """POST the request, retrying what may pass; None if cancelled meanwhile."""
+        payload = json.dumps(body).encode()
+        headers = {**self._headers(), "Content-Type": "application/json", "Accept": "text/event-stream"}
+        attempts = self.options.retries + 1
+        last = "no attempt"
+        for attempt in range(attempts):
+            if cancelled():
+                return None
+            self.requests += 1
+            retry_after_s = 0.0
+            conn = self._connection(timeout_s=self.options.timeout_s)
+            try:
+                conn.request("POST", self._path("/completions"), body=payload, headers=headers)
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                last = _describe(exc)
+            else:
+                if response.status == 200:
+                    stream = _Stream(conn, response)
+                    with self._lock:
+                        self._streams.add(stream)
+                    return stream
+                detail = _error_text(response.read(4096))
+                conn.close()
+                last = f"HTTP {response.status}: {detail}"
+                if response.status not in RETRY_STATUSES:
+                    raise RemoteError(f"{self._base} refused the completion ({last})")
+                retry_after_s = _retry_after_s(response.getheader("Retry-After"))
+            if attempt + 1 < attempts:
+                wait_s = max(retry_after_s, self.options.backoff_s * 2**attempt)
+                log.info("%s: %s; retrying in %.1f s", self._base, last, min(wait_s, _MAX_BACKOFF_S))
+                if _sleep_unless(cancelled, min(wait_s, _MAX_BACKOFF_S)):
+                    return None
+        raise RemoteError(f"cannot get a completion from {self._base}: {last} (tried {attempts} times)")
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
+        host = self._url.hostname or ""
+        port = self._url.port or (443 if self._url.scheme == "https" else 80)
+        if self._proxy is not None:
+            proxy_url, proxy_headers = self._proxy
+            proxy = urlsplit(proxy_url)
+            proxy_host, proxy_port = proxy.hostname or "", proxy.port or 8080
+            if self._url.scheme == "https":
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    proxy_host, proxy_port, timeout=timeout_s, context=self._ssl
+                )
+                conn.set_tunnel(host, port, headers=proxy_headers)
+                return conn
+            return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout_s)
+        if self._url.scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=timeout_s, context=self._ssl)
+        return http.client.HTTPConnection(host, port, timeout=timeout_s)
+
+    def _path(self, endpoint: str) -> str:
+        path = (self._url.path.rstrip("/") or "") + endpoint
+        if self._proxy is not None and self._url.scheme == "http":
+            return f"http://{self._url.netloc}{path}"  # absolute form through an HTTP proxy
+        return path
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": f"codegeex-lsp/{__version__}"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        if self._proxy is not None and self._url.scheme == "http":
+            headers.update(self._proxy[1])
+        return headers
+
+    def _failed(self, message: str) -> None:
+        self.failures += 1
+        self.last_error = message
+
+    def _ok(self) -> None:
+        self.last_error = None
+        self._last_ok = time.monotonic()
+
+
+def _events(response: http.client.HTTPResponse):
+    """The JSON objects of a server-sent-events stream, until `[DONE]` or its end."""
+    data: list[str] = []
+    while True:
+        raw = response.readline()
+        if not raw:
+            break
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip())
+            continue
+        if line or not data:
+            continue  # comments (":"), event names, blank keep-alives
+        payload, data = "\n".join(data), []
+        if payload.strip() == "[DONE]":
+            return
+        yield json.loads(payload)
+    if data and (payload := "\n".join(data)).strip() != "[DONE]":
+        yield json.loads(payload)
+
+
+def _watch(stream: _Stream, cancelled: IsCancelled, done: threading.Event) -> None:
+    while not done.wait(_CANCEL_POLL_S):
+        if cancelled():
+            stream.interrupt()
+            return
+
+
+def _cut_at_stop(text: str, stops: tuple[str, ...], single_line: bool) -> int | None:
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    if single_line:
+        body = len(text) - len(text.lstrip())
+        newline = text.find("\n", body)
+        if newline >= 0:
+            hits.append(newline)
+    return min(hits) if hits else None
+
+
+def _stop_check(request: FimRequest, trailing: str) -> Callable[[str], bool]:
+    """True once post-processing would cut into the lines already received (the engine's rule)."""
+    base = Candidate(request.prefix, request.suffix, request.language, request.mode, text="")
+
+    def check(text: str) -> bool:
+        text = heal(text, trailing)
+        complete = text[: text.rfind("\n")].rstrip()
+        if not complete.strip():
+            return False
+        kept = run_pipeline(base.with_text(text), STOP_FILTERS)
+        return kept is None or len(kept.text.rstrip()) < len(complete)
+
+    return check
+
+
+def _sleep_unless(cancelled: IsCancelled, seconds: float) -> bool:
+    """Sleep, waking early (True) when cancelled."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if cancelled():
+            return True
+        time.sleep(min(left, 0.05))
+    return cancelled()
+
+
+def _api_key(env_name: str | None) -> str | None:
+    if env_name:
+        key = os.environ.get(env_name)
+        if not key:
+            raise CodegeexError(f"environment variable {env_name} (the API key, --api-key-env) is not set")
+        return key
+    return os.environ.get(DEFAULT_API_KEY_ENV) or None
+
+
+def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise CodegeexError(f"cannot use the CA bundle {ca_bundle!r}: {exc}") from exc
+
+
+def _proxy_for(scheme: str, host: str, explicit: str | None) -> tuple[str, dict[str, str]] | None:
+    """(proxy URL, headers) or None: the explicit proxy, else the environment's, never for loopback."""
+    if _is_loopback(host) and not explicit:
+        return None
+    proxy = explicit
+    if proxy is None:
+        if urllib.request.proxy_bypass(host):
+            return None
+        proxy = urllib.request.getproxies().get(scheme)
+    if not proxy:
+        return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    parsed = urlsplit(proxy)
+    if parsed.scheme != "http" or not parsed.hostname:
+        raise CodegeexError(f"proxy {proxy!r}: only http://[user:pass@]host:port proxies are supported")
+    headers: dict[str, str] = {}
+    if parsed.username:
+        creds = f"{unquote(parsed.username)}:{unquote(parsed.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(creds.encode()).decode()
+    netloc = parsed.hostname + (f":{parsed.port}" if parsed.port else "")
+    return f"http://{netloc}", headers
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _retry_after_s(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _error_text(payload: bytes | dict[str, Any]) -> str:
+    try:
+        data = json.loads(payload) if isinstance(payload, bytes) else payload
+    except ValueError:
+        return payload.decode("utf-8", errors="replace")[:300].strip() if isinstance(payload, bytes) else ""
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            return str(error.get("message") or error)[:300]
+        return str(error)[:300]
+    return str(data)[:300]
+
+
+def _model_ids(payload: bytes) -> list[str]:
+    try:
+        return [str(m.get("id")) for m in json.loads(payload).get("data", []) if isinstance(m, dict)]
+    except (ValueError, AttributeError):
+        return []

@@ -1,0 +1,551 @@
+"""The model worker process: serves completions of one model to one or more language servers.
+
+Two ways to be reached, one protocol (`codegeex_lsp.protocol`):
+
+- shared (`--key`): a per-user daemon listening on `<runtime dir>/<key>.sock` (mode 0600, in a
+  0700 dir). A client must present the random token from `<key>.token` (0600) in its hello, and
+  its peer uid must be ours. `<key>.pid` stays locked while the daemon lives, so two can never
+  serve the same key; a stale socket left by a killed one is replaced.
+- private (`--fd N`): one inherited socketpair end; the worker exits when that connection closes.
+
+Threads: the accept loop (main), one reader per connection, the model load, one decode thread
+(completions run one at a time, in arrival order), and the idle watch. The worker exits after
+`--idle-timeout` seconds without a prepare/complete (status polls do not count), after
+`--orphan-timeout` seconds without any client, or right after its model failed to load (a later
+client starts a fresh one, which tries again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import functools
+import hmac
+import inspect
+import json
+import logging
+import os
+import queue
+import secrets
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+
+from codegeex_lsp import __version__
+from codegeex_lsp.config import EngineOptions
+from codegeex_lsp.errors import CodegeexError
+from codegeex_lsp.protocol import (
+    HELLO_TIMEOUT_S,
+    INTERNAL_ERROR,
+    MODEL_ERROR,
+    PROTOCOL_VERSION,
+    REQUEST_ERROR,
+    Bye,
+    Cancel,
+    Channel,
+    Codec,
+    Complete,
+    Completion,
+    Error,
+    Hello,
+    Prepare,
+    Prepared,
+    Progress,
+    ProtocolError,
+    Refused,
+    Result,
+    StatusRequest,
+    Stop,
+    Token,
+    Welcome,
+    WorkerPaths,
+    WorkerStatus,
+    completion_to_wire,
+    fim_from_wire,
+    options_from_wire,
+)
+from codegeex_lsp.worker.slot import ModelSlot
+
+log = logging.getLogger(__name__)
+
+MSGPACK = Codec(
+    functools.partial(msgpack.packb, use_bin_type=True), functools.partial(msgpack.unpackb, raw=False)
+)
+DEFAULT_IDLE_TIMEOUT_S = 600.0
+DEFAULT_ORPHAN_TIMEOUT_S = 60.0
+_LOAD_ERROR_GRACE_S = 0.5  # let the error answers go out before the worker exits
+_ACCEPT_POLL_S = 0.25
+
+
+@dataclass(eq=False)
+class _Client:
+    channel: Channel
+    name: str
+
+    def send(self, message: object) -> bool:
+        """False when the client is gone (its jobs are then cancelled by its reader)."""
+        try:
+            self.channel.send(message)
+            return True
+        except (OSError, ProtocolError):
+            return False
+
+
+@dataclass(eq=False)
+class _Job:
+    client: _Client
+    request: Complete
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: EngineOptions,
+        *,
+        key: str = "",
+        token: str | None = None,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        orphan_timeout_s: float = DEFAULT_ORPHAN_TIMEOUT_S,
+    ) -> None:
+        self.key = key
+        self._token = token
+        self.idle_timeout_s = idle_timeout_s
+        self.orphan_timeout_s = orphan_timeout_s
+        self.slot = ModelSlot(engine, self._broadcast_progress)
+        self._lock = threading.Lock()
+        self._clients: set[_Client] = set()
+        self._jobs: dict[tuple[int, int], _Job] = {}
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._running: _Job | None = None
+        self._requests = 0
+        self._started = time.monotonic()
+        self._last_activity = self._started
+        self._last_client = self._started
+        self._stopping = threading.Event()
+        self._on_stop: list = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.slot.when_done(self._loaded)
+        self.slot.start()
+        threading.Thread(target=self._decode_loop, name="codegeex-worker-decode", daemon=True).start()
+        threading.Thread(target=self._watch_idle, name="codegeex-worker-idle", daemon=True).start()
+
+    def _loaded(self) -> None:
+        self._touch()
+        if self.slot.error is not None:
+            log.error("model failed to load: %s", self.slot.error)
+            threading.Timer(_LOAD_ERROR_GRACE_S, self.stop, args=("the model failed to load",)).start()
+
+    def serve_listener(self, listener: socket.socket) -> None:
+        """Accept clients until stopped."""
+        listener.settimeout(_ACCEPT_POLL_S)
+        self._on_stop.append(listener.close)
+        while not self._stopping.is_set():
+            try:
+                sock, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    break
+                raise
+            sock.settimeout(None)
+            threading.Thread(
+                target=self._serve_connection, args=(sock, True), name="codegeex-worker-conn", daemon=True
+            ).start()
+
+    def serve_single(self, sock: socket.socket) -> None:
+        """Serve one inherited connection; stop when it ends."""
+        self._serve_connection(sock, False)
+        self.stop("the server closed the connection")
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._stopping.set()
+            clients = list(self._clients)
+            jobs = list(self._jobs.values())
+        log.info("exiting: %s", reason)
+        for hook in self._on_stop:
+            with contextlib.suppress(OSError):
+                hook()
+        for job in jobs:
+            job.cancel.set()
+        for client in clients:
+            client.send(Bye(reason))
+            client.channel.close()
+        self._queue.put(None)
+
+    def wait_stopped(self, timeout_s: float | None = None) -> bool:
+        return self._stopping.wait(timeout_s)
+
+    def _broadcast_progress(self, message: str) -> None:
+        log.info("%s", message)
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            client.send(Progress(message))
+
+    def _touch(self) -> None:
+        with self._lock:
+            self._last_activity = time.monotonic()
+
+    def _watch_idle(self) -> None:
+        tick_s = max(0.05, min(1.0, self.idle_timeout_s / 4, self.orphan_timeout_s / 4))
+        while not self._stopping.wait(tick_s):
+            now = time.monotonic()
+            with self._lock:
+                busy = self._running is not None or not self._queue.empty() or self.slot.state == "loading"
+                idle_s = now - self._last_activity
+                orphan_s = 0.0 if self._clients else now - self._last_client
+            if busy:
+                continue
+            if idle_s >= self.idle_timeout_s:
+                self.stop(f"idle for {idle_s:.0f} s")
+            elif orphan_s >= self.orphan_timeout_s:
+                self.stop(f"no clients for {orphan_s:.0f} s")
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _serve_connection(self, sock: socket.socket, require_token: bool) -> None:
+        channel = Channel(sock, MSGPACK)
+        try:
+            sock.settimeout(HELLO_TIMEOUT_S)
+            hello = channel.receive()
+            if hello is None:  # a liveness probe (connect, close): nothing to say
+                channel.close()
+                return
+            refusal = self._check_hello(hello, sock, require_token)
+            if refusal is not None:
+                log.warning("refused a client: %s", refusal)
+                with contextlib.suppress(OSError, ProtocolError):
+                    channel.send(Refused(refusal))
+                channel.close()
+                return
+            sock.settimeout(None)
+        except (OSError, ConnectionError, ProtocolError) as exc:
+            log.warning("dropped a connection before its hello: %s", exc)
+            channel.close()
+            return
+        client = _Client(channel, str(hello.client) or "?")
+        with self._lock:
+            if self._stopping.is_set():
+                client.send(Bye("exiting"))
+                channel.close()
+                return
+            self._clients.add(client)
+        log.info("client %s connected (%d now)", client.name, len(self._clients))
+        client.send(Welcome(pid=os.getpid(), key=self.key, version=__version__))
+        try:
+            while (message := channel.receive()) is not None:
+                self._dispatch(client, message)
+        except (OSError, ConnectionError, ProtocolError) as exc:
+            if not self._stopping.is_set():
+                log.warning("client %s: %s", client.name, exc)
+        finally:
+            self._drop(client)
+
+    def _check_hello(self, hello: object, sock: socket.socket, require_token: bool) -> str | None:
+        if not isinstance(hello, Hello):
+            return "the first message must be hello"
+        if hello.protocol != PROTOCOL_VERSION:
+            return f"protocol {hello.protocol} is not this worker's {PROTOCOL_VERSION}"
+        uid = _peer_uid(sock)
+        if uid is not None and uid != os.getuid():
+            return "another user's process"
+        if require_token and not hmac.compare_digest(str(hello.token).encode(), (self._token or "").encode()):
+            return "bad token"
+        return None
+
+    def _drop(self, client: _Client) -> None:
+        with self._lock:
+            self._clients.discard(client)
+            self._last_client = time.monotonic()
+            mine = [job for (owner, _), job in self._jobs.items() if owner == id(client)]
+            left = len(self._clients)
+        for job in mine:
+            job.cancel.set()
+        client.channel.close()
+        log.info("client %s left (%d now)", client.name, left)
+
+    def _dispatch(self, client: _Client, message: object) -> None:
+        if isinstance(message, Complete):
+            job = _Job(client, message)
+            with self._lock:
+                self._jobs[(id(client), message.id)] = job
+                self._requests += 1
+                self._last_activity = time.monotonic()
+            self._queue.put(job)
+        elif isinstance(message, Cancel):
+            with self._lock:
+                job = self._jobs.get((id(client), message.id))
+            if job is not None:
+                job.cancel.set()
+        elif isinstance(message, Prepare):
+            self._touch()
+            self.slot.when_done(functools.partial(self._answer_prepare, client, message))
+        elif isinstance(message, StatusRequest):
+            client.send(self.status(message.id))
+        elif isinstance(message, Stop):
+            log.info("client %s asked the worker to stop", client.name)
+            threading.Thread(target=self.stop, args=("stopped by a client",), daemon=True).start()
+        else:
+            log.warning("client %s sent an unexpected %s: ignored", client.name, type(message).__name__)
+
+    def _answer_prepare(self, client: _Client, message: Prepare) -> None:
+        try:
+            service = self.slot.service(message.format)
+        except CodegeexError as exc:
+            kind = MODEL_ERROR if self.slot.error is not None else REQUEST_ERROR
+            client.send(Error(message.id, kind, str(exc)))
+            return
+        except Exception as exc:
+            log.exception("prepare failed")
+            client.send(Error(message.id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+            return
+        client.send(
+            Prepared(
+                id=message.id,
+                model=service.loaded.name,
+                format=service.format.name,
+                n_context=int(service.loaded.model.max_seq_len),
+                load_s=self.slot.load_s,
+                loads=self.slot.loads,
+            )
+        )
+
+    def status(self, request_id: int) -> WorkerStatus:
+        now = time.monotonic()
+        with self._lock:
+            return WorkerStatus(
+                id=request_id,
+                pid=os.getpid(),
+                key=self.key,
+                model=self.slot.engine.model,
+                state=self.slot.state,
+                error=self.slot.error,
+                loads=self.slot.loads,
+                clients=len(self._clients),
+                requests=self._requests,
+                queued=self._queue.qsize(),
+                running=self._running is not None,
+                uptime_s=now - self._started,
+                idle_s=now - self._last_activity,
+                idle_timeout_s=self.idle_timeout_s,
+            )
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    def _decode_loop(self) -> None:
+        while (job := self._queue.get()) is not None:
+            with self._lock:
+                self._running = job
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._running = None
+                    self._jobs.pop((id(job.client), job.request.id), None)
+                    self._last_activity = time.monotonic()
+
+    def _run(self, job: _Job) -> None:
+        request = job.request
+        while not self.slot.wait(0.1):
+            if job.cancel.is_set() or self._stopping.is_set():
+                break
+        if job.cancel.is_set() or not self.slot.wait(0):
+            job.client.send(Result(request.id, completion_to_wire(_cancelled(self.slot, request))))
+            return
+        try:
+            service = self.slot.service(request.format)
+            fim = fim_from_wire(request.request)
+            options = options_from_wire(request.options)
+        except CodegeexError as exc:
+            kind = MODEL_ERROR if self.slot.error is not None else REQUEST_ERROR
+            job.client.send(Error(request.id, kind, str(exc)))
+            return
+        except ProtocolError as exc:
+            job.client.send(Error(request.id, REQUEST_ERROR, str(exc)))
+            return
+        extra = {"cache_key": request.document} if request.document and _takes_cache_key(service) else {}
+        try:
+            result = service.complete(
+                fim, options, is_cancelled=job.cancel.is_set, on_token=_token_hook(job), **extra
+            )
+        except CodegeexError as exc:
+            job.client.send(Error(request.id, REQUEST_ERROR, str(exc)))
+            return
+        except Exception as exc:
+            log.exception("completion %s (%s) of %s failed", request.id, request.label, job.client.name)
+            job.client.send(Error(request.id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+            return
+        job.client.send(Result(request.id, completion_to_wire(result)))
+
+
+def _takes_cache_key(service: object) -> bool:
+    """Whether this engine keeps per-document KV caches (`complete(..., cache_key=)`)."""
+    try:
+        return "cache_key" in inspect.signature(service.complete).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+def _token_hook(job: _Job):
+    request = job.request
+    delay_s = max(0.0, float(request.token_delay_ms)) / 1000.0
+    if not request.stream and delay_s <= 0:
+        return None
+
+    def on_token(index: int, _token: int, text: str) -> None:
+        if request.stream and not job.client.send(Token(request.id, index, text)):
+            job.cancel.set()
+        if delay_s:
+            time.sleep(delay_s)
+
+    return on_token
+
+
+def _cancelled(slot: ModelSlot, request: Complete) -> Completion:
+    return Completion(
+        completion="",
+        candidates=(),
+        raw=(),
+        model=slot.engine.model,
+        format=request.format or "",
+        mode=str(request.request.get("mode", "LINE")),
+        prompt_tokens=0,
+        generated_tokens=0,
+        finish_reason="cancelled",
+    )
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
+    """The connecting process's uid (Linux SO_PEERCRED); None where the platform has no such option."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None or sock.family != socket.AF_UNIX:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid
+
+
+# -- process entry ---------------------------------------------------------------------------------
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by the user only, replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def _listen(paths: WorkerPaths) -> tuple[socket.socket, str] | None:
+    """Lock the key, write a fresh token, bind the socket 0600. None if another worker holds the key."""
+    lock_fd = os.open(paths.pid, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        return None
+    os.ftruncate(lock_fd, 0)
+    os.write(lock_fd, f"{os.getpid()}\n".encode())  # the fd stays open (and locked) until exit
+    token = secrets.token_hex(32)
+    _write_private(paths.token, token)
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()  # a killed worker's leftover: we hold the lock, so it is stale
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # the socket is born 0600: no window in which others can connect
+    try:
+        listener.bind(str(paths.socket))
+    finally:
+        os.umask(old_umask)
+    os.chmod(paths.socket, 0o600)
+    listener.listen(16)
+    return listener, token
+
+
+def _cleanup(paths: WorkerPaths) -> None:
+    for path in (paths.socket, paths.token):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m codegeex_lsp.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", required=True, help="EngineOptions as a JSON object")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--key", help="serve the shared worker `key` in --runtime-dir")
+    where.add_argument("--fd", type=int, help="serve one inherited socket (private worker)")
+    parser.add_argument("--runtime-dir", help="with --key: the runtime dir (default: the user's)")
+    parser.add_argument("--detach", action="store_true", help="fork into the background first")
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S)
+    parser.add_argument("--orphan-timeout", type=float, default=DEFAULT_ORPHAN_TIMEOUT_S)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.detach and os.fork() != 0:
+        return 0  # the spawner waits for this parent only; the child is re-parented and lives on
+    if args.detach:
+        os.setsid()
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
+    )
+    for noisy in ("transformers", "filelock", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    engine = EngineOptions(**json.loads(args.engine))
+    orphan_s = min(args.orphan_timeout, args.idle_timeout)
+    if args.fd is not None:
+        sock = socket.socket(fileno=args.fd)
+        worker = Worker(engine, idle_timeout_s=args.idle_timeout, orphan_timeout_s=orphan_s)
+        worker.start()
+        worker.serve_single(sock)
+        return _exit(0)
+
+    from codegeex_lsp.config import runtime_dir
+
+    paths = WorkerPaths(Path(args.runtime_dir) if args.runtime_dir else runtime_dir(), args.key)
+    bound = _listen(paths)
+    if bound is None:
+        log.info("another worker already serves %s", args.key)
+        return 0
+    listener, token = bound
+    log.info("worker %s for %s listening on %s", args.key, engine.model, paths.socket)
+    worker = Worker(
+        engine, key=args.key, token=token, idle_timeout_s=args.idle_timeout, orphan_timeout_s=orphan_s
+    )
+    worker._on_stop.append(functools.partial(_cleanup, paths))
+    worker.start()
+    try:
+        worker.serve_listener(listener)
+    finally:
+        worker.stop("exiting")
+        _cleanup(paths)
+    return _exit(0)
+
+
+def _exit(code: int) -> int:
+    """End now: the load thread may sit in torch, and nothing is left to say."""
+    logging.shutdown()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)

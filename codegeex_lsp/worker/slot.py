@@ -1,0 +1,94 @@
+"""The worker's model slot: one model load per process, then a `CompletionService` per prompt format.
+
+The load runs on its own thread, so the worker answers hello and status (and forwards progress)
+while torch is imported and the weights are read. Every prompt format a client asks for reuses the
+loaded weights (`CompletionService(loaded, format)`); only the first load costs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from codegeex_lsp.config import EngineOptions
+from codegeex_lsp.errors import CodegeexError
+
+if TYPE_CHECKING:
+    from codegeex_lsp.engine.service import CompletionService
+
+log = logging.getLogger(__name__)
+
+
+class ModelSlot:
+    def __init__(self, engine: EngineOptions, progress: Callable[[str], None]) -> None:
+        self.engine = engine
+        self.state = "loading"
+        self.error: str | None = None
+        self.loads = 0
+        self.load_s = 0.0
+        self._progress = progress
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._services: dict[str | None, CompletionService] = {}
+        self._waiters: list[Callable[[], None]] = []
+
+    def start(self) -> None:
+        threading.Thread(target=self._load, name="codegeex-worker-load", daemon=True).start()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            from codegeex_lsp.engine.service import CompletionService
+
+            service = CompletionService.load(self.engine, None, self._progress)
+        except CodegeexError as exc:
+            self._finish(error=str(exc))
+            return
+        except Exception as exc:
+            log.exception("loading %s failed", self.engine.model)
+            self._finish(error=f"unexpected {type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            self._services[None] = service
+            self.loads += 1
+            self.load_s = time.perf_counter() - started
+        log.info(
+            "model %s loaded in %.1f s (format %s)", service.loaded.name, self.load_s, service.format.name
+        )
+        self._finish(error=None)
+
+    def _finish(self, error: str | None) -> None:
+        with self._lock:
+            self.state = "error" if error else "ready"
+            self.error = error
+            waiters, self._waiters = self._waiters, []
+        self._ready.set()
+        for waiter in waiters:
+            waiter()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the load finished (at once if it has), on the loading thread."""
+        with self._lock:
+            if not self._ready.is_set():
+                self._waiters.append(callback)
+                return
+        callback()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def service(self, format_name: str | None) -> CompletionService:
+        """The service for a prompt format (None: detected); PromptFormatError if it does not fit."""
+        from codegeex_lsp.engine.service import CompletionService
+
+        with self._lock:
+            if self.error is not None:
+                raise CodegeexError(self.error)
+            base = self._services[None]
+            key = format_name or None
+            if key not in self._services:
+                self._services[key] = CompletionService(base.loaded, key)
+            return self._services[key]
