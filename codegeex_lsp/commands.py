@@ -31,6 +31,7 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(
         model=args.model,
         dtype=args.dtype,
+        quant=getattr(args, "quant", "none"),
         threads=args.threads,
         cache_dir=args.cache_dir,
         trust_remote_code=args.trust_remote_code,
@@ -186,6 +187,7 @@ def serve(args: argparse.Namespace) -> int:
         name=args.model,
         format=args.format,
         dtype=args.dtype,
+        quant=args.quant,
         threads=args.threads,
         cache_dir=args.cache_dir,
         trust_remote_code=args.trust_remote_code,

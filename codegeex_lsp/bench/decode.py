@@ -36,6 +36,10 @@ class DecodeBench:
     hf_fp32_tok_s: float
     ratio_vs_hf_bf16: float
     ratio_vs_hf_fp32: float
+    ours_int4_tok_s: float | None = None
+    llama_cpp_tok_s: float | None = None
+    int4_ratio_vs_hf_bf16: float | None = None
+    int4_ratio_vs_llama_cpp: float | None = None
 
 
 def _best(fn, repeat: int) -> float:
@@ -49,7 +53,9 @@ def _best(fn, repeat: int) -> float:
     return min(times)
 
 
-def run(model: str, threads: int, new_tokens: int, repeat: int, cache_dir: str | None, log) -> DecodeBench:
+def run(
+    model: str, threads: int, new_tokens: int, repeat: int, cache_dir: str | None, log, int4: bool = True
+) -> DecodeBench:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -81,6 +87,22 @@ def run(model: str, threads: int, new_tokens: int, repeat: int, cache_dir: str |
         del loaded
         gc.collect()
 
+    if int4:
+        loaded = load_model(
+            EngineOptions(model=model, quant="int4", threads=threads, cache_dir=cache_dir),
+            progress=log,
+        )
+        results["ours_int4"] = new_tokens / _best(
+            lambda: generate(loaded.model, loaded.tokenizer, prompt_ids, params), repeat
+        )
+        log(f"ours int4: {results['ours_int4']:.1f} tok/s")
+        gguf_path = loaded.hf_dir.parent.parent / "models" / f"{loaded.name}.gguf"
+        del loaded
+        gc.collect()
+        llama = _llama_cpp_tok_s(gguf_path, prompt_ids, new_tokens, threads, repeat, log)
+        if llama is not None:
+            results["llama_cpp"] = llama
+
     for dtype in (torch.bfloat16, torch.float32):
         hf = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=dtype).eval()
         ids = torch.tensor([prompt_ids])
@@ -108,7 +130,41 @@ def run(model: str, threads: int, new_tokens: int, repeat: int, cache_dir: str |
         hf_fp32_tok_s=results["hf_fp32"],
         ratio_vs_hf_bf16=results["ours_bfloat16"] / results["hf_bf16"],
         ratio_vs_hf_fp32=results["ours_float32"] / results["hf_fp32"],
+        ours_int4_tok_s=results.get("ours_int4"),
+        llama_cpp_tok_s=results.get("llama_cpp"),
+        int4_ratio_vs_hf_bf16=results["ours_int4"] / results["hf_bf16"] if "ours_int4" in results else None,
+        int4_ratio_vs_llama_cpp=(
+            results["ours_int4"] / results["llama_cpp"]
+            if "llama_cpp" in results and "ours_int4" in results
+            else None
+        ),
     )
+
+
+def _llama_cpp_tok_s(gguf_path, prompt_ids, new_tokens, threads, repeat, log) -> float | None:
+    """llama.cpp (llama-cpp-python) on the same GGUF and prompt ids: the speed anchor."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        log("llama-cpp-python not installed: no llama.cpp anchor")
+        return None
+    if not gguf_path.is_file():
+        log(f"{gguf_path} not found: no llama.cpp anchor")
+        return None
+    llm = Llama(model_path=str(gguf_path), n_threads=threads, n_ctx=1024, verbose=False)
+
+    def once() -> None:
+        llm.reset()
+        count = 0
+        for _token in llm.generate(prompt_ids, top_k=1, temp=0.0, reset=True):
+            count += 1
+            if count == new_tokens:
+                break
+        assert count == new_tokens
+
+    tok_s = new_tokens / _best(once, repeat)
+    log(f"llama.cpp: {tok_s:.1f} tok/s")
+    return tok_s
 
 
 def format_table(b: DecodeBench) -> str:
@@ -118,6 +174,10 @@ def format_table(b: DecodeBench) -> str:
         ("transformers generate() bf16", b.hf_bf16_tok_s, 1.0),
         ("transformers generate() fp32", b.hf_fp32_tok_s, b.hf_fp32_tok_s / b.hf_bf16_tok_s),
     ]
+    if b.ours_int4_tok_s is not None:
+        rows.insert(0, ("ours (int4, AVX2 kernels)", b.ours_int4_tok_s, b.ours_int4_tok_s / b.hf_bf16_tok_s))
+    if b.llama_cpp_tok_s is not None:
+        rows.append(("llama.cpp (same GGUF)", b.llama_cpp_tok_s, b.llama_cpp_tok_s / b.hf_bf16_tok_s))
     lines = [
         f"model {b.model}, {b.prompt_tokens}-token prompt, {b.new_tokens} greedy tokens, {b.threads} threads",
         "| engine | tok/s | vs HF bf16 |",
@@ -136,12 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per engine (best is kept)")
     parser.add_argument("--cache-dir")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--no-int4", action="store_true", help="skip our int4 run and the llama.cpp anchor")
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    bench = run(args.model, args.threads, args.tokens, args.repeat, args.cache_dir, log)
+    bench = run(
+        args.model, args.threads, args.tokens, args.repeat, args.cache_dir, log, int4=not args.no_int4
+    )
     if args.json:
         print(json.dumps(asdict(bench)))
     else:

@@ -75,6 +75,7 @@ def engine_options(model: ModelOptions) -> EngineOptions:
     return EngineOptions(
         model=model.name,
         dtype=model.dtype,
+        quant=model.quant,
         threads=model.threads,
         cache_dir=model.cache_dir,
         trust_remote_code=model.trust_remote_code,

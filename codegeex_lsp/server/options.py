@@ -43,6 +43,7 @@ class ModelOptions:
     name: str = DEFAULT_MODEL
     format: str | None = None
     dtype: str = field(default="auto", metadata=_limits(choices=("auto", "bfloat16", "float32")))
+    quant: str = field(default="none", metadata=_limits(choices=("none", "int4")))
     threads: int = field(default=0, metadata=_limits(0, 1024))
     cache_dir: str | None = None
     # Running a tokenizer's own Python code is the user's call on the command line, never a

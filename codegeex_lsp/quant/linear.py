@@ -1,0 +1,418 @@
+"""Int4 modules and the model conversion, gpt-fast style in two steps.
+
+1. `create_quantized_state_dict(model, ...)` (offline): quantize every nn.Linear / nn.Embedding
+   weight into the packed layout and return the new state dict plus one `QuantSpec` per module.
+2. `convert_for_runtime(model, specs)`: swap those modules for empty `QuantLinear` /
+   `QuantEmbedding` (on any device, "meta" included) so the state dict, or a checkpoint, loads into
+   them with `load_state_dict(..., assign=True)`.
+
+`quantize_model_` does both in place. A tied embedding / lm head pair is quantized once and the
+two modules share one packed buffer (an embedding lookup is a dequantized row of the same layout).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from codegeex_lsp.quant import ops
+from codegeex_lsp.quant.packing import pack_int4, row_bytes, unpack_int4
+from codegeex_lsp.quant.reference import (
+    GROUP_SIZES,
+    MODES,
+    awq_quantize,
+    check_group_size,
+    dequantize_groupwise,
+    quantize,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODE = "asym"  # same kernel cost as sym, lower error (see bench kernels)
+DEFAULT_GROUP_SIZE = 32
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How one module of a model was quantized: the facts a checkpoint needs to rebuild it."""
+
+    name: str
+    kind: str  # "linear" | "embedding"
+    in_features: int  # K (embedding_dim for an embedding)
+    out_features: int  # N (num_embeddings for an embedding)
+    group_size: int
+    mode: str
+    bias: bool = False
+    act_scale: bool = False  # AWQ input multiplier kept in the module (not folded into a norm)
+    tied_to: str | None = None  # shares the packed buffer of that module
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> QuantSpec:
+        return cls(**data)  # type: ignore[arg-type]
+
+
+def specs_to_json(specs: list[QuantSpec]) -> str:
+    return json.dumps([s.to_dict() for s in specs], separators=(",", ":"))
+
+
+def specs_from_json(text: str) -> list[QuantSpec]:
+    return [QuantSpec.from_dict(d) for d in json.loads(text)]
+
+
+class QuantLinear(nn.Module):
+    """y = x @ W.T + bias with W int4 in the packed layout; x [..., K] in fp32/bf16/fp16 -> y [..., N]."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = False,
+        group_size: int = DEFAULT_GROUP_SIZE,
+        mode: str = DEFAULT_MODE,
+        act_scale: bool = False,
+        kernel: str | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        check_group_size(in_features, group_size)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.group_size = group_size
+        self.mode = mode
+        self.kernel = kernel  # None: CODEGEEX_LSP_KERNEL, else cpp if built, else ref
+        nbytes = row_bytes(in_features, group_size)
+        self.register_buffer("packed", torch.empty((out_features, nbytes), dtype=torch.uint8, device=device))
+        self.register_buffer("bias", torch.empty(out_features, device=device) if bias else None)
+        self.register_buffer("act_scale", torch.empty(in_features, device=device) if act_scale else None)
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        mode: str = DEFAULT_MODE,
+        group_size: int = DEFAULT_GROUP_SIZE,
+        *,
+        activations: torch.Tensor | None = None,
+        kernel: str | None = None,
+    ) -> QuantLinear:
+        """Quantize an nn.Linear. mode "awq" needs `activations` [rows, in_features] (calibration.py)."""
+        w = linear.weight.detach().to("cpu", torch.float32)  # [N, K]
+        inv_s = None
+        if mode == "awq":
+            if activations is None:
+                raise ValueError("mode='awq' needs calibration activations for this linear")
+            qw, inv_s = awq_quantize(w, activations, group_size)
+        else:
+            qw = quantize(w, mode, group_size)
+        module = cls(
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            group_size=group_size,
+            mode=mode,
+            act_scale=inv_s is not None,
+            kernel=kernel,
+        )
+        module.packed.copy_(pack_int4(qw))
+        if linear.bias is not None:
+            module.bias.copy_(linear.bias.detach().float())
+        if inv_s is not None:
+            module.act_scale.copy_(inv_s)
+        return module.to(linear.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act_scale is not None:
+            x = x * self.act_scale.to(x.dtype)
+        return ops.int4_gemm(x, self.packed, self.in_features, self.group_size, self.bias, kernel=self.kernel)
+
+    def dequantize(self) -> torch.Tensor:
+        """The effective float32 weight [N, K] (AWQ input multiplier folded in)."""
+        w = dequantize_groupwise(unpack_int4(self.packed, self.in_features, self.group_size))
+        if self.act_scale is not None:
+            w = w * self.act_scale.cpu()[None, :]
+        return w
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            f"group_size={self.group_size}, mode={self.mode}, act_scale={self.act_scale is not None}"
+        )
+
+
+class QuantEmbedding(nn.Module):
+    """Int4 embedding table [V, D] in the packed layout; lookup dequantizes only the rows asked for."""
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        *,
+        group_size: int = DEFAULT_GROUP_SIZE,
+        mode: str = DEFAULT_MODE,
+        dtype: torch.dtype = torch.float32,
+        kernel: str | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        check_group_size(embedding_dim, group_size)
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.group_size = group_size
+        self.mode = mode
+        self.dtype = dtype
+        self.kernel = kernel
+        nbytes = row_bytes(embedding_dim, group_size)
+        self.register_buffer(
+            "packed", torch.empty((num_embeddings, nbytes), dtype=torch.uint8, device=device)
+        )
+
+    @classmethod
+    def from_embedding(
+        cls, embedding: nn.Embedding, mode: str = DEFAULT_MODE, group_size: int = DEFAULT_GROUP_SIZE
+    ) -> QuantEmbedding:
+        mode = "asym" if mode == "awq" else mode  # no activations to be aware of
+        w = embedding.weight.detach().to("cpu", torch.float32)
+        module = cls(
+            embedding.num_embeddings,
+            embedding.embedding_dim,
+            group_size=group_size,
+            mode=mode,
+            dtype=embedding.weight.dtype,
+        )
+        module.packed.copy_(pack_int4(quantize(w, mode, group_size)))
+        return module.to(embedding.weight.device)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.packed.index_select(0, ids.reshape(-1))  # [T, row_bytes]
+        w = ops.int4_dequantize(rows, self.embedding_dim, self.group_size, kernel=self.kernel)  # [T, D]
+        return w.reshape(*ids.shape, self.embedding_dim).to(self.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, group_size={self.group_size}, mode={self.mode}"
+
+
+# --- model conversion -----------------------------------------------------------------------------
+
+
+def _fit_group_size(in_features: int, group_size: int) -> int | None:
+    """The requested group size, else the largest smaller one dividing in_features, else None."""
+    for g in sorted(GROUP_SIZES, reverse=True):
+        if g <= group_size and in_features % g == 0:
+            return g
+    return None
+
+
+def _quantizable(model: nn.Module, include_embeddings: bool):
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) or (include_embeddings and isinstance(module, nn.Embedding)):
+            yield name, module
+
+
+@torch.no_grad()
+def create_quantized_state_dict(
+    model: nn.Module,
+    mode: str = DEFAULT_MODE,
+    group_size: int = DEFAULT_GROUP_SIZE,
+    *,
+    include_embeddings: bool = True,
+    calibration: Mapping[str, torch.Tensor] | None = None,
+) -> tuple[dict[str, torch.Tensor], list[QuantSpec]]:
+    """Offline step: (state dict with `<name>.packed` instead of `<name>.weight`, specs).
+
+    mode "awq" needs `calibration`: linear name -> input activations, from
+    `calibration.collect_linear_inputs`. Linears without activations fall back to "asym"; a tied
+    embedding / lm head pair is quantized once, without AWQ scales, so both can share it.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown quantization mode {mode!r}; expected one of {MODES}")
+    if mode == "awq" and not calibration:
+        raise ValueError("mode='awq' needs calibration activations (see quant.calibration)")
+    state = dict(model.state_dict())
+    specs: list[QuantSpec] = []
+    packed_by_weight: dict[int, tuple[str, torch.Tensor]] = {}  # id(weight) -> (module name, packed)
+    uncalibrated: list[str] = []
+    tied_ids = _tied_weight_ids(model, include_embeddings)
+    for name, module in _quantizable(model, include_embeddings):
+        is_linear = isinstance(module, nn.Linear)
+        n_out, n_in = module.weight.shape
+        g = _fit_group_size(n_in, group_size)
+        if g is None:
+            log.info("quant: %s keeps its float weight (in_features=%d fits no group size)", name, n_in)
+            continue
+        state.pop(f"{name}.weight", None)
+        wid = id(module.weight)
+        tied_to = None
+        act_scale = False
+        if wid in packed_by_weight:
+            tied_to, packed = packed_by_weight[wid]
+            used_mode = next(s.mode for s in specs if s.name == tied_to)
+        else:
+            used_mode = mode
+            w = module.weight.detach().to("cpu", torch.float32)
+            if mode == "awq" and (not is_linear or wid in tied_ids):
+                used_mode = "asym"
+            if used_mode == "awq":
+                x = calibration.get(name) if calibration else None
+                if x is None:
+                    uncalibrated.append(name)
+                    used_mode = "asym"
+            if used_mode == "awq":
+                qw, inv_s = awq_quantize(w, x, g)
+                state[f"{name}.act_scale"] = inv_s.to(module.weight.device)
+                act_scale = True
+            else:
+                qw = quantize(w, used_mode, g)
+            packed = pack_int4(qw).to(module.weight.device)
+            packed_by_weight[wid] = (name, packed)
+        state[f"{name}.packed"] = packed
+        has_bias = is_linear and module.bias is not None
+        if has_bias:
+            state[f"{name}.bias"] = module.bias.detach().float()
+        specs.append(
+            QuantSpec(
+                name=name,
+                kind="linear" if is_linear else "embedding",
+                in_features=n_in,
+                out_features=n_out,
+                group_size=g,
+                mode=used_mode,
+                bias=has_bias,
+                act_scale=act_scale,
+                tied_to=tied_to,
+            )
+        )
+    if uncalibrated:
+        log.warning(
+            "quant: awq without activations for %d linears (%s ...): used asym",
+            len(uncalibrated),
+            uncalibrated[0],
+        )
+    return state, specs
+
+
+def _tied_weight_ids(model: nn.Module, include_embeddings: bool) -> set[int]:
+    seen: dict[int, int] = {}
+    for _, module in _quantizable(model, include_embeddings):
+        seen[id(module.weight)] = seen.get(id(module.weight), 0) + 1
+    return {wid for wid, count in seen.items() if count > 1}
+
+
+def convert_for_runtime(
+    model: nn.Module,
+    specs: list[QuantSpec],
+    *,
+    kernel: str | None = None,
+    device: torch.device | str | None = None,
+) -> nn.Module:
+    """Swap the modules named in `specs` for empty int4 modules, on `device` or the old module's
+    device ("meta" for a skeleton). Load a state dict with assign=True afterwards."""
+    for spec in specs:
+        old = model.get_submodule(spec.name)
+        want = nn.Linear if spec.kind == "linear" else nn.Embedding
+        if not isinstance(old, want) or tuple(old.weight.shape) != (spec.out_features, spec.in_features):
+            found = tuple(getattr(old, "weight", torch.empty(0)).shape)
+            raise ValueError(
+                f"{spec.name}: expected {want.__name__} [{spec.out_features}, {spec.in_features}], "
+                f"found {type(old).__name__} {list(found)}"
+            )
+        dev = device if device is not None else old.weight.device
+        if spec.kind == "linear":
+            new: nn.Module = QuantLinear(
+                spec.in_features,
+                spec.out_features,
+                bias=spec.bias,
+                group_size=spec.group_size,
+                mode=spec.mode,
+                act_scale=spec.act_scale,
+                kernel=kernel,
+                device=dev,
+            )
+        elif spec.kind == "embedding":
+            new = QuantEmbedding(
+                spec.out_features,
+                spec.in_features,
+                group_size=spec.group_size,
+                mode=spec.mode,
+                dtype=old.weight.dtype,
+                kernel=kernel,
+                device=dev,
+            )
+        else:
+            raise ValueError(f"unknown module kind {spec.kind!r} in quant spec for {spec.name}")
+        parent_name, _, child = spec.name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+    return model
+
+
+def specs_of(model: nn.Module) -> list[QuantSpec]:
+    """The specs of a converted model, read back from its modules (tied = shared packed storage)."""
+    specs: list[QuantSpec] = []
+    owner: dict[int, str] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, QuantLinear | QuantEmbedding):
+            continue
+        key = (
+            module.packed.untyped_storage().data_ptr()
+            if module.packed.device.type != "meta"
+            else id(module.packed)
+        )
+        tied_to = owner.get(key)
+        owner.setdefault(key, name)
+        is_linear = isinstance(module, QuantLinear)
+        specs.append(
+            QuantSpec(
+                name=name,
+                kind="linear" if is_linear else "embedding",
+                in_features=module.in_features if is_linear else module.embedding_dim,
+                out_features=module.out_features if is_linear else module.num_embeddings,
+                group_size=module.group_size,
+                mode=module.mode,
+                bias=is_linear and module.bias is not None,
+                act_scale=is_linear and module.act_scale is not None,
+                tied_to=tied_to,
+            )
+        )
+    return specs
+
+
+@torch.no_grad()
+def quantize_model_(
+    model: nn.Module,
+    mode: str = DEFAULT_MODE,
+    group_size: int = DEFAULT_GROUP_SIZE,
+    *,
+    include_embeddings: bool = True,
+    calibration: Mapping[str, torch.Tensor] | None = None,
+    kernel: str | None = None,
+) -> nn.Module:
+    """Quantize every nn.Linear (and nn.Embedding) of `model` in place; returns `model`."""
+    state, specs = create_quantized_state_dict(
+        model, mode, group_size, include_embeddings=include_embeddings, calibration=calibration
+    )
+    convert_for_runtime(model, specs, kernel=kernel, device="meta")
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
+
+
+def fold_act_scale_into_norm_(norm: nn.Module, linear: QuantLinear) -> None:
+    """Fold an AWQ input multiplier into the norm that alone feeds `linear`: norm.weight *= 1 / s.
+
+    Valid for RMSNorm / LayerNorm without bias whose output goes only to this linear (the engine's
+    fused wqkv and w_gate_up). Afterwards the linear runs without the extra multiply.
+    """
+    if linear.act_scale is None:
+        return
+    weight = getattr(norm, "weight", None)
+    if weight is None or weight.shape != linear.act_scale.shape or getattr(norm, "bias", None) is not None:
+        raise ValueError("fold_act_scale_into_norm_ needs a bias-free norm with weight [in_features]")
+    weight.data.mul_(linear.act_scale.to(weight.dtype))
+    linear.act_scale = None

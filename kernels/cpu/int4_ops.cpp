@@ -1,0 +1,157 @@
+// Torch bindings: registers the codegeex_lsp:: ops (CPU kernels) when codegeex_lsp._kernels is imported.
+// The fake (meta) kernels, the CUDA/Triton kernels and the no-compiler fallback live in
+// codegeex_lsp/quant/ops.py, which defines the same schemas when this extension is missing.
+#include <ATen/Parallel.h>
+#include <torch/extension.h>
+
+#include <string>
+
+#include "cpu/int4_kernels.h"
+
+namespace {
+
+enum class Impl { kRef, kAvx2 };
+
+Impl parse_impl(c10::string_view name) {
+    if (name == "ref") return Impl::kRef;
+    if (name == "avx2") {
+        TORCH_CHECK(cg_cpu_has_avx2(), "codegeex_lsp: impl='avx2' but this CPU lacks AVX2/FMA/F16C");
+        return Impl::kAvx2;
+    }
+    TORCH_CHECK(name == "auto", "codegeex_lsp: impl must be auto|ref|avx2, got ", std::string(name));
+    return cg_cpu_has_avx2() ? Impl::kAvx2 : Impl::kRef;
+}
+
+void check_packed(const at::Tensor& packed, int64_t K, int64_t G) {
+    TORCH_CHECK(G == 32 || G == 64 || G == 128, "codegeex_lsp: group_size must be 32, 64 or 128, got ", G);
+    TORCH_CHECK(K > 0 && K % G == 0, "codegeex_lsp: in_features ", K, " is not a multiple of group_size ", G);
+    TORCH_CHECK(packed.device().is_cpu() && packed.scalar_type() == at::kByte && packed.dim() == 2,
+                "codegeex_lsp: packed weight must be a 2-D uint8 CPU tensor");
+    TORCH_CHECK(packed.size(1) == cg_q4_row_bytes(K, G), "codegeex_lsp: packed row is ", packed.size(1),
+                " bytes, layout v", CG_Q4_LAYOUT_VERSION, " needs ", cg_q4_row_bytes(K, G), " for K=", K, " G=", G);
+    TORCH_CHECK(packed.is_contiguous(), "codegeex_lsp: packed weight must be contiguous");
+}
+
+// Rows per parallel task: enough work to amortize the fork, small enough to split 896 rows.
+constexpr int64_t kGrainRows = 64;
+
+at::Tensor dequantize(const at::Tensor& packed, int64_t K, int64_t G, Impl impl) {
+    check_packed(packed, K, G);
+    const int64_t N = packed.size(0);
+    at::Tensor out = at::empty({N, K}, packed.options().dtype(at::kFloat));
+    const uint8_t* w = packed.data_ptr<uint8_t>();
+    float* o = out.data_ptr<float>();
+    at::parallel_for(0, N, kGrainRows, [&](int64_t b, int64_t e) {
+        if (impl == Impl::kAvx2) {
+            cg_q4_dequant_rows_avx2(w, K, G, b, e, o + b * K);
+        } else {
+            cg_q4_dequant_rows_ref(w, K, G, b, e, o + b * K);
+        }
+    });
+    return out;
+}
+
+// x2 [M, K] fp32 -> (qa [M, K] int8 in kernel order, da [M, K / 32], asum [M, K / 32])
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_act(const at::Tensor& x2, Impl impl) {
+    const int64_t M = x2.size(0), K = x2.size(1);
+    at::Tensor qa = at::empty({M, K}, x2.options().dtype(at::kChar));
+    at::Tensor da = at::empty({M, K / CG_Q4_ACT_BLOCK}, x2.options());
+    at::Tensor asum = at::empty({M, K / CG_Q4_ACT_BLOCK}, x2.options());
+    if (impl == Impl::kAvx2) {
+        cg_q8_quantize_rows_avx2(x2.data_ptr<float>(), M, K, qa.data_ptr<int8_t>(), da.data_ptr<float>(),
+                                 asum.data_ptr<float>());
+    } else {
+        cg_q8_quantize_rows_ref(x2.data_ptr<float>(), M, K, qa.data_ptr<int8_t>(), da.data_ptr<float>(),
+                                asum.data_ptr<float>());
+    }
+    return {qa, da, asum};
+}
+
+at::Tensor gemm(const at::Tensor& x, const at::Tensor& packed, int64_t K, int64_t G,
+                const std::optional<at::Tensor>& bias, Impl impl) {
+    check_packed(packed, K, G);
+    TORCH_CHECK(x.device().is_cpu() && x.size(-1) == K, "codegeex_lsp: x must be a CPU tensor [..., ", K, "]");
+    TORCH_CHECK(at::isFloatingType(x.scalar_type()), "codegeex_lsp: x must be floating point");
+    const int64_t N = packed.size(0);
+    const at::Tensor x2 = x.reshape({-1, K}).to(at::kFloat).contiguous();  // [M, K]
+    const int64_t M = x2.size(0);
+    at::Tensor b;
+    if (bias.has_value() && bias->defined()) {
+        TORCH_CHECK(bias->numel() == N, "codegeex_lsp: bias has ", bias->numel(), " elements, expected ", N);
+        b = bias->to(at::kFloat).contiguous();
+    }
+    // Any number of rows takes the int8 path: on AVX2 its maddubs dot products outrun an fp32 GEMM on
+    // the dequantized weight even for prefill-sized M (`bench kernels --rows 256`), and the kernels block
+    // over output rows so the weights stream once whatever M is.
+    at::Tensor y = at::empty({M, N}, x2.options());
+    if (M > 0) {
+        auto [qa, da, asum] = quantize_act(x2, impl);
+        const cg_q8_act act{qa.data_ptr<int8_t>(), da.data_ptr<float>(), asum.data_ptr<float>()};
+        const uint8_t* w = packed.data_ptr<uint8_t>();
+        const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+        float* yp = y.data_ptr<float>();
+        at::parallel_for(0, N, kGrainRows, [&](int64_t n0, int64_t n1) {
+            if (impl == Impl::kAvx2) {
+                cg_q4_gemm_rows_avx2(&act, M, w, K, G, n0, n1, bp, yp, N);
+            } else {
+                cg_q4_gemm_rows_ref(&act, M, w, K, G, n0, n1, bp, yp, N);
+            }
+        });
+    }
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = N;
+    return y.view(shape).to(x.scalar_type());
+}
+
+at::Tensor int4_gemm(const at::Tensor& x, const at::Tensor& packed, int64_t K, int64_t G,
+                     const std::optional<at::Tensor>& bias) {
+    return gemm(x, packed, K, G, bias, parse_impl("auto"));
+}
+
+at::Tensor int4_gemm_impl(const at::Tensor& x, const at::Tensor& packed, int64_t K, int64_t G,
+                          const std::optional<at::Tensor>& bias, c10::string_view impl) {
+    return gemm(x, packed, K, G, bias, parse_impl(impl));
+}
+
+at::Tensor int4_dequantize(const at::Tensor& packed, int64_t K, int64_t G) {
+    return dequantize(packed, K, G, parse_impl("auto"));
+}
+
+at::Tensor int4_dequantize_impl(const at::Tensor& packed, int64_t K, int64_t G, c10::string_view impl) {
+    return dequantize(packed, K, G, parse_impl(impl));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_quantize_activations(const at::Tensor& x, c10::string_view impl) {
+    TORCH_CHECK(x.dim() == 2 && x.size(1) % CG_Q4_ACT_BLOCK == 0, "codegeex_lsp: x must be [M, K], K % 32 == 0");
+    return quantize_act(x.to(at::kFloat).contiguous(), parse_impl(impl));
+}
+
+}  // namespace
+
+TORCH_LIBRARY(codegeex_lsp, m) {
+    m.def("int4_gemm(Tensor x, Tensor packed, int in_features, int group_size, Tensor? bias=None) -> Tensor");
+    m.def("int4_gemm_impl(Tensor x, Tensor packed, int in_features, int group_size, Tensor? bias, str impl)"
+          " -> Tensor");
+    m.def("int4_dequantize(Tensor packed, int in_features, int group_size) -> Tensor");
+    m.def("int4_dequantize_impl(Tensor packed, int in_features, int group_size, str impl) -> Tensor");
+    m.def("int8_quantize_activations(Tensor x, str impl) -> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(codegeex_lsp, CPU, m) {
+    m.impl("int4_gemm", &int4_gemm);
+    m.impl("int4_gemm_impl", &int4_gemm_impl);
+    m.impl("int4_dequantize", &int4_dequantize);
+    m.impl("int4_dequantize_impl", &int4_dequantize_impl);
+    m.impl("int8_quantize_activations", &int8_quantize_activations);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    m.doc() = "codegeex_lsp int4 CPU kernels; importing registers the torch.ops.codegeex_lsp ops";
+    m.attr("LAYOUT_VERSION") = CG_Q4_LAYOUT_VERSION;
+    m.def("has_avx2", &cg_cpu_has_avx2, "whether this CPU runs the AVX2 twins");
+#if defined(CG_Q4_NO_AVX2)
+    m.attr("COMPILED_AVX2") = false;
+#else
+    m.attr("COMPILED_AVX2") = true;
+#endif
+}

@@ -1,0 +1,45 @@
+"""`--quant int4` in the engine: quantized once into the cache, reloaded from the packed checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from codegeex_lsp.config import EngineOptions
+from codegeex_lsp.engine.decode import SamplingParams, generate
+from codegeex_lsp.engine.load import load_model
+from codegeex_lsp.errors import ModelError
+from codegeex_lsp.quant import QuantEmbedding, QuantLinear
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "glm"])
+def test_int4_quantizes_once_and_reloads_identically(tiny_model_factory, tmp_path, arch):
+    opts = EngineOptions(model=str(tiny_model_factory(arch)), quant="int4", cache_dir=str(tmp_path))
+    first = load_model(opts)
+    linears = [m for m in first.model.modules() if isinstance(m, QuantLinear)]
+    assert len(linears) == 2 * 4 + 1  # wqkv, wo, w_gate_up, w_down per layer + the lm head
+    assert any(isinstance(m, QuantEmbedding) for m in first.model.modules())
+    saved = list((tmp_path / "int4").glob("*.safetensors"))
+    assert len(saved) == 1
+    mtime = saved[0].stat().st_mtime_ns
+    second = load_model(opts)
+    assert saved[0].stat().st_mtime_ns == mtime  # reused, not re-quantized
+    ids = first.tokenizer.encode("def fibonacci(n):\n    ")
+    a = generate(first.model, first.tokenizer, ids, SamplingParams(max_new_tokens=20)).candidates[0]
+    b = generate(second.model, second.tokenizer, ids, SamplingParams(max_new_tokens=20)).candidates[0]
+    assert a.token_ids == b.token_ids
+
+
+def test_damaged_int4_checkpoint_is_a_clear_error(tiny_glm_dir, tmp_path):
+    opts = EngineOptions(model=str(tiny_glm_dir), quant="int4", cache_dir=str(tmp_path))
+    load_model(opts)
+    (path,) = (tmp_path / "int4").glob("*.safetensors")
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="delete it to re-convert"):
+        load_model(opts)
+
+
+def test_unknown_quant_mode(tiny_glm_dir, tmp_path):
+    with pytest.raises(ModelError, match="quantization 'int3' is not supported"):
+        load_model(EngineOptions(model=str(tiny_glm_dir), quant="int3", cache_dir=str(tmp_path)))
