@@ -152,7 +152,9 @@ def model(args: argparse.Namespace) -> int:
     from codegeex_lsp.engine.load import load_model
 
     loaded = load_model(replace(engine_options(args)), lambda m: _stderr(f"[codegeex-lsp] {m}"))
-    n_params = sum(p.numel() for p in loaded.model.parameters())
+    from codegeex_lsp.engine.packed_linear import count_parameters
+
+    n_params = count_parameters(loaded.model)
     print(
         json.dumps(
             {

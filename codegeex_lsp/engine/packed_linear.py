@@ -53,3 +53,9 @@ def pack_linears_(model: nn.Module) -> int:
                     return count
                 count += 1
     return count
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters of `model`, packed weights included (they are buffers oneDNN owns, not Parameters)."""
+    packed = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, PackedLinear))
+    return packed + sum(p.numel() for p in model.parameters())
