@@ -8,7 +8,11 @@ class Cart {
   }
 
   total() {
-    return this.items.reduce((sum, item) => █, 0);
+    let sum = 0;
+    for (const item of this.items) {
+      █
+    }
+    return sum;
   }
 }
 
