@@ -1,8 +1,19 @@
-"""The decode loop: prefill once, then one token per step against a preallocated KV cache.
+"""The decode loop: prefill (only what a reused cache lacks), then tokens against a preallocated KV cache.
 
 Our own loop rather than `generate()`: no per-token logits-processor machinery, n candidates
 decoded as one batch after a single prefill, stop tokens and stop strings, a streaming callback and a
-cancellation check between tokens (so `$/cancelRequest` stops work within one token).
+cancellation check between forward passes (so `$/cancelRequest` stops work within one step).
+
+Two ways to do less work per keystroke:
+
+- prefix reuse: `generate` accepts a cache whose first `n_cached` positions already hold the start
+  of the prompt (the previous keystroke's prompt, see `kv_cache.PrefixCache`) and prefills only the
+  rest, in chunks with a cancellation check between them;
+- prompt-lookup speculation (greedy, one candidate): the last generated tokens are looked up in the
+  prompt and in what was generated so far; the tokens that followed them there are a draft, and one
+  forward pass over `[token, draft...]` checks the whole draft. The longest prefix of the draft that
+  greedy would have produced is kept, plus the model's own next token after it; the cache is rolled
+  back past the rejected tokens. The output is the greedy output, token for token.
 """
 
 from __future__ import annotations
@@ -20,6 +31,11 @@ from codegeex_lsp.engine.sampling import sample
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
+# Prefill in chunks of this many tokens, checking for cancellation in between: a superseded request
+# stops within one chunk, and what it prefilled stays in the cache for the next keystroke. On 2 cores
+# (bf16, 0.5B) 128-token chunks cost ~20% more than 256-token ones and halve the wait for a stale one.
+PREFILL_CHUNK_TOKENS = 128
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -31,6 +47,24 @@ class SamplingParams:
     stop_strings: tuple[str, ...] = ()
     single_line: bool = False  # stop at the first newline that follows non-blank text
     seed: int | None = None
+
+
+@dataclass(frozen=True)
+class LookupParams:
+    """Prompt-lookup drafting: the last `max_ngram`..`min_ngram` tokens matched earlier in the context.
+
+    `max_draft_tokens` bounds one draft; the draft length adapts between 1 and that bound (doubling
+    after a fully accepted draft, shrinking to what was accepted otherwise). Why a back-off: on CPU
+    a pass over a few tokens costs more than a one-token pass (GEMM instead of GEMV, the lm head
+    on every position), so after a draft of which nothing was kept, drafting pauses for 1, 2, 4 ..
+    `max_backoff_steps` plain steps (doubling while drafts keep failing), which bounds what text
+    the context does not predict can cost.
+    """
+
+    max_draft_tokens: int = 8
+    max_ngram: int = 3
+    min_ngram: int = 1
+    max_backoff_steps: int = 8
 
 
 @dataclass(frozen=True)
@@ -46,9 +80,15 @@ class Generation:
 class GenerationResult:
     candidates: tuple[Generation, ...]
     n_prompt_tokens: int
-    n_decode_steps: int
+    n_decode_steps: int  # tokens sampled per candidate (the stop token included)
     prefill_s: float
     decode_s: float
+    n_reused_tokens: int = 0  # prompt positions taken from the cache as they were
+    n_prefilled_tokens: int = 0  # prompt positions computed by this call
+    first_token_s: float = 0.0  # call start -> first token sampled (prefill included)
+    n_forward_passes: int = 0  # model calls after the prefill
+    n_draft_tokens: int = 0  # speculative tokens proposed ...
+    n_accepted_tokens: int = 0  # ... and kept
 
     @property
     def decode_tok_s(self) -> float:
@@ -64,13 +104,18 @@ OnToken = Callable[[int, int, str], None]  # (candidate index, token id, text so
 
 
 def prefill(model: Transformer, cache: KVCache, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-    """tokens [1, S] -> logits [1, V] for the last position."""
+    """tokens [1, S] at positions start.. -> logits [1, V] for the last position."""
     return model(tokens, start, cache)
 
 
 def decode_one_token(model: Transformer, cache: KVCache, tokens: torch.Tensor, pos: int) -> torch.Tensor:
     """tokens [B, 1] at position pos -> logits [B, V]."""
     return model(tokens, pos, cache)
+
+
+def verify_draft(model: Transformer, cache: KVCache, tokens: torch.Tensor, pos: int) -> torch.Tensor:
+    """tokens [1, 1+K] (the last token and a draft) at positions pos.. -> logits [1+K, V], one per position."""
+    return model(tokens, pos, cache, last_only=False)[0]
 
 
 def _cut_at_stop(text: str, stops: Sequence[str], single_line: bool) -> int | None:
@@ -83,6 +128,207 @@ def _cut_at_stop(text: str, stops: Sequence[str], single_line: bool) -> int | No
     return min(hits) if hits else None
 
 
+class PromptLookup:
+    """The context (prompt + generated tokens) indexed by n-gram, for drafts of what comes next.
+
+    `index[ngram]` is the end position of the latest occurrence of `ngram` that has a token after
+    it; appending a token makes the previous end position eligible, so a lookup is O(max_ngram).
+    """
+
+    def __init__(self, context: Sequence[int], params: LookupParams) -> None:
+        self.params = params
+        self.tokens: list[int] = list(context)
+        self._index: dict[tuple[int, ...], int] = {}
+        for end in range(len(self.tokens) - 1):
+            self._add(end)
+
+    def _add(self, end: int) -> None:
+        for n in range(self.params.min_ngram, self.params.max_ngram + 1):
+            if end + 1 >= n:
+                self._index[tuple(self.tokens[end + 1 - n : end + 1])] = end
+
+    def append(self, token: int) -> None:
+        if self.tokens:
+            self._add(len(self.tokens) - 1)
+        self.tokens.append(token)
+
+    def draft(self, max_tokens: int) -> list[int]:
+        """Up to `max_tokens` tokens that followed the longest matching n-gram of the context's end."""
+        if max_tokens <= 0:
+            return []
+        for n in range(min(self.params.max_ngram, len(self.tokens)), self.params.min_ngram - 1, -1):
+            end = self._index.get(tuple(self.tokens[-n:]))
+            if end is not None:
+                return self.tokens[end + 1 : end + 1 + max_tokens]
+        return []
+
+
+class _Streams:
+    """The candidates being decoded: ids, text, stop checks, streaming callback, finish reasons."""
+
+    def __init__(
+        self,
+        n: int,
+        tokenizer: Any,
+        params: SamplingParams,
+        on_token: OnToken | None,
+        stop_check: Callable[[str], bool] | None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.params = params
+        self.on_token = on_token
+        self.stop_check = stop_check
+        self.stop_ids = set(params.stop_token_ids)
+        self.ids: list[list[int]] = [[] for _ in range(n)]
+        self.texts = [""] * n
+        self.finish: list[FinishReason | None] = [None] * n
+        self.need_text = (
+            bool(params.stop_strings) or params.single_line or on_token is not None or stop_check is not None
+        )
+        self.steps = 0
+        self.first_token_at: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return all(f is not None for f in self.finish)
+
+    def cancel(self) -> None:
+        self.finish = [f or "cancelled" for f in self.finish]
+
+    def push(self, tokens: Sequence[int]) -> None:
+        """One sampled token per candidate (finished candidates ignore theirs)."""
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self.steps += 1
+        for b, token in enumerate(tokens):
+            if self.finish[b] is not None:
+                continue
+            if token in self.stop_ids:
+                self.finish[b] = "stop"
+                continue
+            self.ids[b].append(token)
+            if not self.need_text:
+                continue
+            text = self.tokenizer.decode(self.ids[b], skip_special_tokens=False)
+            cut = _cut_at_stop(text, self.params.stop_strings, self.params.single_line)
+            if cut is not None:
+                text = text[:cut]
+                self.finish[b] = "stop"
+            elif (
+                self.stop_check is not None
+                and "\n" in self.tokenizer.decode([token])
+                and self.stop_check(text)
+            ):
+                self.finish[b] = "stop"
+            self.texts[b] = text
+            if self.on_token is not None:
+                self.on_token(b, token, text)
+
+    def generations(self) -> tuple[Generation, ...]:
+        out = []
+        for b, ids in enumerate(self.ids):
+            text = self.texts[b] if self.need_text else self.tokenizer.decode(ids, skip_special_tokens=False)
+            out.append(Generation(tuple(ids), text, self.finish[b] or "length"))
+        return tuple(out)
+
+
+@dataclass
+class _Counts:
+    forward_passes: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+
+
+def decode_n_tokens(
+    model: Transformer,
+    cache: KVCache,
+    logits: torch.Tensor,
+    pos: int,
+    max_new: int,
+    streams: _Streams,
+    params: SamplingParams,
+    is_cancelled: Callable[[], bool],
+    counts: _Counts,
+) -> None:
+    """Sample from `logits` [B, V] (the prediction for position `pos`), then one token per step."""
+    generator = None
+    if params.temperature > 0:
+        generator = torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
+    n = logits.shape[0]
+    for step in range(max_new):
+        if is_cancelled():
+            streams.cancel()
+            return
+        next_tokens = sample(logits, params.temperature, params.top_p, generator)  # [B]
+        streams.push(next_tokens.tolist())
+        if streams.done or step == max_new - 1:
+            return
+        logits = decode_one_token(model, cache, next_tokens.view(n, 1), pos)
+        counts.forward_passes += 1
+        pos += 1
+
+
+def decode_speculative(
+    model: Transformer,
+    cache: KVCache,
+    logits: torch.Tensor,
+    pos: int,
+    max_new: int,
+    streams: _Streams,
+    lookup: PromptLookup,
+    is_cancelled: Callable[[], bool],
+    counts: _Counts,
+) -> None:
+    """Greedy, one candidate: like `decode_n_tokens`, but each pass checks a prompt-lookup draft.
+
+    `token` is the greedy choice for position `pos`, not yet in the cache. A pass writes `token` and
+    the draft at pos..pos+K and returns the greedy choice after each of them: draft token i is kept
+    while it equals the choice after the one before it, so what is emitted is what greedy decoding
+    emits, and the choice after the last kept token is the next `token` (free of charge).
+    """
+    max_draft = lookup.params.max_draft_tokens
+    draft_len = max_draft
+    backoff = pause = 0  # after a draft with nothing kept: plain steps before the next draft
+    token = int(logits[0].argmax())
+    while True:
+        if is_cancelled():
+            streams.cancel()
+            return
+        streams.push([token])
+        lookup.append(token)
+        if streams.done or streams.steps >= max_new:
+            return
+        room = min(draft_len, max_new - streams.steps, cache.max_len - pos - 1)
+        draft = lookup.draft(room) if pause == 0 else []
+        pause = max(0, pause - 1)
+        if not draft:
+            logits = decode_one_token(model, cache, torch.tensor([[token]]), pos)
+            counts.forward_passes += 1
+            token, pos = int(logits[0].argmax()), pos + 1
+            continue
+        chosen = verify_draft(model, cache, torch.tensor([[token, *draft]]), pos).argmax(-1).tolist()
+        counts.forward_passes += 1
+        counts.draft_tokens += len(draft)
+        kept = 0
+        while kept < len(draft) and draft[kept] == chosen[kept]:
+            kept += 1
+        counts.accepted_tokens += kept
+        pos += 1 + kept
+        cache.truncate(pos)  # the rejected draft tokens' keys/values are overwritten later
+        for accepted in draft[:kept]:
+            streams.push([accepted])
+            lookup.append(accepted)
+            if streams.done or streams.steps >= max_new:
+                return
+        token = chosen[kept]
+        draft_len = min(2 * draft_len, max_draft) if kept == len(draft) else max(1, kept)
+        if kept == 0:
+            backoff = min(max(1, 2 * backoff), lookup.params.max_backoff_steps)
+            pause = backoff
+        else:
+            backoff = 0
+
+
 def generate(
     model: Transformer,
     tokenizer: Any,
@@ -92,12 +338,23 @@ def generate(
     on_token: OnToken | None = None,
     is_cancelled: Callable[[], bool] | None = None,
     stop_check: Callable[[str], bool] | None = None,
+    cache: KVCache | None = None,
+    n_cached: int = 0,
+    lookup: LookupParams | None = None,
 ) -> GenerationResult:
     """Decode `params.n` candidates for `prompt_ids`. Greedy output equals transformers' greedy.
 
     `stop_check(text)` runs each time a candidate completes a line; True ends that candidate (the
     caller's post-processing decides what to keep). It is how a block stops at the end of its
     scope instead of running on for max_new_tokens.
+
+    `cache` (batch 1): decode into it instead of a new one; its first `n_cached` positions must hold
+    `prompt_ids[:n_cached]` and are not recomputed (at least the last prompt token always is, for
+    its logits). Afterwards its first `n_reused_tokens + n_prefilled_tokens` positions hold the
+    prompt's start (all of it unless cancelled during the prefill); later positions hold generated
+    tokens. With n > 1 the candidates decode in an expanded copy.
+
+    `lookup`: prompt-lookup speculation; used for greedy single-candidate decoding only.
     """
     if not prompt_ids:
         raise ValueError("empty prompt")
@@ -106,58 +363,52 @@ def generate(
     if room <= 0:
         raise ValueError(f"prompt of {n_prompt} tokens does not fit the context ({model.max_seq_len})")
     max_new = min(params.max_new_tokens, room)
-    stop_ids = set(params.stop_token_ids)
-    generator = None
-    if params.temperature > 0:
-        generator = torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
     n = max(1, params.n)
-    ids: list[list[int]] = [[] for _ in range(n)]
-    texts = [""] * n
-    finish: list[FinishReason | None] = [None] * n
-    need_text = bool(params.stop_strings) or params.single_line or on_token is not None or stop_check is not None
-    steps = 0
-    decode_started = prefill_s = 0.0
+    if cache is None or cache.batch_size != 1 or cache.max_len < n_prompt + max_new:
+        cache, n_cached = model.new_cache(1), 0
+    n_cached = max(0, min(n_cached, n_prompt - 1))
+    cancelled = is_cancelled or (lambda: False)
+    streams = _Streams(n, tokenizer, params, on_token, stop_check)
+    counts = _Counts()
+    speculate = lookup is not None and params.temperature <= 0 and n == 1
 
     with torch.inference_mode():
         started = time.perf_counter()
-        cache = model.new_cache(1)
-        logits = prefill(model, cache, torch.tensor([list(prompt_ids)], dtype=torch.long))
-        if n > 1:
-            cache = cache.expand(n)
-            logits = logits.expand(n, -1)
+        cache.truncate(n_cached)
+        pos = n_cached
+        logits = None
+        while pos < n_prompt:
+            if pos > n_cached and cancelled():
+                break
+            chunk = prompt_ids[pos : pos + PREFILL_CHUNK_TOKENS]
+            logits = prefill(model, cache, torch.tensor([list(chunk)], dtype=torch.long), pos)
+            pos += len(chunk)
+        n_prefilled = pos - n_cached
         prefill_s = time.perf_counter() - started
         decode_started = time.perf_counter()
-        pos = n_prompt
-        for step in range(max_new):
-            if is_cancelled is not None and is_cancelled():
-                finish = [f or "cancelled" for f in finish]
-                break
-            next_tokens = sample(logits, params.temperature, params.top_p, generator)  # [B]
-            steps = step + 1
-            for b, token in enumerate(next_tokens.tolist()):
-                if finish[b] is not None:
-                    continue
-                if token in stop_ids:
-                    finish[b] = "stop"
-                    continue
-                ids[b].append(token)
-                if need_text:
-                    texts[b] = tokenizer.decode(ids[b], skip_special_tokens=False)
-                    cut = _cut_at_stop(texts[b], params.stop_strings, params.single_line)
-                    if cut is not None:
-                        texts[b] = texts[b][:cut]
-                        finish[b] = "stop"
-                    elif stop_check is not None and "\n" in tokenizer.decode([token]) and stop_check(texts[b]):
-                        finish[b] = "stop"
-                    if on_token is not None:
-                        on_token(b, token, texts[b])
-            if all(f is not None for f in finish) or step == max_new - 1:
-                break
-            logits = decode_one_token(model, cache, next_tokens.view(n, 1), pos)
-            pos += 1
+        if logits is None or pos < n_prompt:
+            streams.cancel()
+        elif speculate:
+            assert lookup is not None
+            context = PromptLookup(prompt_ids, lookup)
+            decode_speculative(model, cache, logits, pos, max_new, streams, context, cancelled, counts)
+        else:
+            if n > 1:
+                cache = cache.expand(n)
+                logits = logits.expand(n, -1)
+            decode_n_tokens(model, cache, logits, pos, max_new, streams, params, cancelled, counts)
     decode_s = time.perf_counter() - decode_started
-    candidates = []
-    for b in range(n):
-        text = texts[b] if need_text else tokenizer.decode(ids[b], skip_special_tokens=False)
-        candidates.append(Generation(tuple(ids[b]), text, finish[b] or "length"))
-    return GenerationResult(tuple(candidates), n_prompt, steps, prefill_s, decode_s)
+    first_token_s = streams.first_token_at - started if streams.first_token_at is not None else 0.0
+    return GenerationResult(
+        streams.generations(),
+        n_prompt,
+        streams.steps,
+        prefill_s,
+        decode_s,
+        n_reused_tokens=n_cached,
+        n_prefilled_tokens=n_prefilled,
+        first_token_s=first_token_s,
+        n_forward_passes=counts.forward_passes,
+        n_draft_tokens=counts.draft_tokens,
+        n_accepted_tokens=counts.accepted_tokens,
+    )
