@@ -14,7 +14,6 @@ session's small interface, so the three backends behave the same to the editor.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
@@ -82,14 +81,6 @@ def engine_options(model: ModelOptions) -> EngineOptions:
     )
 
 
-def takes_cache_key(service: object) -> bool:
-    """Whether this engine's `complete` keeps per-document KV caches (`cache_key=`)."""
-    try:
-        return "cache_key" in inspect.signature(service.complete).parameters  # type: ignore[attr-defined]
-    except (TypeError, ValueError, AttributeError):
-        return False
-
-
 def _same_weights(a: ModelOptions, b: ModelOptions) -> bool:
     return replace(a, format=None) == replace(b, format=None)
 
@@ -116,9 +107,8 @@ class InProcessSession:
         is_cancelled: IsCancelled,
         document: str | None = None,
     ) -> Completion:
-        extra = {"cache_key": document} if document is not None and takes_cache_key(self.service) else {}
         result = self.service.complete(
-            request, options, is_cancelled=is_cancelled, on_token=self._on_token, **extra
+            request, options, is_cancelled=is_cancelled, on_token=self._on_token, cache_key=document
         )
         return Completion(**completion_to_wire(result))
 

@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import functools
 import hmac
-import inspect
 import json
 import logging
 import os
@@ -378,10 +377,13 @@ class Worker:
         except ProtocolError as exc:
             job.client.send(Error(request.id, REQUEST_ERROR, str(exc)))
             return
-        extra = {"cache_key": request.document} if request.document and _takes_cache_key(service) else {}
         try:
             result = service.complete(
-                fim, options, is_cancelled=job.cancel.is_set, on_token=_token_hook(job), **extra
+                fim,
+                options,
+                is_cancelled=job.cancel.is_set,
+                on_token=_token_hook(job),
+                cache_key=request.document or None,
             )
         except CodegeexError as exc:
             job.client.send(Error(request.id, REQUEST_ERROR, str(exc)))
@@ -391,14 +393,6 @@ class Worker:
             job.client.send(Error(request.id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
             return
         job.client.send(Result(request.id, completion_to_wire(result)))
-
-
-def _takes_cache_key(service: object) -> bool:
-    """Whether this engine keeps per-document KV caches (`complete(..., cache_key=)`)."""
-    try:
-        return "cache_key" in inspect.signature(service.complete).parameters  # type: ignore[attr-defined]
-    except (TypeError, ValueError, AttributeError):
-        return False
 
 
 def _token_hook(job: _Job):
