@@ -17,6 +17,7 @@ from codegeex_lsp.errors import CodegeexError
 BENCHMARKS: dict[str, str] = {
     "decode": "codegeex_lsp.bench.decode",
     "kernels": "codegeex_lsp.bench.kernels",
+    "quant": "codegeex_lsp.bench.quant",
     "humanevalx": "codegeex_lsp.bench.humaneval_x.run",
     "infill": "codegeex_lsp.bench.infill.run",
     "latency": "codegeex_lsp.bench.latency",

@@ -1,0 +1,101 @@
+"""`codegeex-lsp bench quant`: what int4 costs in perplexity, per quantization mode, in one run.
+
+Held-out text is real code the model never calibrates on: standard-library files after the ones
+`stdlib_calibration_texts` hands to calibration (same deterministic order, disjoint files). The
+reference is the fp32 model as loaded (for the embedded GGUF: its dequantized weights), so the
+ratios isolate our int4 step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+
+DEFAULT_MODES = ("asym:32", "sym:32", "asym:128", "rowwise:0")
+CALIBRATION_TEXTS = 16  # the calibration set's size: held-out texts start after it
+
+
+def held_out_texts(n_texts: int, max_chars: int) -> list[str]:
+    from codegeex_lsp.quant.calibration import stdlib_calibration_texts
+
+    texts = stdlib_calibration_texts(n_texts=CALIBRATION_TEXTS + n_texts, max_chars=max_chars)
+    return texts[CALIBRATION_TEXTS:]
+
+
+def perplexity(model, tokenizer, texts: list[str], max_tokens: int) -> float:
+    """exp(mean next-token NLL) over all texts, each truncated to `max_tokens` tokens."""
+    import torch
+
+    nll, count = 0.0, 0
+    with torch.inference_mode():
+        for text in texts:
+            ids = tokenizer.encode(text, add_special_tokens=False)[:max_tokens]
+            if len(ids) < 2:
+                continue
+            logits = model(torch.tensor([ids]), 0, model.new_cache(max_len=len(ids)), last_only=False)[0]
+            logp = torch.log_softmax(logits[:-1].float(), dim=-1)  # [S-1, V]
+            target = torch.tensor(ids[1:]).unsqueeze(1)
+            nll -= logp.gather(1, target).sum().item()
+            count += len(ids) - 1
+    return math.exp(nll / count)
+
+
+def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: int, log) -> dict:
+    import torch
+
+    from codegeex_lsp.config import EngineOptions
+    from codegeex_lsp.engine.load import load_model
+    from codegeex_lsp.quant import quantize_model_
+
+    torch.set_num_threads(threads)
+    loaded = load_model(EngineOptions(model=model, dtype="float32", threads=threads), progress=log)
+    texts = held_out_texts(n_texts, max_chars=4 * max_tokens)
+    started = time.perf_counter()
+    reference = perplexity(loaded.model, loaded.tokenizer, texts, max_tokens)
+    log(f"fp32: perplexity {reference:.4f} ({time.perf_counter() - started:.0f} s)")
+    rows = [{"mode": "fp32", "group_size": None, "perplexity": reference, "delta_pct": 0.0}]
+    for spec in modes:
+        mode, _, group = spec.partition(":")
+        group_size = int(group or 32)
+        quantized = copy.deepcopy(loaded.model)
+        quantize_model_(quantized, mode=mode, group_size=group_size or 32)
+        ppl = perplexity(quantized, loaded.tokenizer, texts, max_tokens)
+        delta = 100.0 * (ppl / reference - 1.0)
+        log(f"int4 {spec}: perplexity {ppl:.4f} ({delta:+.2f}%)")
+        rows.append({"mode": mode, "group_size": group_size or None, "perplexity": ppl, "delta_pct": delta})
+        del quantized
+    return {"model": loaded.name, "texts": len(texts), "max_tokens": max_tokens, "rows": rows}
+
+
+def format_table(result: dict) -> str:
+    lines = [
+        f"model {result['model']}: {result['texts']} held-out stdlib texts, ≤{result['max_tokens']} tokens each",
+        "| weights | group | perplexity | vs fp32 |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        group = row["group_size"] if row["group_size"] else "-"
+        lines.append(f"| {row['mode']} | {group} | {row['perplexity']:.4f} | {row['delta_pct']:+.2f}% |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="codegeex-lsp bench quant", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help="mode:group_size list")
+    parser.add_argument("--texts", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    result = run(args.model, args.modes.split(","), args.texts, args.max_tokens, args.threads, log)
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
