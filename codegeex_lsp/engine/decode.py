@@ -28,6 +28,7 @@ import torch
 from codegeex_lsp.engine.kv_cache import KVCache
 from codegeex_lsp.engine.model import Transformer
 from codegeex_lsp.engine.sampling import sample
+from codegeex_lsp.postprocess.early_stop import cut_at_stop
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -118,16 +119,6 @@ def verify_draft(model: Transformer, cache: KVCache, tokens: torch.Tensor, pos: 
     return model(tokens, pos, cache, last_only=False)[0]
 
 
-def _cut_at_stop(text: str, stops: Sequence[str], single_line: bool) -> int | None:
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    if single_line:
-        body = len(text) - len(text.lstrip())
-        newline = text.find("\n", body)
-        if newline >= 0:
-            hits.append(newline)
-    return min(hits) if hits else None
-
-
 class PromptLookup:
     """The context (prompt + generated tokens) indexed by n-gram, for drafts of what comes next.
 
@@ -210,7 +201,7 @@ class _Streams:
             if not self.need_text:
                 continue
             text = self.tokenizer.decode(self.ids[b], skip_special_tokens=False)
-            cut = _cut_at_stop(text, self.params.stop_strings, self.params.single_line)
+            cut = cut_at_stop(text, self.params.stop_strings, self.params.single_line)
             if cut is not None:
                 text = text[:cut]
                 self.finish[b] = "stop"

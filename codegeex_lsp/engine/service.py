@@ -23,26 +23,13 @@ from codegeex_lsp.engine.decode import GenerationResult, LookupParams, SamplingP
 from codegeex_lsp.engine.kv_cache import KVCache, PrefixCache, cache_len_for
 from codegeex_lsp.engine.load import LoadedModel, Progress, load_model
 from codegeex_lsp.postprocess import Candidate, run_pipeline
-from codegeex_lsp.postprocess.cut_chat_runoff import cut_chat_runoff
-from codegeex_lsp.postprocess.cut_suffix_overlap import cut_suffix_overlap
-from codegeex_lsp.postprocess.limit_scope import limit_scope
-from codegeex_lsp.postprocess.remove_repetitive_blocks import remove_repetitive_blocks
-from codegeex_lsp.postprocess.remove_repetitive_lines import remove_repetitive_lines
+from codegeex_lsp.postprocess.early_stop import scope_stop_check
 from codegeex_lsp.prompt import Budget, FimRequest, Prompt, build_prompt, detect_format, verify_special_tokens
 from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
 
 # Instruct models run on past the middle into markdown and chat; a fence never belongs in a FIM
 # middle, so stop decoding there instead of paying for tokens post-processing would cut anyway.
 RUNOFF_STOP_STRINGS = ("```",)
-
-# Filters whose cuts more text cannot undo (see `CompletionService.stop_check`), in pipeline order.
-STOP_FILTERS = (
-    cut_chat_runoff,
-    remove_repetitive_blocks,
-    remove_repetitive_lines,
-    limit_scope,
-    cut_suffix_overlap,
-)
 
 
 KV_REUSE_ENV = "CODEGEEX_LSP_KV_REUSE"
@@ -142,25 +129,8 @@ class CompletionService:
 
     @staticmethod
     def stop_check(request: FimRequest) -> Callable[[str], bool]:
-        """Stop decoding once post-processing would cut inside the lines already generated.
-
-        The filters in STOP_FILTERS only ever cut at or before a point that more text cannot move
-        (a closed scope, a repeat of the suffix, a fence), so when they cut into completed lines
-        every further token would be thrown away: an Instruct model otherwise runs on for
-        max_tokens, repeating the rest of the file.
-        """
-        base = Candidate(request.prefix, request.suffix, request.language, request.mode, text="")
-        _prefix, trailing = split_trailing_whitespace(request.prefix)
-
-        def check(text: str) -> bool:
-            text = heal(text, trailing)
-            complete = text[: text.rfind("\n")].rstrip()
-            if not complete.strip():
-                return False
-            kept = run_pipeline(base.with_text(text), STOP_FILTERS)
-            return kept is None or len(kept.text.rstrip()) < len(complete)
-
-        return check
+        """Stop decoding once post-processing would cut inside the lines already generated."""
+        return scope_stop_check(request)
 
     def complete(
         self,

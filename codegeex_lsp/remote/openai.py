@@ -40,11 +40,7 @@ from codegeex_lsp import __version__
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.errors import CodegeexError, RemoteError
 from codegeex_lsp.postprocess import Candidate, run_pipeline
-from codegeex_lsp.postprocess.cut_chat_runoff import cut_chat_runoff
-from codegeex_lsp.postprocess.cut_suffix_overlap import cut_suffix_overlap
-from codegeex_lsp.postprocess.limit_scope import limit_scope
-from codegeex_lsp.postprocess.remove_repetitive_blocks import remove_repetitive_blocks
-from codegeex_lsp.postprocess.remove_repetitive_lines import remove_repetitive_lines
+from codegeex_lsp.postprocess.early_stop import cut_at_stop, scope_stop_check
 from codegeex_lsp.prompt import Budget, FimRequest, get_format
 from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
 from codegeex_lsp.protocol import Completion
@@ -54,14 +50,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 RUNOFF_STOP_STRINGS = ("```",)  # as the engine: a fence never belongs in a FIM middle
-# Filters whose cuts more text cannot undo (the engine's stop check uses the same ones).
-STOP_FILTERS = (
-    cut_chat_runoff,
-    remove_repetitive_blocks,
-    remove_repetitive_lines,
-    limit_scope,
-    cut_suffix_overlap,
-)
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_STOP_STRINGS = 4  # OpenAI's limit; the rest are applied here
 _MAX_BACKOFF_S = 10.0
@@ -259,7 +247,7 @@ class OpenAIClient:
         done = threading.Event()
         watcher = threading.Thread(target=_watch, args=(stream, cancelled, done), daemon=True)
         watcher.start()
-        stop_check = _stop_check(request, trailing)
+        stop_check = scope_stop_check(request)
         text, finish, n_chunks = "", "length", 0
         usage: dict[str, Any] = {}
         served_by: str | None = None
@@ -280,7 +268,7 @@ class OpenAIClient:
                         first_s = time.perf_counter() - started
                     n_chunks += 1
                     text += delta
-                    cut = _cut_at_stop(text, stops, request.mode == "LINE")
+                    cut = cut_at_stop(text, stops, request.mode == "LINE")
                     if cut is not None:
                         text, finish = text[:cut], "stop"
                     elif "\n" in delta and stop_check(text):
@@ -409,31 +397,6 @@ def _watch(stream: _Stream, cancelled: IsCancelled, done: threading.Event) -> No
         if cancelled():
             stream.interrupt()
             return
-
-
-def _cut_at_stop(text: str, stops: tuple[str, ...], single_line: bool) -> int | None:
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    if single_line:
-        body = len(text) - len(text.lstrip())
-        newline = text.find("\n", body)
-        if newline >= 0:
-            hits.append(newline)
-    return min(hits) if hits else None
-
-
-def _stop_check(request: FimRequest, trailing: str) -> Callable[[str], bool]:
-    """True once post-processing would cut into the lines already received (the engine's rule)."""
-    base = Candidate(request.prefix, request.suffix, request.language, request.mode, text="")
-
-    def check(text: str) -> bool:
-        text = heal(text, trailing)
-        complete = text[: text.rfind("\n")].rstrip()
-        if not complete.strip():
-            return False
-        kept = run_pipeline(base.with_text(text), STOP_FILTERS)
-        return kept is None or len(kept.text.rstrip()) < len(complete)
-
-    return check
 
 
 def _sleep_unless(cancelled: IsCancelled, seconds: float) -> bool:

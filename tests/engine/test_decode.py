@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from codegeex_lsp.config import EngineOptions
-from codegeex_lsp.engine.decode import SamplingParams, _cut_at_stop, generate
+from codegeex_lsp.engine.decode import SamplingParams, generate
 from codegeex_lsp.engine.load import load_model
+from codegeex_lsp.postprocess.early_stop import cut_at_stop
 
 
 @pytest.fixture(scope="module")
@@ -118,5 +119,5 @@ def test_generation_capped_by_context(tiny):
         ("abc", ("zz",), False, None),
     ],
 )
-def test_cut_at_stop(text, stops, single_line, cut):
-    assert _cut_at_stop(text, stops, single_line) == cut
+def testcut_at_stop(text, stops, single_line, cut):
+    assert cut_at_stop(text, stops, single_line) == cut
