@@ -55,6 +55,7 @@ class EngineGenerator:
             built.token_ids,
             params,
             stop_check=function_done,
+            lookup=self.service.lookup,  # greedy-identical prompt-lookup speculation
         )
         return [heal(c.text, trailing) for c in result.candidates]
 
