@@ -105,3 +105,6 @@ class CompletionOptions:
     prefix_tokens: int = 1024
     suffix_tokens: int = 256
     seed: int | None = None
+    # The cursor line's text after the middle token (`prompt.Budget.carry_line`): typing on a line
+    # then reuses the KV cache of the whole previous prompt, suffix included.
+    carry_line: bool = True

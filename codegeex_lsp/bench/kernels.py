@@ -26,6 +26,7 @@ import torch
 from codegeex_lsp.quant import bnb as bnb_compare
 from codegeex_lsp.quant import ops
 from codegeex_lsp.quant import reference as R
+from codegeex_lsp.quant.gptq import gptq_quantize
 from codegeex_lsp.quant.packing import LAYOUT_VERSION, pack_int4
 
 # (name, out_features N, in_features K) of Qwen2.5-Coder-0.5B with the engine's fused projections.
@@ -204,7 +205,7 @@ def bench_shape(
 
 def quant_errors(names: list[str], group_size: int) -> dict[str, dict[str, float]]:
     """Relative output error vs fp32, per shape and mode, on activations with outlier channels
-    (AWQ calibrates on one batch and is scored on another). Weights: N(0, 0.02) like an init."""
+    (AWQ and GPTQ calibrate on one batch and are scored on another). Weights: N(0, 0.02) like an init."""
     out: dict[str, dict[str, float]] = {}
     for name, n, k in SHAPES:
         if name not in names:
@@ -221,6 +222,8 @@ def quant_errors(names: list[str], group_size: int) -> dict[str, dict[str, float
             if mode == "awq":
                 qw, inv_s = R.awq_quantize(w, calib, group_size)
                 w_eff = R.dequantize_groupwise(qw) * inv_s[None, :]
+            elif mode == "gptq":
+                w_eff = R.dequantize_groupwise(gptq_quantize(w, calib.T @ calib, group_size))
             else:
                 w_eff = R.fake_quantize(w, mode, group_size)
             row[mode] = float((held @ w_eff.T - y).norm() / y.norm())

@@ -15,15 +15,14 @@ import math
 import sys
 import time
 
-DEFAULT_MODES = ("asym:32", "sym:32", "asym:128", "rowwise:0")
+DEFAULT_MODES = ("asym:32", "sym:32", "asym:128", "rowwise:0", "awq:32", "gptq:32")
 CALIBRATION_TEXTS = 16  # the calibration set's size: held-out texts start after it
 
 
 def held_out_texts(n_texts: int, max_chars: int) -> list[str]:
     from codegeex_lsp.quant.calibration import stdlib_calibration_texts
 
-    texts = stdlib_calibration_texts(n_texts=CALIBRATION_TEXTS + n_texts, max_chars=max_chars)
-    return texts[CALIBRATION_TEXTS:]
+    return stdlib_calibration_texts(n_texts=n_texts, max_chars=max_chars, skip_first=CALIBRATION_TEXTS)
 
 
 def perplexity(model, tokenizer, texts: list[str], max_tokens: int) -> float:
@@ -44,6 +43,24 @@ def perplexity(model, tokenizer, texts: list[str], max_tokens: int) -> float:
     return math.exp(nll / count)
 
 
+def calibrate(model, tokenizer, mode: str) -> dict:
+    """What `mode` calibrates on, from the same stdlib texts the engine's int4 cache uses."""
+    import torch
+
+    from codegeex_lsp.engine.load import CALIBRATION_TOKENS, calibration_hessians
+    from codegeex_lsp.quant.calibration import collect_linear_inputs, stdlib_calibration_texts
+
+    if mode == "gptq":
+        return calibration_hessians(model, tokenizer, CALIBRATION_TEXTS, CALIBRATION_TOKENS)
+    texts = stdlib_calibration_texts(n_texts=CALIBRATION_TEXTS, max_chars=4 * CALIBRATION_TOKENS)
+
+    def forward(m, text: str) -> None:
+        ids = tokenizer.encode(text, add_special_tokens=False)[:CALIBRATION_TOKENS]
+        m(torch.tensor([ids]), 0, m.new_cache(max_len=len(ids)), last_only=False)
+
+    return collect_linear_inputs(model, texts, forward=forward)
+
+
 def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: int, log) -> dict:
     import torch
 
@@ -58,11 +75,16 @@ def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: in
     reference = perplexity(loaded.model, loaded.tokenizer, texts, max_tokens)
     log(f"fp32: perplexity {reference:.4f} ({time.perf_counter() - started:.0f} s)")
     rows = [{"mode": "fp32", "group_size": None, "perplexity": reference, "delta_pct": 0.0}]
+    calibration: dict[str, dict] = {}
     for spec in modes:
         mode, _, group = spec.partition(":")
         group_size = int(group or 32)
+        if mode in ("awq", "gptq") and mode not in calibration:
+            started = time.perf_counter()
+            calibration[mode] = calibrate(loaded.model, loaded.tokenizer, mode)
+            log(f"{mode}: calibrated on {CALIBRATION_TEXTS} stdlib texts ({time.perf_counter() - started:.0f} s)")
         quantized = copy.deepcopy(loaded.model)
-        quantize_model_(quantized, mode=mode, group_size=group_size or 32)
+        quantize_model_(quantized, mode=mode, group_size=group_size or 32, calibration=calibration.get(mode))
         ppl = perplexity(quantized, loaded.tokenizer, texts, max_tokens)
         delta = 100.0 * (ppl / reference - 1.0)
         log(f"int4 {spec}: perplexity {ppl:.4f} ({delta:+.2f}%)")

@@ -108,8 +108,17 @@ class CompletionService:
         return cls(load_model(options, progress), format_override)
 
     def build(self, request: FimRequest, options: CompletionOptions) -> Prompt:
-        """The prompt for `request`, its prefix ending before the cursor's trailing whitespace."""
-        budget = Budget(prefix_tokens=options.prefix_tokens, suffix_tokens=options.suffix_tokens)
+        """The prompt for `request`, its prefix ending before the cursor's trailing whitespace.
+
+        The generated text starts at that point whether or not the cursor line is carried after the
+        middle token (`Budget.carry_line`): the carried text is prompt, not output, so `complete()`
+        heals and post-processes the generated text the same way either way.
+        """
+        budget = Budget(
+            prefix_tokens=options.prefix_tokens,
+            suffix_tokens=options.suffix_tokens,
+            carry_line=options.carry_line,
+        )
         prefix, _trailing = split_trailing_whitespace(request.prefix)
         return build_prompt(self.format, self.loaded.tokenizer, replace(request, prefix=prefix), budget)
 

@@ -17,6 +17,12 @@ from codegeex_lsp.prompt.types import Reference
 
 Count = Callable[[str], int]
 
+# A cut prefix prices a cursor line shorter than this many bytes (or than 1/CURSOR_LINE_RESERVE_SHARE
+# of the budget, if less) at that reserve: typing on a line of ordinary length then never moves the
+# cut, which would change the prompt from its start and void the whole KV cache.
+CURSOR_LINE_RESERVE_BYTES = 128
+CURSOR_LINE_RESERVE_SHARE = 8
+
 
 @dataclass(frozen=True)
 class Cut:
@@ -59,9 +65,15 @@ def cut_prefix(text: str, max_tokens: int, count: Count, step_lines: int = 16) -
     Why the cursor line is priced by its UTF-8 length: its token count is not monotonic while typing
     ("rend" may be two tokens, "render" one), so a cut decided on it would flap back and forth at the
     threshold. Its byte length only grows as the user types and bounds its token count (a token
-    covers at least one byte), so the start only ever moves down while typing, at the price of a few
-    unused tokens. The complete lines above do not change while typing, and they are counted line by
-    line from the cursor up, so the cost is proportional to what is kept, not to the file size.
+    covers at least one byte), so the start only ever moves down while typing. Why a cut prefix
+    prices it at least at a reserve (`CURSOR_LINE_RESERVE_BYTES`, at most
+    1/`CURSOR_LINE_RESERVE_SHARE` of the budget): so that the start does not move at all while the
+    user types on a line of ordinary length, at the price of some unused tokens. A prefix that fits
+    whole (cursor line priced by its bytes) is kept whole; once it does not, the reserve applies, so
+    typing on a line moves the start at most once (from whole to cut) below the reserve. The start
+    is decided on the complete lines above (counted as kept) plus that price, never on the cursor
+    line's tokens. Those lines do not change while typing, and they are counted line by line from the
+    cursor up, so the cost is proportional to what is kept, not to the file size.
     The line at the cursor is always kept.
     """
     cursor_at = text.rfind("\n") + 1
@@ -71,20 +83,41 @@ def cut_prefix(text: str, max_tokens: int, count: Count, step_lines: int = 16) -
     last_grid = n_lines - n_lines % step
     starts = sorted({0, *range(step, n_lines + 1, step), *range(last_grid + 1, n_lines + 1)})
 
-    earliest = n_lines
-    used = len(cursor.encode("utf-8"))
+    byte_price = len(cursor.encode("utf-8"))
+    price = max(byte_price, min(CURSOR_LINE_RESERVE_BYTES, max_tokens // CURSOR_LINE_RESERVE_SHARE))
+    earliest_whole = earliest = n_lines  # the earliest lines the estimate keeps: bytes, reserve
+    used = 0
     for index in range(n_lines - 1, -1, -1):
         used += count(lines[index])
-        if used > max_tokens:
+        if used + byte_price > max_tokens:
             break
-        earliest = index
+        earliest_whole = index
+        if used + price <= max_tokens:
+            earliest = index
+    if earliest_whole == 0:
+        cut = _keep_from(lines, cursor, 0, byte_price, max_tokens, count)
+        if cut is not None:
+            return cut
     for start in starts:
-        if start >= earliest:
-            kept = "".join(lines[start:]) + cursor
-            n_tokens = count(kept)
-            if n_tokens <= max_tokens:
-                return Cut(text=kept, n_tokens=n_tokens, truncated=start > 0, first_line=start)
+        if start >= max(earliest, 1):
+            cut = _keep_from(lines, cursor, start, price, max_tokens, count)
+            if cut is not None:
+                return cut
     return Cut(text=cursor, n_tokens=count(cursor), truncated=n_lines > 0, first_line=n_lines)
+
+
+def _keep_from(
+    lines: list[str], cursor: str, start: int, cursor_price: int, max_tokens: int, count: Count
+) -> Cut | None:
+    """The prefix from line `start`, if its lines plus `cursor_price` and its exact count fit."""
+    above = "".join(lines[start:])
+    if count(above) + cursor_price > max_tokens:
+        return None
+    kept = above + cursor
+    n_tokens = count(kept)  # over the budget only where joining the cursor line costs extra tokens
+    if n_tokens > max_tokens:
+        return None
+    return Cut(text=kept, n_tokens=n_tokens, truncated=start > 0, first_line=start)
 
 
 def cut_suffix(text: str, max_tokens: int, count: Count) -> Cut:

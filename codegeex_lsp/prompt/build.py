@@ -4,6 +4,8 @@ Special tokens go in by id. Text between two special tokens (template text and u
 as the model saw it in training) is encoded as one run, with special-token matching off and the
 injection guard of `tokens.encode_text`, so file contents can never turn into control tokens.
 `Prompt.token_ids` is exactly the concatenation of those pieces, and `Prompt.text` their text.
+In a format that carries the cursor line (`Budget.carry_line`), that line's text is the last piece,
+after the middle token: the generated text then starts exactly at the cursor.
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ def build_prompt(
     use_suffix = fmt.takes_suffix and not (fmt.mask_tokens and blank_suffix)
     suffix = cut_suffix(request.suffix, budget.suffix_tokens, count) if use_suffix else Cut("", 0, False)
     extras["prefix_first_line"] = str(prefix.first_line)
+    head, carried = _carry_line(fmt, budget, prefix.text, extras)
 
     values: dict[str, _Value] = {
-        "prefix": prefix.text,
+        "prefix": head,
         "suffix": suffix.text,
         "path": request.path or "",
         "mode": request.mode,
@@ -77,6 +80,8 @@ def build_prompt(
         values["references"], values["current_file"] = _repository_context(fmt, request, fitted, render)
 
     segments = render(fmt.template, values)
+    if carried:
+        segments.append(carried)
     protected = protected_tokens(tokenizer, ids.values())
     token_ids, text = _encode(segments, tokenizer, protected)
     as_text = [marker for marker in fmt.text_markers if marker not in ids]
@@ -99,6 +104,26 @@ def build_prompt(
         suffix_truncated=suffix.truncated,
         extras=extras,
     )
+
+
+def _carry_line(fmt: PromptFormat, budget: Budget, prefix: str, extras: dict[str, str]) -> tuple[str, str]:
+    """(prefix up to and including the newline before the cursor, the cursor line's text to carry).
+
+    The carried text goes after the template's final (middle) token; see `Budget.carry_line`.
+    """
+    if not fmt.carries_line:
+        extras["carry_line"] = "unsupported"
+        return prefix, ""
+    if not budget.carry_line:
+        extras["carry_line"] = "off"
+        return prefix, ""
+    line_start = prefix.rfind("\n") + 1
+    line = prefix[line_start:]
+    if not line.strip():
+        extras["carry_line"] = "nothing"
+        return prefix, ""
+    extras["carry_line"] = "carried"
+    return prefix[:line_start], line
 
 
 def _fit_references(

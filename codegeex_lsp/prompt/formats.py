@@ -9,6 +9,9 @@ A template is a string. `{field}` slots are filled by the builder; every token l
 - `{references}`, `{current_file}`: the repository context of `references` (empty without it).
 - `{bos}`, `{cls}`, `{eos}`: the tokenizer's own token for that role, omitted when it has none.
 
+A format with `carries_line` (prefix-suffix-middle, ending with its middle token) may take the text
+of the cursor's line after that token, as the start of the middle (`Budget.carry_line`).
+
 Reference templates also take `{ref_path}`, `{ref_text}` (item) and `{repo}` (header).
 Each format records where its template was checked (`source`); facts were checked, no code copied.
 """
@@ -60,6 +63,11 @@ class PromptFormat:
     aliases: tuple[tuple[str, str], ...] = ()
     mask_tokens: tuple[tuple[MaskKey, str], ...] = ()
     references: ReferenceStyle | None = None
+    # The cursor line's text may follow the final (middle) token as the forced start of the middle,
+    # so that typing on a line only appends to the prompt. Only byte-level BPE PSM formats: in SPM
+    # and mask formats the prompt already ends at the cursor, and a sentencepiece tokenizer (Code
+    # Llama) would put its dummy-prefix space in front of the carried text.
+    carries_line: bool = False
     description: str = ""
     source: str = ""
 
@@ -144,6 +152,7 @@ GLM45 = PromptFormat(
     template="<|code_prefix|>{prefix}<|code_suffix|>{suffix}<|code_middle|>",
     special_tokens=("<|code_prefix|>", "<|code_suffix|>", "<|code_middle|>"),
     stop_tokens=("<|endoftext|>", "<|user|>", "<|observation|>"),
+    carries_line=True,
     description="GLM-4.5 family: plain prefix-suffix-middle with <|code_*|> tokens",
     source="llama.cpp src/llama-vocab.cpp (the FIM token texts it detects for GLM-4.5)",
 )
@@ -195,6 +204,7 @@ QWEN25_CODER = PromptFormat(
         item="<|file_sep|>{ref_path}\n{ref_text}\n",
         footer="<|file_sep|>{path}\n",
     ),
+    carries_line=True,
     description="Qwen2.5-Coder: <|fim_*|> prefix-suffix-middle, repository form with references",
     source="https://github.com/QwenLM/Qwen2.5-Coder/blob/main/examples/Qwen2.5-Coder.md",
 )
@@ -213,6 +223,7 @@ STARCODER = PromptFormat(
         footer="<file_sep>",
         current_file="{path}\n",
     ),
+    carries_line=True,
     description="StarCoder/StarCoder2: <fim_*> prefix-suffix-middle, repository form with references",
     source="StarCoder2 paper, arXiv:2402.19173 (repository-context FIM example)",
 )
@@ -224,6 +235,7 @@ DEEPSEEK_CODER = PromptFormat(
     template="{bos}<｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>",
     special_tokens=("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
     stop_tokens=("<｜end▁of▁sentence｜>", "<|EOT|>", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
+    carries_line=True,
     description="DeepSeek-Coder: <｜fim▁begin｜>/<｜fim▁hole｜>/<｜fim▁end｜> prefix-suffix-middle",
     source="https://github.com/deepseek-ai/DeepSeek-Coder (README, Code Insertion)",
 )

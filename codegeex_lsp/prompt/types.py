@@ -34,13 +34,23 @@ class FimRequest:
 
 @dataclass(frozen=True)
 class Budget:
-    """Token budgets; text is cut at line boundaries keeping the text nearest the cursor."""
+    """Token budgets (text is cut at line boundaries keeping the text nearest the cursor), and where
+    the cursor line goes.
+
+    `carry_line`: in a format that `carries_line`, the cursor line's text before the cursor follows
+    the middle token (the forced start of the middle) instead of ending the prefix. Why: every
+    keystroke changes the end of the prefix, and in prefix-suffix-middle order the whole suffix
+    comes after it, so without the carry each keystroke prefills the suffix again; with it, typing
+    on a line only appends to the prompt, and the suffix is prefilled again only on a new line.
+    The prefix then ends with the newline before the cursor line. A blank cursor line stays put.
+    """
 
     prefix_tokens: int = 1024
     suffix_tokens: int = 256
     reference_tokens: int = 512
     # A cut prefix starts on a multiple of this many lines, so typing does not move the start.
     prefix_step_lines: int = 16
+    carry_line: bool = True
 
 
 @dataclass(frozen=True)
@@ -56,4 +66,6 @@ class Prompt:
     n_suffix_tokens: int = 0
     prefix_truncated: bool = False
     suffix_truncated: bool = False
+    # Notes for logs and benchmarks: "prefix_first_line", "carry_line" (carried | nothing | off |
+    # unsupported), "references", "text_markers".
     extras: dict[str, str] = field(default_factory=dict)

@@ -1,9 +1,9 @@
-"""Calibration data for AWQ: real code available offline, and a hook-based activation collector.
+"""Calibration data for AWQ and GPTQ: real code available offline, and hook-based collectors.
 
 The text is the Python standard library's own sources (`sysconfig.get_paths()["stdlib"]`), picked
-deterministically; never benchmark problems. The collector records the inputs of every `nn.Linear`
-of any `nn.Module` while the caller runs the model, so it works for the engine's model and for toy
-modules in tests alike.
+deterministically; never benchmark problems. The collectors record, for every `nn.Linear` of any
+`nn.Module` while the caller runs the model, either its input rows (AWQ) or the running Hessian
+`sum x x^T` of its inputs (GPTQ), so they work for the engine's model and toy modules alike.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
+MIN_FILE_CHARS = 1000  # shorter stdlib files teach little
 DEFAULT_MAX_ROWS = 2048  # activation rows kept per linear: enough for a stable mean |x| per channel
 
 
-def stdlib_calibration_texts(n_texts: int = 16, max_chars: int = 4000, seed: int = 0) -> list[str]:
-    """`n_texts` snippets of real Python from the standard library, each at most `max_chars`.
+def stdlib_calibration_sources(n_texts: int = 16, seed: int = 0, skip_first: int = 0) -> list[tuple[Path, str]]:
+    """(path, text) of `n_texts` standard-library files in a fixed shuffled order, after the first
+    `skip_first` of that order (held-out sets skip the calibration set's files this way).
 
     Deterministic for a given Python installation and seed. Test suites are skipped (they are code,
     but repetitive), and so are files too short to be useful.
@@ -29,22 +31,32 @@ def stdlib_calibration_texts(n_texts: int = 16, max_chars: int = 4000, seed: int
     root = Path(sysconfig.get_paths()["stdlib"])
     skip = {"test", "tests", "idle_test", "site-packages", "dist-packages"}
     files = sorted(p for p in root.rglob("*.py") if not skip.intersection(p.relative_to(root).parts))
-    rng = random.Random(seed)
-    rng.shuffle(files)
-    texts: list[str] = []
+    random.Random(seed).shuffle(files)
+    found: list[tuple[Path, str]] = []
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        if len(text) < max_chars // 4:
-            continue
+        if len(text) >= MIN_FILE_CHARS:
+            found.append((path, text))
+            if len(found) == skip_first + n_texts:
+                break
+    if len(found) <= skip_first:
+        raise RuntimeError(f"no calibration sources found under {root}")
+    return found[skip_first:]
+
+
+def stdlib_calibration_texts(
+    n_texts: int = 16, max_chars: int = 4000, seed: int = 0, skip_first: int = 0
+) -> list[str]:
+    """`n_texts` snippets of real Python from the standard library, each at most `max_chars`, one
+    per file of `stdlib_calibration_sources`, from a deterministic offset."""
+    rng = random.Random(seed)
+    texts: list[str] = []
+    for _path, text in stdlib_calibration_sources(n_texts, seed, skip_first):
         start = rng.randrange(0, max(1, len(text) - max_chars))
         texts.append(text[start : start + max_chars])
-        if len(texts) == n_texts:
-            break
-    if not texts:
-        raise RuntimeError(f"no calibration sources found under {root}")
     return texts
 
 
@@ -113,3 +125,39 @@ def collect_linear_inputs(
         for batch in batches:
             call(model, batch)
     return collector.activations()
+
+
+class HessianCollector(ActivationCollector):
+    """Like `ActivationCollector`, but keeps only `sum_t x_t x_t^T` [K, K] per linear (float64):
+    memory independent of how much text calibrates, which GPTQ wants plenty of."""
+
+    def __init__(self, model: nn.Module, *, include: Callable[[str, nn.Module], bool] | None = None) -> None:
+        super().__init__(model, include=include)
+        self._hessians: dict[str, torch.Tensor] = {}
+
+    def _hook(self, name: str):
+        def record(module: nn.Module, args: tuple[Any, ...]) -> None:
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).to("cpu", torch.float32)
+            update = (x.T @ x).to(torch.float64)
+            if name in self._hessians:
+                self._hessians[name] += update
+            else:
+                self._hessians[name] = update
+
+        return record
+
+    def hessians(self) -> dict[str, torch.Tensor]:
+        return dict(self._hessians)
+
+
+@torch.inference_mode()
+def collect_linear_hessians(
+    model: nn.Module, batches: Iterable[Any], *, forward: Callable[[nn.Module, Any], Any] | None = None
+) -> dict[str, torch.Tensor]:
+    """Run `model` on each batch and return every nn.Linear's input Hessian, name -> [K, K] float64
+    — the `calibration` argument of `quantize_model_(..., mode="gptq")`."""
+    call = forward or (lambda m, b: m(b))
+    with HessianCollector(model) as collector:
+        for batch in batches:
+            call(model, batch)
+    return collector.hessians()

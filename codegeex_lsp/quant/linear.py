@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from codegeex_lsp.quant import ops
+from codegeex_lsp.quant.gptq import gptq_quantize
 from codegeex_lsp.quant.packing import pack_int4, row_bytes, unpack_int4
 from codegeex_lsp.quant.reference import (
     GROUP_SIZES,
@@ -179,7 +180,7 @@ class QuantEmbedding(nn.Module):
     def from_embedding(
         cls, embedding: nn.Embedding, mode: str = DEFAULT_MODE, group_size: int = DEFAULT_GROUP_SIZE
     ) -> QuantEmbedding:
-        mode = "asym" if mode == "awq" else mode  # no activations to be aware of
+        mode = "asym" if mode in ("awq", "gptq") else mode  # no activations to be aware of
         w = embedding.weight.detach().to("cpu", torch.float32)
         module = cls(
             embedding.num_embeddings,
@@ -225,17 +226,21 @@ def create_quantized_state_dict(
     *,
     include_embeddings: bool = True,
     calibration: Mapping[str, torch.Tensor] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[QuantSpec]]:
     """Offline step: (state dict with `<name>.packed` instead of `<name>.weight`, specs).
 
     mode "awq" needs `calibration`: linear name -> input activations, from
-    `calibration.collect_linear_inputs`. Linears without activations fall back to "asym"; a tied
-    embedding / lm head pair is quantized once, without AWQ scales, so both can share it.
+    `calibration.collect_linear_inputs`; mode "gptq" needs linear name -> input Hessian [K, K], from
+    `calibration.collect_linear_hessians`. Linears without calibration fall back to "asym"; a tied
+    embedding / lm head pair is quantized once, without AWQ scales (GPTQ through the lm head's
+    Hessian when there is one), so both can share it.
     """
     if mode not in MODES:
         raise ValueError(f"unknown quantization mode {mode!r}; expected one of {MODES}")
-    if mode == "awq" and not calibration:
-        raise ValueError("mode='awq' needs calibration activations (see quant.calibration)")
+    if mode in ("awq", "gptq") and not calibration:
+        raise ValueError(f"mode={mode!r} needs calibration data (see quant.calibration)")
+    hessian_of = _hessians_by_weight(model, calibration) if mode == "gptq" else {}
     state = dict(model.state_dict())
     specs: list[QuantSpec] = []
     packed_by_weight: dict[int, tuple[str, torch.Tensor]] = {}  # id(weight) -> (module name, packed)
@@ -265,10 +270,18 @@ def create_quantized_state_dict(
                 if x is None:
                     uncalibrated.append(name)
                     used_mode = "asym"
+            if used_mode == "gptq" and wid not in hessian_of:
+                if is_linear:  # an untied embedding has no inputs to weigh its rows by
+                    uncalibrated.append(name)
+                used_mode = "asym"
             if used_mode == "awq":
                 qw, inv_s = awq_quantize(w, x, g)
                 state[f"{name}.act_scale"] = inv_s.to(module.weight.device)
                 act_scale = True
+            elif used_mode == "gptq":
+                if progress is not None:
+                    progress(f"gptq: {name} [{n_out}x{n_in}]")
+                qw = gptq_quantize(w, hessian_of[wid], g)
             else:
                 qw = quantize(w, used_mode, g)
             packed = pack_int4(qw).to(module.weight.device)
@@ -292,11 +305,24 @@ def create_quantized_state_dict(
         )
     if uncalibrated:
         log.warning(
-            "quant: awq without activations for %d linears (%s ...): used asym",
+            "quant: %s without calibration for %d modules (%s ...): used asym",
+            mode,
             len(uncalibrated),
             uncalibrated[0],
         )
     return state, specs
+
+
+def _hessians_by_weight(
+    model: nn.Module, calibration: Mapping[str, torch.Tensor] | None
+) -> dict[int, torch.Tensor]:
+    """id(weight) -> Hessian, so a tied embedding finds the Hessian recorded for its lm head."""
+    found: dict[int, torch.Tensor] = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if calibration and name in calibration and isinstance(weight, torch.Tensor):
+            found[id(weight)] = calibration[name]
+    return found
 
 
 def _tied_weight_ids(model: nn.Module, include_embeddings: bool) -> set[int]:
@@ -393,10 +419,16 @@ def quantize_model_(
     include_embeddings: bool = True,
     calibration: Mapping[str, torch.Tensor] | None = None,
     kernel: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> nn.Module:
     """Quantize every nn.Linear (and nn.Embedding) of `model` in place; returns `model`."""
     state, specs = create_quantized_state_dict(
-        model, mode, group_size, include_embeddings=include_embeddings, calibration=calibration
+        model,
+        mode,
+        group_size,
+        include_embeddings=include_embeddings,
+        calibration=calibration,
+        progress=progress,
     )
     convert_for_runtime(model, specs, kernel=kernel, device="meta")
     model.load_state_dict(state, strict=True, assign=True)

@@ -7,7 +7,9 @@ Owns the math, not the byte layout (that is `packing.py`):
 - GLM-130B style per-row absmax int4 (`rowwise`): one symmetric scale per output row;
 - AWQ-style activation-aware scaling (`awq`): per-input-channel scales `s` found by grid search on
   calibration activations; the weight is quantized as `W * s` and the runtime multiplies its input
-  by `1 / s` (or folds `1 / s` into the preceding norm), so the int4 kernel itself is unchanged.
+  by `1 / s` (or folds `1 / s` into the preceding norm), so the int4 kernel itself is unchanged;
+- GPTQ (`gptq`, in `gptq.py`): asymmetric codes chosen with error feedback through the calibration
+  Hessian; stored and run exactly like `asym`.
 
 Scales are rounded to fp16 here, as stored, so `dequantize_groupwise` equals what every kernel
 reconstructs: `w = d * (q - z)` with `d` fp16-exact and `q`, `z` in 0..15.
@@ -20,8 +22,8 @@ from typing import Literal
 
 import torch
 
-Mode = Literal["sym", "asym", "rowwise", "awq"]
-MODES: tuple[str, ...] = ("sym", "asym", "rowwise", "awq")
+Mode = Literal["sym", "asym", "rowwise", "awq", "gptq"]
+MODES: tuple[str, ...] = ("sym", "asym", "rowwise", "awq", "gptq")
 GROUP_SIZES: tuple[int, ...] = (32, 64, 128)
 SYM_ZERO = 8  # symmetric codes are q = round(w / d) + 8, q - 8 in -7..7
 QMAX = 15
@@ -114,7 +116,7 @@ def quantize(weight: torch.Tensor, mode: str, group_size: int) -> Int4Weight:
     """Dispatch on a mode name. `awq` expects an already scaled weight (see `awq_search_scales`)."""
     if mode == "sym":
         return quantize_groupwise(weight, group_size, symmetric=True)
-    if mode in ("asym", "awq"):
+    if mode in ("asym", "awq", "gptq"):  # awq/gptq without calibration: plain asymmetric rounding
         return quantize_groupwise(weight, group_size, symmetric=False)
     if mode == "rowwise":
         return quantize_rowwise_absmax(weight, group_size)

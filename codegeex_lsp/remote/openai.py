@@ -141,7 +141,11 @@ class OpenAIClient:
         started = time.perf_counter()
         prefix, trailing = split_trailing_whitespace(request.prefix)
         trimmed = replace(request, prefix=prefix)
-        budget = Budget(prefix_tokens=options.prefix_tokens, suffix_tokens=options.suffix_tokens)
+        budget = Budget(
+            prefix_tokens=options.prefix_tokens,
+            suffix_tokens=options.suffix_tokens,
+            carry_line=options.carry_line,
+        )
         body: dict[str, Any] = {
             "model": self.model_name,
             "max_tokens": options.max_tokens,

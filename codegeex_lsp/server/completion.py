@@ -139,6 +139,7 @@ def completion_options(options: ServerOptions, mode: str) -> CompletionOptions:
         n=1,
         prefix_tokens=options.context.prefix_tokens,
         suffix_tokens=options.context.suffix_tokens,
+        carry_line=options.context.carry_line,
     )
 
 

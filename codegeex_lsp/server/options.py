@@ -8,7 +8,7 @@ The wire form is the tree below with camelCase keys (snake_case is accepted too)
      "completion": {"maxTokens": null, "maxTokensLine": 48, "maxTokensBlock": 192},
      "debounce": {"minMs": 25, "maxMs": 300, "initialMs": 75},
      "languages": {"enabled": ["*"], "disabled": ["markdown"]},
-     "context": {"prefixTokens": 1024, "suffixTokens": 256, "referenceTokens": 512},
+     "context": {"prefixTokens": 1024, "suffixTokens": 256, "referenceTokens": 512, "carryLine": true},
      "cache": {"size": 128}}
 
 `"model": "<name>"` is short for `{"model": {"name": "<name>"}}`. An invalid or unknown value never
@@ -93,13 +93,19 @@ class LanguageOptions:
 
 @dataclass(frozen=True)
 class ContextBudgets:
-    """Token budgets of the prompt and the context stage's cross-file references."""
+    """Token budgets of the prompt and the context stage's cross-file references.
+
+    `carry_line`: put the cursor line's text after the middle token of a prefix-suffix-middle
+    prompt, so typing on a line reuses the KV cache of the whole previous prompt (see
+    `prompt.Budget.carry_line`); false keeps it at the end of the prefix.
+    """
 
     prefix_tokens: int = field(default=1024, metadata=_limits(16, 32768))
     suffix_tokens: int = field(default=256, metadata=_limits(0, 32768))
     reference_tokens: int = field(default=512, metadata=_limits(0, 32768))
     references: bool = True
     near_lines: int = field(default=30, metadata=_limits(0, 1000))
+    carry_line: bool = True
 
 
 @dataclass(frozen=True)

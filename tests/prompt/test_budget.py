@@ -7,7 +7,14 @@ import itertools
 import pytest
 
 from codegeex_lsp.prompt import Budget, FimRequest, Reference, build_prompt, get_format
-from codegeex_lsp.prompt.budget import cut_prefix, cut_suffix, fit_references, split_lines
+from codegeex_lsp.prompt.budget import (
+    CURSOR_LINE_RESERVE_BYTES,
+    CURSOR_LINE_RESERVE_SHARE,
+    cut_prefix,
+    cut_suffix,
+    fit_references,
+    split_lines,
+)
 
 # One "token" per character keeps the arithmetic in these tests obvious.
 count = len
@@ -55,8 +62,12 @@ def test_cursor_line_is_kept_whole_even_over_budget():
 
 
 def test_prefix_start_is_stable_while_typing():
-    """Typing at the cursor moves the start only in whole steps, far less often than a line-wise cut."""
-    typed = "value = compute_something(alpha, beta, gamma) + another_call(delta) * 3"
+    """Typing at the cursor moves the start only in whole steps, far less often than a line-wise cut.
+
+    The line typed here is longer than the cursor line's reserve, so its price grows as it is typed.
+    """
+    typed = "value = compute_something(alpha, beta, gamma) + another_call(delta) * 3" * 3
+    assert len(typed) > 2 * min(CURSOR_LINE_RESERVE_BYTES, 500 // CURSOR_LINE_RESERVE_SHARE)
 
     def starts(step: int) -> list[int]:
         return [cut_prefix(PREFIX + typed[:i], 500, count, step).first_line for i in range(len(typed) + 1)]
@@ -68,6 +79,27 @@ def test_prefix_start_is_stable_while_typing():
     fine_changes = sum(a != b for a, b in itertools.pairwise(fine))
     assert 1 <= changes <= 1 + len(typed) // (8 * len(LINES[0]))
     assert fine_changes >= 4 * changes
+
+
+@pytest.mark.parametrize("max_tokens", [200, 500, 2000])
+def test_prefix_start_does_not_move_while_typing_a_line_of_ordinary_length(max_tokens):
+    """Below the reserve the cursor line's price is constant: the cut is the same at every keystroke."""
+    reserve = min(CURSOR_LINE_RESERVE_BYTES, max_tokens // CURSOR_LINE_RESERVE_SHARE)
+    typed = ("result = alpha_beta(count, items) + render(value, total) * 3 - index // 2 " * 3)[:reserve]
+    lines = "".join(LINES * 4)
+    cuts = [cut_prefix(lines + typed[:i], max_tokens, count, 8) for i in range(len(typed) + 1)]
+    assert len({cut.first_line for cut in cuts}) == 1
+    assert all(cut.truncated and cut.n_tokens <= max_tokens for cut in cuts)
+
+
+def test_prefix_that_fits_whole_is_cut_at_most_once_while_typing():
+    """A small file is kept whole while it fits; the first cut then holds for the rest of the line."""
+    typed = "total = alpha + beta"
+    head = "".join(LINES[:10])  # 120 tokens
+    cuts = [cut_prefix(head + typed[:i], 130, count, 4) for i in range(len(typed) + 1)]
+    firsts = [cut.first_line for cut in cuts]
+    assert firsts[0] == 0 and not cuts[0].truncated
+    assert firsts == sorted(firsts) and len(set(firsts)) == 2
 
 
 def test_suffix_keeps_whole_lines_nearest_the_cursor():
@@ -110,7 +142,10 @@ def test_prompt_prefix_and_suffix_stay_within_budget(toks):
     suffix = "urn y\n" + "".join(f"print(f{i}(1))\n" for i in range(80))
     budget = Budget(prefix_tokens=120, suffix_tokens=40, prefix_step_lines=4)
     prompt = build_prompt(get_format("qwen2.5-coder"), tok, FimRequest(prefix=prefix, suffix=suffix), budget)
-    kept_prefix = prompt.text.split("<|fim_prefix|>")[1].split("<|fim_suffix|>")[0]
+    kept_prefix, carried = prompt.text.split("<|fim_prefix|>")[1].split("<|fim_suffix|>")
+    carried = carried.split("<|fim_middle|>")[1]
+    assert carried == "    ret"  # the cursor line, after the middle token; it counts as prefix
+    kept_prefix += carried
     kept_suffix = prompt.text.split("<|fim_suffix|>")[1].split("<|fim_middle|>")[0]
     assert prompt.prefix_truncated and prompt.suffix_truncated
     assert prefix.endswith(kept_prefix) and prefix[: -len(kept_prefix)].endswith("\n")
@@ -121,7 +156,7 @@ def test_prompt_prefix_and_suffix_stay_within_budget(toks):
 
 
 def test_prompt_start_tokens_are_stable_while_typing(toks):
-    """For a PSM prompt, the token ids up to the cursor line survive most keystrokes unchanged."""
+    """For a PSM prompt, the token ids up to the cursor line survive every keystroke unchanged."""
     tok = toks["qwen"]
     fmt = get_format("qwen2.5-coder")
     head = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(80))
@@ -133,8 +168,8 @@ def test_prompt_start_tokens_are_stable_while_typing(toks):
     ]
     starts = [p.token_ids[:12] for p in prompts]
     first_lines = [int(p.extras["prefix_first_line"]) for p in prompts]
-    assert sum(a != b for a, b in itertools.pairwise(starts)) == 1
-    assert first_lines == sorted(first_lines) and all(line % 8 == 0 for line in first_lines)
+    assert len(set(starts)) == 1  # the cursor line stays within its reserve: the cut never moves
+    assert len(set(first_lines)) == 1 and first_lines[0] % 8 == 0
     assert all(p.prefix_truncated and p.n_prefix_tokens <= 150 for p in prompts)
 
 

@@ -20,7 +20,7 @@ def test_bench_kernels_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert shape["ours_us"] > 0 and shape["ours_gbps"] > 0 and report["env"]["probe_gbps"] > 0
     assert set(shape["others_us"]) == {"torch_int4", "fp32", "bf16"}
     errors = report["quant_error"]["wo"]
-    assert set(errors) == {"sym", "asym", "rowwise", "awq", "asym+kernel"}
+    assert set(errors) == {"sym", "asym", "rowwise", "awq", "gptq", "asym+kernel"}
     assert errors["awq"] < errors["asym"] < errors["rowwise"]  # outlier channels: AWQ helps
 
 

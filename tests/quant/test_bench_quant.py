@@ -5,21 +5,25 @@ from __future__ import annotations
 import math
 
 from codegeex_lsp.bench import quant as bench_quant
-from codegeex_lsp.quant.calibration import stdlib_calibration_texts
+from codegeex_lsp.quant.calibration import stdlib_calibration_sources
 
 
 def test_held_out_texts_are_not_calibration_texts():
-    calibration = set(stdlib_calibration_texts(n_texts=bench_quant.CALIBRATION_TEXTS, max_chars=800))
+    calibration = stdlib_calibration_sources(n_texts=bench_quant.CALIBRATION_TEXTS)
     held_out = bench_quant.held_out_texts(3, max_chars=800)
     assert len(held_out) == 3
-    assert not calibration.intersection(held_out)
+    # Whatever the snippet length, no held-out snippet comes from a calibration file.
+    assert not any(snippet in text for snippet in held_out for _path, text in calibration)
+    assert len({path for path, _ in calibration}) == bench_quant.CALIBRATION_TEXTS
 
 
 def test_bench_quant_rows(tiny_glm_dir):
-    result = bench_quant.run(str(tiny_glm_dir), ["asym:32", "rowwise:0"], 2, 64, 1, lambda _m: None)
+    modes = ["asym:32", "rowwise:0", "gptq:32", "awq:32"]
+    result = bench_quant.run(str(tiny_glm_dir), modes, 2, 64, 1, lambda _m: None)
     rows = result["rows"]
-    assert [r["mode"] for r in rows] == ["fp32", "asym", "rowwise"]
+    assert [r["mode"] for r in rows] == ["fp32", "asym", "rowwise", "gptq", "awq"]
     assert rows[0]["delta_pct"] == 0.0
     assert all(math.isfinite(r["perplexity"]) and r["perplexity"] > 1 for r in rows)
     assert rows[1]["perplexity"] != rows[0]["perplexity"]  # the int4 model really ran
+    assert rows[3]["perplexity"] != rows[1]["perplexity"]  # calibrated modes are not plain asym
     assert "| asym | 32 |" in bench_quant.format_table(result)
