@@ -3,7 +3,8 @@
 Per shape (Qwen2.5-Coder-0.5B: qkv, o, gate_up, down, lm head) and one activation row (decode):
 µs and GB/s of packed weights for our kernel, its share of a memory-read probe measured in the same
 run, and the same call through torch fp32 / bf16 F.linear, torch's own int4 op
-(`_weight_int4pack_mm_for_cpu`, fed the very same quantized weights) and bitsandbytes nf4 / int8
+(`_weight_int4pack_mm_for_cpu`, fed the very same quantized weights), llama.cpp's ggml mul_mat on
+Q4_0 / Q4_K weights (from the installed llama-cpp-python, see ggml_gemv.py) and bitsandbytes nf4 / int8
 when they run here. Then the quantization error of each mode (output vs fp32).
 
 Timings are the minimum over single calls (medians in --json), taken in `--repeat` short rounds with
@@ -19,10 +20,12 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 
 import torch
 
+from codegeex_lsp.bench import ggml_gemv
 from codegeex_lsp.quant import bnb as bnb_compare
 from codegeex_lsp.quant import ops
 from codegeex_lsp.quant import reference as R
@@ -59,6 +62,7 @@ class ShapeResult:
     others_us: dict[str, float] = field(default_factory=dict)
     ours_vs: dict[str, float] = field(default_factory=dict)  # speedup of ours over each other
     median_us: dict[str, float] = field(default_factory=dict)  # every candidate, ours included
+    notes: dict[str, str] = field(default_factory=dict)  # llama.cpp: its weight buffer, or "n/a (why)"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -71,6 +75,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shapes", default=",".join(s[0] for s in SHAPES), help="comma-separated subset")
     p.add_argument("--cold", action="store_true", help="rotate weight copies so every call reads DRAM")
     p.add_argument("--no-bnb", action="store_true", help="skip bitsandbytes even where it runs")
+    p.add_argument("--no-llama-cpp", action="store_true", help="skip llama.cpp (ggml) even where it runs")
     p.add_argument("--no-errors", action="store_true", help="skip the quantization-error table")
     return p.parse_args(argv)
 
@@ -134,8 +139,53 @@ def _torch_int4(qw: R.Int4Weight) -> tuple[torch.Tensor, torch.Tensor]:
     return packed, scales_zeros
 
 
+def _llama_cpp(
+    w: torch.Tensor, x: torch.Tensor, qtype: str, cold: bool, stack: ExitStack
+) -> tuple[Callable[[], object] | None, str]:
+    """llama.cpp's GEMV on `w` as `qtype`, checked against x @ dequant(w).T, and a note: the weight's
+    buffer type, or why it does not run ("n/a (...)"); never raises for ggml's sake."""
+    n, k = w.shape
+    problem = ggml_gemv.check_shape(qtype, n, k)
+    if problem:
+        return None, f"n/a ({problem})"
+    try:
+        nbytes = ggml_gemv.quantized_bytes(qtype, n, k)
+        op = stack.enter_context(
+            ggml_gemv.GgmlGemv(
+                w, qtype, rows=x.shape[0], n_threads=torch.get_num_threads(), copies=_copies(nbytes, cold)
+            )
+        )
+        y_ref = x @ op.dequantized().T
+        err = float((op(x) - y_ref).norm() / y_ref.norm())
+    except (ggml_gemv.GgmlUnavailable, RuntimeError, ValueError) as exc:
+        return None, f"n/a ({exc})"
+    if err > 0.05:  # Q8 activations cost ~0.5%: more means the binding is wrong, not slow
+        return None, f"n/a (result disagrees with x @ dequant(W).T: rel. error {err:.3f})"
+    return op.run, op.buffer_type
+
+
 def bench_shape(
-    name: str, n: int, k: int, args: argparse.Namespace, probe_gbps: float, bnb_kinds: list[str]
+    name: str,
+    n: int,
+    k: int,
+    args: argparse.Namespace,
+    probe_gbps: float,
+    bnb_kinds: list[str],
+    llama_qtypes: tuple[str, ...] = (),
+) -> ShapeResult:
+    with ExitStack() as stack:
+        return _bench_shape(name, n, k, args, probe_gbps, bnb_kinds, llama_qtypes, stack)
+
+
+def _bench_shape(
+    name: str,
+    n: int,
+    k: int,
+    args: argparse.Namespace,
+    probe_gbps: float,
+    bnb_kinds: list[str],
+    llama_qtypes: tuple[str, ...],
+    stack: ExitStack,
 ) -> ShapeResult:
     g = args.group_size
     gen = torch.Generator().manual_seed(n * 7 + k)
@@ -157,6 +207,11 @@ def bench_shape(
         "fp32": _rotating(lambda ww: torch.nn.functional.linear(x, ww), w, cold=cold),
         "bf16": _rotating(lambda ww: torch.nn.functional.linear(xb, ww), wb, cold=cold),
     }
+    notes: dict[str, str] = {}
+    for qtype in llama_qtypes:
+        fn, notes[f"llama_cpp_{qtype}"] = _llama_cpp(w, x, qtype, cold, stack)
+        if fn is not None:
+            cands[f"llama_cpp_{qtype}"] = fn
     slow: dict[str, Callable[[], object]] = {}
     for kind in bnb_kinds:
         linear = torch.nn.Linear(k, n, bias=False)
@@ -200,6 +255,7 @@ def bench_shape(
         others_us={key: t * 1e6 for key, t in best.items()},
         ours_vs={key: t / ours for key, t in best.items()},
         median_us={key: t * 1e6 for key, t in median.items()},
+        notes=notes,
     )
 
 
@@ -269,17 +325,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     bnb_kinds = [] if args.no_bnb or bnb_compare.unavailable_reason() else list(bnb_compare.BNB_KINDS)
+    llama_reason = "skipped" if args.no_llama_cpp else ggml_gemv.unavailable_reason()
+    llama_qtypes = () if llama_reason else tuple(ggml_gemv.QTYPES)
     probe = bandwidth_probe_gbps(args.repeat)
-    results = [bench_shape(name, n, k, args, probe, bnb_kinds) for name, n, k in SHAPES if name in names]
+    results = [
+        bench_shape(name, n, k, args, probe, bnb_kinds, llama_qtypes)
+        for name, n, k in SHAPES
+        if name in names
+    ]
     errors = {} if args.no_errors else quant_errors(names, args.group_size)
     per_token = {r.name: r for r in results}
     token_us = None
     if {"wqkv", "wo", "w_gate_up", "w_down", "output"} <= per_token.keys():
         layer = ["wqkv", "wo", "w_gate_up", "w_down"]
         token_us = {
-            impl: LAYERS * sum(per_token[s].others_us.get(impl, float("nan")) for s in layer)
-            + per_token["output"].others_us.get(impl, float("nan"))
-            for impl in ["torch_int4", "fp32", "bf16"]
+            impl: LAYERS * sum(per_token[s].others_us[impl] for s in layer)
+            + per_token["output"].others_us[impl]
+            for impl in ["torch_int4", "fp32", "bf16", *(f"llama_cpp_{q}" for q in llama_qtypes)]
+            if all(impl in r.others_us for r in per_token.values())
         }
         token_us["ours"] = LAYERS * sum(per_token[s].ours_us for s in layer) + per_token["output"].ours_us
     env = {
@@ -293,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold": args.cold,
         "probe_gbps": probe,
         "bnb": bnb_kinds or ("skipped" if args.no_bnb else bnb_compare.unavailable_reason()),
+        "llama_cpp": llama_reason or ggml_gemv.describe(),
     }
     if args.json:
         print(
@@ -312,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         f"G={args.group_size} {'cold (DRAM)' if args.cold else 'hot (cache-resident where it fits)'}; "
         f"bandwidth probe {probe:.1f} GB/s"
     )
-    others = sorted({key for r in results for key in r.others_us}, key=lambda s: (s.startswith("bnb"), s))
+    others = sorted(
+        {key for r in results for key in [*r.others_us, *r.notes]}, key=lambda s: (s.startswith("bnb"), s)
+    )
     rows = [
         [
             "shape",
@@ -332,11 +398,23 @@ def main(argv: list[str] | None = None) -> int:
                 _fmt_us(r.ours_us),
                 f"{r.ours_gbps:.1f}",
                 f"{r.ours_pct_probe:.0f}%",
-                *[_fmt_us(r.others_us.get(o)) for o in others],
+                *[
+                    "n/a" if o in r.notes and o not in r.others_us else _fmt_us(r.others_us.get(o))
+                    for o in others
+                ],
                 *[f"{r.ours_vs[o]:.2f}x" if o in r.ours_vs else "-" for o in others],
             ]
         )
     print(_table(rows))
+    if llama_reason != "skipped":
+        print(f"llama.cpp: {env['llama_cpp'] if not llama_reason else f'n/a ({llama_reason})'}")
+    not_run: dict[tuple[str, str], list[str]] = {}
+    for r in results:
+        for key, note in r.notes.items():
+            if note.startswith("n/a"):
+                not_run.setdefault((key, note), []).append(r.name)
+    for (key, note), shapes in not_run.items():
+        print(f"  {key} {note.replace('n/a (', 'n/a on ' + ', '.join(shapes) + ' (', 1)}")
     if token_us:
         print(
             "matmuls per token (24 layers + head), us: "
