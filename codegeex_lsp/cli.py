@@ -37,7 +37,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
     group.add_argument("--quant", default="none", choices=["none", "int4"],
-                       help="int4: weights quantized once (asym, group 32) and run by our AVX2 kernels")
+                       help="int4: weights quantized once (GPTQ, group 32) and run by our AVX2 kernels")
     group.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     group.add_argument("--cache-dir", help="where converted models live (env CODEGEEX_LSP_CACHE)")
     group.add_argument(

@@ -284,6 +284,8 @@ def _serve_command(args: argparse.Namespace) -> list[str]:
         args.model,
         "--dtype",
         args.dtype,
+        "--quant",
+        args.quant,
     ]
     command += ["--threads", str(args.threads)]
     command += ["--in-process"] if args.in_process else ["--worker", "private"]
@@ -546,7 +548,8 @@ async def run(args: argparse.Namespace, log) -> dict[str, Any]:
             )
         meta = {
             "model": args.model,
-            "dtype": args.dtype,
+            "dtype": args.dtype if args.quant == "none" else f"{args.quant} weights",
+            "quant": args.quant,
             "threads": args.threads,
             "backend": "in-process" if args.in_process else "private worker",
             "files": [str(f) for f in files],
@@ -825,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
+    parser.add_argument(
+        "--quant", default="int4", choices=["none", "int4"], help="weights (default: int4, the issue's target setting)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads per server (0: all cores)")
     parser.add_argument(
         "--in-process", action="store_true", help="serve with --in-process (default: a private worker)"

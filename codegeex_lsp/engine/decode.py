@@ -14,6 +14,9 @@ Two ways to do less work per keystroke:
   forward pass over `[token, draft...]` checks the whole draft. The longest prefix of the draft that
   greedy would have produced is kept, plus the model's own next token after it; the cache is rolled
   back past the rejected tokens. The output is the greedy output, token for token.
+
+`SamplingParams.forced_text` (the cursor's partial word, see `forced`): the first tokens are limited
+to those that spell it; the text of every candidate starts after it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Literal
 
 import torch
 
+from codegeex_lsp.engine.forced import TokenTexts, constrain, token_texts
 from codegeex_lsp.engine.kv_cache import KVCache
 from codegeex_lsp.engine.model import Transformer
 from codegeex_lsp.engine.sampling import sample
@@ -48,6 +52,9 @@ class SamplingParams:
     stop_strings: tuple[str, ...] = ()
     single_line: bool = False  # stop at the first newline that follows non-blank text
     seed: int | None = None
+    # The generated text must start with this (the user's partial word, token healing); it is not
+    # part of any candidate's text.
+    forced_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,11 @@ class PromptLookup:
 
 
 class _Streams:
-    """The candidates being decoded: ids, text, stop checks, streaming callback, finish reasons."""
+    """The candidates being decoded: ids, text, stop checks, streaming callback, finish reasons.
+
+    With forced text, `forcing[b]` is what candidate b has yet to spell of it; its text (what stop
+    rules, the callback and the result see) is what follows the forced text.
+    """
 
     def __init__(
         self,
@@ -164,6 +175,7 @@ class _Streams:
         params: SamplingParams,
         on_token: OnToken | None,
         stop_check: Callable[[str], bool] | None,
+        table: TokenTexts | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.params = params
@@ -173,11 +185,33 @@ class _Streams:
         self.ids: list[list[int]] = [[] for _ in range(n)]
         self.texts = [""] * n
         self.finish: list[FinishReason | None] = [None] * n
+        self.table = table
+        self.forcing = [params.forced_text if table is not None else ""] * n
         self.need_text = (
             bool(params.stop_strings) or params.single_line or on_token is not None or stop_check is not None
         )
         self.steps = 0
         self.first_token_at: float | None = None
+
+    @property
+    def is_forcing(self) -> bool:
+        return any(rest and f is None for rest, f in zip(self.forcing, self.finish, strict=True))
+
+    def constrain(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits [B, V] limited, per candidate still forcing, to tokens that agree with the rest of
+        the forced text; a candidate no token agrees with ends with no text."""
+        if self.table is None or not self.is_forcing:
+            return logits
+        rows = [rest if f is None else "" for rest, f in zip(self.forcing, self.finish, strict=True)]
+        logits, possible = constrain(logits, rows, self.table)
+        for b, ok in enumerate(possible):
+            if not ok:
+                self.finish[b] = "stop"
+        return logits
+
+    def _visible(self, text: str) -> str:
+        forced = self.params.forced_text if self.table is not None else ""
+        return text[len(forced) :] if text.startswith(forced) else ""
 
     @property
     def done(self) -> bool:
@@ -198,9 +232,14 @@ class _Streams:
                 self.finish[b] = "stop"
                 continue
             self.ids[b].append(token)
+            if self.forcing[b]:
+                assert self.table is not None
+                self.forcing[b] = self.table.advance(self.forcing[b], token)
+                if self.forcing[b]:
+                    continue  # still spelling the user's word: no text of its own yet
             if not self.need_text:
                 continue
-            text = self.tokenizer.decode(self.ids[b], skip_special_tokens=False)
+            text = self._visible(self.tokenizer.decode(self.ids[b], skip_special_tokens=False))
             cut = cut_at_stop(text, self.params.stop_strings, self.params.single_line)
             if cut is not None:
                 text = text[:cut]
@@ -218,7 +257,10 @@ class _Streams:
     def generations(self) -> tuple[Generation, ...]:
         out = []
         for b, ids in enumerate(self.ids):
-            text = self.texts[b] if self.need_text else self.tokenizer.decode(ids, skip_special_tokens=False)
+            if self.need_text:
+                text = self.texts[b]
+            else:
+                text = self._visible(self.tokenizer.decode(ids, skip_special_tokens=False))
             out.append(Generation(tuple(ids), text, self.finish[b] or "length"))
         return tuple(out)
 
@@ -250,6 +292,9 @@ def decode_n_tokens(
         if is_cancelled():
             streams.cancel()
             return
+        logits = streams.constrain(logits)
+        if streams.done:
+            return
         next_tokens = sample(logits, params.temperature, params.top_p, generator)  # [B]
         streams.push(next_tokens.tolist())
         if streams.done or step == max_new - 1:
@@ -280,22 +325,24 @@ def decode_speculative(
     max_draft = lookup.params.max_draft_tokens
     draft_len = max_draft
     backoff = pause = 0  # after a draft with nothing kept: plain steps before the next draft
-    token = int(logits[0].argmax())
+    token = int(streams.constrain(logits)[0].argmax())
     while True:
         if is_cancelled():
             streams.cancel()
+            return
+        if streams.done:  # no token agreed with the forced text
             return
         streams.push([token])
         lookup.append(token)
         if streams.done or streams.steps >= max_new:
             return
         room = min(draft_len, max_new - streams.steps, cache.max_len - pos - 1)
-        draft = lookup.draft(room) if pause == 0 else []
+        draft = lookup.draft(room) if pause == 0 and not streams.is_forcing else []
         pause = max(0, pause - 1)
         if not draft:
             logits = decode_one_token(model, cache, torch.tensor([[token]]), pos)
             counts.forward_passes += 1
-            token, pos = int(logits[0].argmax()), pos + 1
+            token, pos = int(streams.constrain(logits)[0].argmax()), pos + 1
             continue
         chosen = verify_draft(model, cache, torch.tensor([[token, *draft]]), pos).argmax(-1).tolist()
         counts.forward_passes += 1
@@ -332,6 +379,7 @@ def generate(
     cache: KVCache | None = None,
     n_cached: int = 0,
     lookup: LookupParams | None = None,
+    table: TokenTexts | None = None,
 ) -> GenerationResult:
     """Decode `params.n` candidates for `prompt_ids`. Greedy output equals transformers' greedy.
 
@@ -346,6 +394,9 @@ def generate(
     tokens. With n > 1 the candidates decode in an expanded copy.
 
     `lookup`: prompt-lookup speculation; used for greedy single-candidate decoding only.
+
+    `params.forced_text`: the first tokens must spell it (`table`: the tokenizer's `TokenTexts`,
+    built once per tokenizer when not given); candidates' texts start after it.
     """
     if not prompt_ids:
         raise ValueError("empty prompt")
@@ -359,7 +410,9 @@ def generate(
         cache, n_cached = model.new_cache(1), 0
     n_cached = max(0, min(n_cached, n_prompt - 1))
     cancelled = is_cancelled or (lambda: False)
-    streams = _Streams(n, tokenizer, params, on_token, stop_check)
+    if params.forced_text and table is None:
+        table = token_texts(tokenizer)
+    streams = _Streams(n, tokenizer, params, on_token, stop_check, table if params.forced_text else None)
     counts = _Counts()
     speculate = lookup is not None and params.temperature <= 0 and n == 1
 

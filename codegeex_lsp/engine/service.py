@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine.decode import GenerationResult, LookupParams, SamplingParams, generate
+from codegeex_lsp.engine.forced import TokenTexts, token_texts
 from codegeex_lsp.engine.kv_cache import KVCache, PrefixCache, cache_len_for
 from codegeex_lsp.engine.load import LoadedModel, Progress, load_model
 from codegeex_lsp.postprocess import Candidate, run_pipeline
@@ -100,6 +101,10 @@ class CompletionService:
         self.prefix_cache: PrefixCache | None = PrefixCache(budget) if reuse else None
         speculate = _env_flag(SPECULATIVE_ENV, True) if speculative is None else speculative
         self.lookup: LookupParams | None = LookupParams() if speculate else None
+        # Built now rather than at the first keystroke inside a word (~0.5 s for 150k tokens).
+        self.token_texts: TokenTexts | None = (
+            token_texts(loaded.tokenizer) if self.format.carries_line else None
+        )
 
     @classmethod
     def load(
@@ -111,8 +116,9 @@ class CompletionService:
         """The prompt for `request`, its prefix ending before the cursor's trailing whitespace.
 
         The generated text starts at that point whether or not the cursor line is carried after the
-        middle token (`Budget.carry_line`): the carried text is prompt, not output, so `complete()`
-        heals and post-processes the generated text the same way either way.
+        middle token (`Budget.carry_line`): the carried text is prompt and the forced word is spelled
+        by decoding but left out of the candidates' text, so `complete()` heals and post-processes
+        the generated text the same way either way.
         """
         budget = Budget(
             prefix_tokens=options.prefix_tokens,
@@ -134,6 +140,7 @@ class CompletionService:
             stop_strings=tuple(dict.fromkeys((*prompt.stop_strings, *RUNOFF_STOP_STRINGS))),
             single_line=request.mode == "LINE",
             seed=options.seed,
+            forced_text=prompt.forced_text,
         )
 
     @staticmethod
@@ -168,6 +175,7 @@ class CompletionService:
             cache=cache,
             n_cached=n_cached,
             lookup=self.lookup,
+            table=self.token_texts,
         )
         if cache is not None and self.prefix_cache is not None and cache_key is not None:
             valid = result.n_reused_tokens + result.n_prefilled_tokens

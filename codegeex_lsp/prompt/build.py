@@ -4,8 +4,10 @@ Special tokens go in by id. Text between two special tokens (template text and u
 as the model saw it in training) is encoded as one run, with special-token matching off and the
 injection guard of `tokens.encode_text`, so file contents can never turn into control tokens.
 `Prompt.token_ids` is exactly the concatenation of those pieces, and `Prompt.text` their text.
-In a format that carries the cursor line (`Budget.carry_line`), that line's text is the last piece,
-after the middle token: the generated text then starts exactly at the cursor.
+In a format that carries the cursor line (`Budget.carry_line`), that line's text up to its last
+word is the last piece, after the middle token, and the last word (the one being typed) is
+`Prompt.forced_text`: decoding spells it first (token healing), and the generated text after it
+starts exactly at the cursor.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def build_prompt(
     use_suffix = fmt.takes_suffix and not (fmt.mask_tokens and blank_suffix)
     suffix = cut_suffix(request.suffix, budget.suffix_tokens, count) if use_suffix else Cut("", 0, False)
     extras["prefix_first_line"] = str(prefix.first_line)
-    head, carried = _carry_line(fmt, budget, prefix.text, extras)
+    head, carried, forced = _carry_line(fmt, budget, prefix.text, tokenizer, extras)
 
     values: dict[str, _Value] = {
         "prefix": head,
@@ -102,28 +104,57 @@ def build_prompt(
         n_suffix_tokens=suffix.n_tokens,
         prefix_truncated=prefix.truncated,
         suffix_truncated=suffix.truncated,
+        forced_text=forced,
         extras=extras,
     )
 
 
-def _carry_line(fmt: PromptFormat, budget: Budget, prefix: str, extras: dict[str, str]) -> tuple[str, str]:
-    """(prefix up to and including the newline before the cursor, the cursor line's text to carry).
+def _carry_line(
+    fmt: PromptFormat,
+    budget: Budget,
+    prefix: str,
+    tokenizer: PreTrainedTokenizerBase,
+    extras: dict[str, str],
+) -> tuple[str, str, str]:
+    """(prefix through the newline before the cursor, the cursor line before its last word, that word).
 
-    The carried text goes after the template's final (middle) token; see `Budget.carry_line`.
+    The carried text goes after the template's final (middle) token and the word is forced at the
+    start of decoding; see `Budget.carry_line`. Why the word is split off: the tokens of a word cut
+    at the cursor ("Ġres" "u" of "resu") are not those the model knows the whole word by
+    ("Ġresult"), and a prompt ending in them derails it; whole words before it tokenize as in the
+    finished line. A word is the tokenizer's own pre-token, so the prompt holds still while a word
+    is typed and only grows by whole words. A tokenizer that cannot tell its words (no
+    pre-tokenizer: a slow one, or a remote server's) gets no carry; a non-ASCII word stays in the
+    carried text (decoding cannot force a part of a character).
     """
     if not fmt.carries_line:
         extras["carry_line"] = "unsupported"
-        return prefix, ""
+        return prefix, "", ""
     if not budget.carry_line:
         extras["carry_line"] = "off"
-        return prefix, ""
+        return prefix, "", ""
     line_start = prefix.rfind("\n") + 1
     line = prefix[line_start:]
     if not line.strip():
         extras["carry_line"] = "nothing"
-        return prefix, ""
+        return prefix, "", ""
+    word_at = _last_word_start(tokenizer, line)
+    if word_at is None:
+        extras["carry_line"] = "unsupported tokenizer"
+        return prefix, "", ""
     extras["carry_line"] = "carried"
-    return prefix[:line_start], line
+    if not line[word_at:].isascii():
+        return prefix[:line_start], line, ""
+    return prefix[:line_start], line[:word_at], line[word_at:]
+
+
+def _last_word_start(tokenizer: PreTrainedTokenizerBase, line: str) -> int | None:
+    """Where the tokenizer's last pre-token of `line` starts; None when it has no pre-tokenizer."""
+    pre_tokenizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "pre_tokenizer", None)
+    if pre_tokenizer is None:
+        return None
+    pieces = pre_tokenizer.pre_tokenize_str(line)
+    return pieces[-1][1][0] if pieces else None
 
 
 def _fit_references(

@@ -42,7 +42,9 @@ class Budget:
     keystroke changes the end of the prefix, and in prefix-suffix-middle order the whole suffix
     comes after it, so without the carry each keystroke prefills the suffix again; with it, typing
     on a line only appends to the prompt, and the suffix is prefilled again only on a new line.
-    The prefix then ends with the newline before the cursor line. A blank cursor line stays put.
+    The prefix then ends with the newline before the cursor line. The line's last word is not in the
+    prompt but in `Prompt.forced_text`, spelled by decoding (token healing, see `build`). A blank
+    cursor line stays put.
     """
 
     prefix_tokens: int = 1024
@@ -66,6 +68,9 @@ class Prompt:
     n_suffix_tokens: int = 0
     prefix_truncated: bool = False
     suffix_truncated: bool = False
+    # The user's partial word at the cursor, left out of the prompt: decoding must spell it first
+    # and the completion starts after it (see `Budget.carry_line`). Not part of `text`.
+    forced_text: str = ""
     # Notes for logs and benchmarks: "prefix_first_line", "carry_line" (carried | nothing | off |
     # unsupported), "references", "text_markers".
     extras: dict[str, str] = field(default_factory=dict)

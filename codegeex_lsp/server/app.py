@@ -101,6 +101,7 @@ class CodegeexServer(LanguageServer):
         self.report = StatusReport()
         self.documents = DocumentStore()
         self.scheduler = Scheduler(base.debounce)
+        self.scheduler.debouncer.line_carry = base.context.carry_line
         self.cache = CompletionCache(base.cache.size)
         self.typed = TypedThrough()
         self.telemetry = telemetry or Telemetry(None)
@@ -175,6 +176,7 @@ class CodegeexServer(LanguageServer):
                 log.warning("setting %s", warning)
         previous, self.options = self.options, options
         self.scheduler.debouncer.options = options.debounce
+        self.scheduler.debouncer.line_carry = options.context.carry_line
         self.cache.resize(options.cache.size)
         if self.started and options.model != previous.model:
             log.info("model options changed: reloading %s in the background", options.model.name)

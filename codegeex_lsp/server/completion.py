@@ -190,7 +190,9 @@ class Completer:
         if superseded is not None:
             log.debug("supersedes request %s", superseded.request_id)
         arrived = time.monotonic()
-        delay_s = 0.0 if request.invoked else self.scheduler.debouncer.observe(request.uri)
+        delay_s = (
+            0.0 if request.invoked else self.scheduler.debouncer.observe(request.uri, request.position.line)
+        )
         try:
             suggestion = await self._suggest(request, ticket, arrived + delay_s, arrived)
         except asyncio.CancelledError:

@@ -57,6 +57,11 @@ class Debouncer:
     [min_ms, max_ms]; before any rhythm is known it is initial_ms. Slow typists thus wait longer,
     so a decode is rarely started just before the next keystroke supersedes it; explicit
     invocations (`Invoked` trigger) never wait.
+
+    A request on the same line as the document's previous one waits only min_ms: with line carry
+    its prompt is the previous prompt plus the typed characters, so starting at once costs a few
+    tokens of prefill that the next keystroke reuses anyway, and a superseded decode stops within
+    a token. The rhythm delay is kept for line changes, whose suffix must be prefilled again.
     """
 
     def __init__(self, options: DebounceOptions, clock: Callable[[], float] = time.monotonic) -> None:
@@ -64,9 +69,11 @@ class Debouncer:
         self._clock = clock
         self._last: dict[str, float] = {}
         self._gap_s: dict[str, float] = {}
+        self._line: dict[str, int] = {}
+        self.line_carry = True  # prompts carry the cursor line (set from the options by the server)
 
-    def observe(self, uri: str) -> float:
-        """Record a request for `uri` now; return the delay to apply to it, in seconds."""
+    def observe(self, uri: str, line: int | None = None) -> float:
+        """Record a request for `uri` (at `line`, if known) now; return its delay in seconds."""
         now = self._clock()
         last = self._last.get(uri)
         self._last[uri] = now
@@ -74,6 +81,11 @@ class Debouncer:
             gap = now - last
             prev = self._gap_s.get(uri)
             self._gap_s[uri] = gap if prev is None else (1 - _EMA_WEIGHT) * prev + _EMA_WEIGHT * gap
+        same_line = line is not None and self._line.get(uri) == line and last is not None
+        if line is not None:
+            self._line[uri] = line
+        if self.line_carry and same_line and now - last < _PAUSE_S:
+            return self.options.min_ms / 1000.0
         return self.delay_s(uri)
 
     def delay_s(self, uri: str) -> float:
@@ -85,6 +97,7 @@ class Debouncer:
     def forget(self, uri: str) -> None:
         self._last.pop(uri, None)
         self._gap_s.pop(uri, None)
+        self._line.pop(uri, None)
 
 
 class Worker:

@@ -16,7 +16,7 @@ from codegeex_lsp.bench.infill.infillers import CanonicalInfiller, Infill
 from codegeex_lsp.bench.infill.report import CHART_FILE, REPORT_FILE, RESULTS_FILE
 from codegeex_lsp.bench.infill.score import exact_match
 from codegeex_lsp.bench.infill.tasks import KINDS, cut_tasks, is_target_line, select_tasks
-from codegeex_lsp.errors import ModelError
+from codegeex_lsp.errors import InputError, ModelError
 
 FIRST_TASK_IDS = {
     "python": ["Python/0/single/L12", "Python/0/multi/L13-L15", "Python/0/span/L13C36-L14C17"],
@@ -150,6 +150,23 @@ def test_bad_flag_combinations_are_refused(tmp_path: Path, capsys: pytest.Captur
     assert run.main([*base, "--kinds", "single,paragraph"]) == 2
     assert run.main([*base, "--limit", "0"]) == 2
     assert "--limit must be positive" in capsys.readouterr().err
+
+
+def test_no_carry_line_is_its_own_variant_and_setting(tmp_path: Path) -> None:
+    args = ["--langs", "python", "--out", str(tmp_path)]
+    on = run.options_from_args(run.build_parser().parse_args(args))
+    off = run.options_from_args(run.build_parser().parse_args([*args, "--no-carry-line"]))
+    assert (on.variant, off.variant) == ("fp", "fp-nocarry")
+    assert on.settings["context"] == {"carryLine": True} and off.settings["context"] == {"carryLine": False}
+    assert run._settings(off)["carry_line"] is False
+    # A variant dir recorded before the setting existed holds runs that did not carry the line.
+    (tmp_path / "old").mkdir()
+    legacy = {key: value for key, value in run._settings(off).items() if key in run._CACHE_KEYS}
+    del legacy["carry_line"]
+    (tmp_path / "old" / "settings.json").write_text(json.dumps(legacy))
+    run._claim_directory(tmp_path / "old", run._settings(off))
+    with pytest.raises(InputError, match="carry_line"):
+        run._claim_directory(tmp_path / "old", run._settings(on))
 
 
 def test_int4_without_quantized_layers_is_an_error() -> None:

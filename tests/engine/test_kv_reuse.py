@@ -87,11 +87,20 @@ def test_typing_prefills_only_the_tail(loaded):
     first = reuse.complete(FimRequest(prefix=BASE + "    d", suffix=SUFFIX), opts, cache_key="a.py")
     after = reuse.complete(FimRequest(prefix=BASE + "    de", suffix=SUFFIX), opts, cache_key="a.py")
     assert first.reused_tokens == 0
-    if reuse.format.order == "SPM":  # suffix first: typing at the cursor appends to the prompt
-        assert after.prefill_tokens <= 4
-    else:  # the suffix follows the prefix: it and the prefix's last tokens are prefilled again
-        assert after.prefill_tokens <= len(_ids(reuse.loaded, SUFFIX)) + 8
+    # Suffix first, or prefix first with the cursor line carried after the middle token: typing at
+    # the cursor appends to the prompt.
+    assert reuse.format.order == "SPM" or reuse.format.carries_line
+    assert after.prefill_tokens <= 4
     assert after.reused_tokens > after.prefill_tokens
+    # Without the carry the suffix follows the prefix: it and the prefix's last tokens are prefilled
+    # again.
+    off = CompletionOptions(max_tokens=4, carry_line=False)
+    first = reuse.complete(FimRequest(prefix=BASE + "    d", suffix=SUFFIX), off, cache_key="b.py")
+    after = reuse.complete(FimRequest(prefix=BASE + "    de", suffix=SUFFIX), off, cache_key="b.py")
+    if reuse.format.order == "SPM":
+        assert after.prefill_tokens <= 4
+    else:
+        assert len(_ids(reuse.loaded, SUFFIX)) < after.prefill_tokens <= len(_ids(reuse.loaded, SUFFIX)) + 8
 
 
 def _ids(loaded, text: str) -> list[int]:

@@ -144,8 +144,9 @@ def test_prompt_prefix_and_suffix_stay_within_budget(toks):
     prompt = build_prompt(get_format("qwen2.5-coder"), tok, FimRequest(prefix=prefix, suffix=suffix), budget)
     kept_prefix, carried = prompt.text.split("<|fim_prefix|>")[1].split("<|fim_suffix|>")
     carried = carried.split("<|fim_middle|>")[1]
-    assert carried == "    ret"  # the cursor line, after the middle token; it counts as prefix
-    kept_prefix += carried
+    # The cursor line goes after the middle token, its last word forced; both count as prefix.
+    assert (carried, prompt.forced_text) == ("   ", " ret")
+    kept_prefix += carried + prompt.forced_text
     kept_suffix = prompt.text.split("<|fim_suffix|>")[1].split("<|fim_middle|>")[0]
     assert prompt.prefix_truncated and prompt.suffix_truncated
     assert prefix.endswith(kept_prefix) and prefix[: -len(kept_prefix)].endswith("\n")

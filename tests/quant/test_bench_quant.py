@@ -27,3 +27,10 @@ def test_bench_quant_rows(tiny_glm_dir):
     assert rows[1]["perplexity"] != rows[0]["perplexity"]  # the int4 model really ran
     assert rows[3]["perplexity"] != rows[1]["perplexity"]  # calibrated modes are not plain asym
     assert "| asym | 32 |" in bench_quant.format_table(result)
+
+
+def test_engine_recipe_matches_the_bench_row_name():
+    from codegeex_lsp.engine.load import INT4_GROUP_SIZE, INT4_MODE
+
+    engine_recipe = f"{INT4_MODE}:{INT4_GROUP_SIZE}"
+    assert engine_recipe == bench_quant.ENGINE_INT4

@@ -15,6 +15,7 @@ from codegeex_lsp.server.completion import (
     PREFIX_GRID_LINES,
     bound_prefix,
     bound_suffix,
+    completion_options,
     fit_to_context,
 )
 from codegeex_lsp.server.convert import choose_encoding
@@ -49,7 +50,7 @@ def test_options_parse_valid_values_and_shorthands():
                 "completion": {"maxTokens": 8, "top_p": 0.5},
                 "debounce": {"minMs": 10, "maxMs": 20},
                 "languages": {"disabled": ["Markdown"]},
-                "context": {"prefixTokens": 512.0},
+                "context": {"prefixTokens": 512.0, "carryLine": False},
             }
         }
     )
@@ -58,6 +59,9 @@ def test_options_parse_valid_values_and_shorthands():
     assert options.completion.max_tokens_for("LINE") == options.completion.max_tokens_for("BLOCK") == 8
     assert options.completion.top_p == 0.5
     assert options.context.prefix_tokens == 512 and isinstance(options.context.prefix_tokens, int)
+    assert not options.context.carry_line and ServerOptions().context.carry_line
+    assert not completion_options(options, "LINE").carry_line
+    assert completion_options(ServerOptions(), "LINE").carry_line
     assert not options.languages.allows("markdown") and options.languages.allows("python")
 
 
@@ -68,6 +72,7 @@ def test_options_parse_valid_values_and_shorthands():
         ({"completion": {"maxTokensLine": 0}}, "completion.maxTokensLine"),
         ({"completion": {"temperature": float("nan")}}, "completion.temperature"),
         ({"cache": {"size": True}}, "cache.size"),
+        ({"context": {"carryLine": "yes"}}, "context.carryLine"),
         ({"model": {"dtype": "int3"}}, "model.dtype"),
         ({"model": {"trustRemoteCode": True}}, "command line"),
         ({"languages": {"enabled": "python"}}, "languages.enabled"),
@@ -182,6 +187,25 @@ def test_debounce_adapts_to_typing_rhythm():
     now[0] += 5.0  # a pause is not averaged in
     assert debouncer.observe("u") == pytest.approx(slow)
     assert debouncer.observe("other") == pytest.approx(0.075)
+
+
+def test_same_line_keystrokes_start_at_once_line_changes_wait():
+    now = [0.0]
+    debouncer = Debouncer(DebounceOptions(min_ms=0, max_ms=300, initial_ms=75), clock=lambda: now[0])
+    assert debouncer.observe("u", 4) == pytest.approx(0.075)  # nothing known yet
+    for _ in range(5):  # typing on line 4 at 180 ms per key: the prompt only grows at its end
+        now[0] += 0.18
+        assert debouncer.observe("u", 4) == 0.0
+    now[0] += 0.18
+    assert 0.2 < debouncer.observe("u", 5) <= 0.3  # Enter: a new line waits for the rhythm delay
+    now[0] += 5.0
+    assert debouncer.observe("u", 5) > 0.0  # after a pause the cache may be gone: no shortcut
+    debouncer.line_carry = False  # prompts without line carry re-prefill the suffix every time
+    now[0] += 0.18
+    assert debouncer.observe("u", 5) > 0.0
+    debouncer.line_carry = True
+    debouncer.forget("u")
+    assert debouncer.observe("u", 5) == pytest.approx(0.075)
 
 
 def test_newer_ticket_supersedes_older():

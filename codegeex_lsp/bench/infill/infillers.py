@@ -84,11 +84,12 @@ def request_mode(task: InfillTask, editor_mode: str, mode_source: str) -> str:
     return "LINE" if editor_mode == "NONE" else editor_mode
 
 
-def server_settings(max_tokens_line: int, max_tokens_block: int) -> dict[str, Any]:
+def server_settings(max_tokens_line: int, max_tokens_block: int, carry_line: bool = True) -> dict[str, Any]:
     """The client settings both paths use (the wire form the server gets as initializationOptions)."""
     return {
         "debounce": {"minMs": 0, "maxMs": 0, "initialMs": 0},
         "completion": {"maxTokensLine": max_tokens_line, "maxTokensBlock": max_tokens_block},
+        "context": {"carryLine": carry_line},
     }
 
 

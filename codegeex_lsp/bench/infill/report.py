@@ -1,7 +1,7 @@
 """Infilling outputs: `results.json` per variant; one Markdown table and one PNG chart per output root.
 
 An output root holds a directory per variant (`canonical`, `fp`, `int4`, with `-ctx` for the direct
-path in `--mode context` and `-lsp` for `--through-lsp`); the report is rebuilt from every variant
+path in `--mode context`, `-lsp` for `--through-lsp`, then `-nocarry` for `--no-carry-line`); the report is rebuilt from every variant
 present, so a direct and a served run of the same tasks land side by side.
 
 results.json (schema 1): {schema, benchmark: "infill", variant, created, git_commit, command,
@@ -28,7 +28,14 @@ SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 REPORT_FILE = "infill_report.md"  # not report.md: `bench humanevalx` writes that
 CHART_FILE = "infill_pass_at_1.png"
-VARIANT_ORDER: tuple[str, ...] = ("canonical", "fp", "fp-ctx", "fp-lsp", "int4", "int4-ctx", "int4-lsp")
+VARIANT_ORDER: tuple[str, ...] = (
+    "canonical",
+    *(
+        f"{base}{carry}"
+        for base in ("fp", "fp-ctx", "fp-lsp", "int4", "int4-ctx", "int4-lsp")
+        for carry in ("", "-nocarry")
+    ),
+)
 
 Results = dict[str, Any]
 
@@ -198,6 +205,7 @@ def _variant_notes(variant: str, results: Results) -> list[str]:
         f"quant {model.get('quant')}); git {results.get('git_commit')}",
         f"- path: {_path(settings)}; mode by {settings.get('mode')}; max tokens LINE "
         f"{settings.get('max_tokens_line')}, BLOCK {settings.get('max_tokens_block')}; "
+        f"cursor line carried after the middle token: {_carry(settings)}; "
         f"sandbox: {settings.get('isolation')}",
     ]
     failing: list[str] = []
@@ -230,6 +238,11 @@ def _path(settings: Mapping[str, Any]) -> str:
     if settings.get("through_lsp"):
         return "codegeex-lsp serve, textDocument/inlineCompletion (invoked)"
     return "CompletionService in process, the server's request path"
+
+
+def _carry(settings: Mapping[str, Any]) -> str:
+    """Runs recorded before the setting existed did not carry the line."""
+    return "yes" if settings.get("carry_line", False) else "no"
 
 
 def _statuses(cell: Mapping[str, Any]) -> str:

@@ -56,7 +56,7 @@ from codegeex_lsp.bench.infill.score import exact_match, program_sha, run_tests
 from codegeex_lsp.bench.infill.tasks import DEFAULT_SEED, KINDS, InfillTask, select_tasks
 from codegeex_lsp.config import DEFAULT_MODEL
 from codegeex_lsp.errors import CodegeexError, InputError
-from codegeex_lsp.server.options import ModelOptions, SuggestionOptions
+from codegeex_lsp.server.options import ContextBudgets, ModelOptions, SuggestionOptions
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,10 @@ _CACHE_KEYS = (
     "max_tokens_line",
     "max_tokens_block",
     "canonical",
+    "carry_line",
 )
+# What a key meant in runs recorded before it existed (runs before line carry did not carry).
+_LEGACY_SETTINGS: dict[str, Any] = {"carry_line": False}
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class RunOptions:
     mode: str = "kind"
     max_tokens_line: int = SuggestionOptions().max_tokens_line
     max_tokens_block: int = SuggestionOptions().max_tokens_block
+    carry_line: bool = ContextBudgets().carry_line
     command: str = ""
 
     @property
@@ -105,8 +109,10 @@ class RunOptions:
             return "canonical"
         base = "int4" if self.quant == "int4" else "fp"
         if self.through_lsp:
-            return f"{base}-lsp"
-        return f"{base}-ctx" if self.mode == "context" else base
+            base = f"{base}-lsp"
+        elif self.mode == "context":
+            base = f"{base}-ctx"
+        return base if self.carry_line else f"{base}-nocarry"
 
     @property
     def model_options(self) -> ModelOptions:
@@ -114,7 +120,7 @@ class RunOptions:
 
     @property
     def settings(self) -> dict[str, Any]:
-        return server_settings(self.max_tokens_line, self.max_tokens_block)
+        return server_settings(self.max_tokens_line, self.max_tokens_block, self.carry_line)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-tokens-line", type=int, default=SuggestionOptions().max_tokens_line)
     parser.add_argument("--max-tokens-block", type=int, default=SuggestionOptions().max_tokens_block)
+    parser.add_argument(
+        "--no-carry-line",
+        dest="carry_line",
+        action="store_false",
+        help="keep the cursor line at the end of the prefix instead of after the middle token "
+        "(server setting context.carryLine=false; variant suffix -nocarry)",
+    )
     return parser
 
 
@@ -195,6 +208,7 @@ def options_from_args(args: argparse.Namespace, command: str = "") -> RunOptions
         mode=args.mode or ("context" if args.through_lsp else "kind"),
         max_tokens_line=args.max_tokens_line,
         max_tokens_block=args.max_tokens_block,
+        carry_line=args.carry_line,
         command=command,
     )
 
@@ -462,6 +476,7 @@ def _settings(options: RunOptions) -> dict[str, Any]:
         "max_tokens_line": options.max_tokens_line,
         "max_tokens_block": options.max_tokens_block,
         "canonical": options.canonical,
+        "carry_line": options.carry_line and not options.canonical,  # canonical: no prompt at all
         "languages": list(options.languages),
         "kinds": list(options.kinds),
         "per_task": options.per_task,
@@ -481,7 +496,9 @@ def _claim_directory(directory: Path, settings: Mapping[str, Any]) -> None:
     path = directory / "settings.json"
     if path.exists():
         previous = json.loads(path.read_text())
-        changed = [key for key in _CACHE_KEYS if previous.get(key) != settings.get(key)]
+        changed = [
+            key for key in _CACHE_KEYS if previous.get(key, _LEGACY_SETTINGS.get(key)) != settings.get(key)
+        ]
         if changed:
             raise InputError(
                 f"{directory} holds a run with other settings ({', '.join(changed)}); use another --out"
