@@ -19,6 +19,8 @@ from collections.abc import Hashable, Sequence
 
 import torch
 
+from codegeex_lsp.engine.memory import release_free_memory
+
 # Per-document caches are sized to what a request needs, rounded up to this many positions, so a
 # document's cache is rarely reallocated while the user types and a small prompt does not pin a
 # whole context window of memory.
@@ -141,15 +143,23 @@ class PrefixCache:
         cache.truncate(len(token_ids))
         self._entries[key] = (tuple(token_ids), cache)
         self.nbytes += cache.nbytes
+        evicted_any = False
         while self.nbytes > self.max_bytes:
             _key, (_ids, evicted) = self._entries.popitem(last=False)
             self.nbytes -= evicted.nbytes
+            evicted_any = True
+        if evicted_any:
+            del evicted
+            release_free_memory()
 
     def discard(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self.nbytes -= entry[1].nbytes
+            del entry
+            release_free_memory()
 
     def clear(self) -> None:
         self._entries.clear()
         self.nbytes = 0
+        release_free_memory()

@@ -184,6 +184,24 @@ def test_prefix_cache_stays_within_its_byte_budget():
     assert "huge" not in lru and lru.nbytes <= lru.max_bytes
 
 
+def test_evicting_or_dropping_caches_returns_free_heap_pages(monkeypatch):
+    from codegeex_lsp.engine import kv_cache, memory
+
+    calls: list[int] = []
+    monkeypatch.setattr(kv_cache, "release_free_memory", lambda: calls.append(1) or True)
+    one = _cache(64).nbytes
+    lru = PrefixCache(max_bytes=2 * one)
+    for doc in range(2):
+        lru.put(f"doc{doc}", [doc], _cache(64))
+    assert calls == []  # within budget: nothing freed, nothing to trim
+    lru.put("doc2", [2], _cache(64))
+    assert calls == [1]  # doc0 evicted
+    lru.discard("doc1")
+    lru.clear()
+    assert len(calls) == 3
+    assert isinstance(memory.release_free_memory(), bool)  # the real call works here (glibc) or is a no-op
+
+
 def test_prefix_cache_take_matches_the_common_prefix():
     lru = PrefixCache(max_bytes=1 << 20)
     cache = _cache(64)
