@@ -46,20 +46,12 @@ def perplexity(model, tokenizer, texts: list[str], max_tokens: int) -> float:
 
 def calibrate(model, tokenizer, mode: str) -> dict:
     """What `mode` calibrates on, from the same stdlib texts the engine's int4 cache uses."""
-    import torch
-
-    from codegeex_lsp.engine.load import CALIBRATION_TOKENS, calibration_hessians
-    from codegeex_lsp.quant.calibration import collect_linear_inputs, stdlib_calibration_texts
+    from codegeex_lsp.engine.load import calibration_forward, calibration_hessians, calibration_texts
+    from codegeex_lsp.quant.calibration import collect_linear_inputs
 
     if mode == "gptq":
-        return calibration_hessians(model, tokenizer, CALIBRATION_TEXTS, CALIBRATION_TOKENS)
-    texts = stdlib_calibration_texts(n_texts=CALIBRATION_TEXTS, max_chars=4 * CALIBRATION_TOKENS)
-
-    def forward(m, text: str) -> None:
-        ids = tokenizer.encode(text, add_special_tokens=False)[:CALIBRATION_TOKENS]
-        m(torch.tensor([ids]), 0, m.new_cache(max_len=len(ids)), last_only=False)
-
-    return collect_linear_inputs(model, texts, forward=forward)
+        return calibration_hessians(model, tokenizer)
+    return collect_linear_inputs(model, calibration_texts(), forward=calibration_forward(tokenizer))
 
 
 def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: int, log) -> dict:

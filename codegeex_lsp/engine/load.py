@@ -160,6 +160,32 @@ def weights_key(hf_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def calibration_texts(n_texts: int = CALIBRATION_TEXTS, max_tokens: int = CALIBRATION_TOKENS) -> list[str]:
+    """The standard-library snippets int4 calibrates on (never benchmark data)."""
+    from codegeex_lsp.quant.calibration import stdlib_calibration_texts
+
+    return stdlib_calibration_texts(n_texts=n_texts, max_chars=4 * max_tokens)
+
+
+def calibration_forward(
+    tokenizer: Any, max_tokens: int = CALIBRATION_TOKENS, progress: Callable[[int], None] | None = None
+) -> Callable[[Transformer, str], None]:
+    """model, text -> one full-sequence forward pass (every position reaches every linear); the
+    collectors' hooks record what they need. `progress` gets the count of texts done."""
+    done = 0
+
+    def forward(model: Transformer, text: str) -> None:
+        nonlocal done
+        ids = tokenizer.encode(text, add_special_tokens=False)[:max_tokens]
+        if ids:
+            model(torch.tensor([ids]), 0, model.new_cache(max_len=len(ids)), last_only=False)
+        done += 1
+        if progress is not None:
+            progress(done)
+
+    return forward
+
+
 def calibration_hessians(
     model: Transformer,
     tokenizer: Any,
@@ -168,21 +194,15 @@ def calibration_hessians(
     progress: Progress | None = None,
 ) -> dict[str, torch.Tensor]:
     """Input Hessians of every linear of `model` on standard-library code (never benchmark data)."""
-    from codegeex_lsp.quant.calibration import collect_linear_hessians, stdlib_calibration_texts
+    from codegeex_lsp.quant.calibration import collect_linear_hessians
 
-    texts = stdlib_calibration_texts(n_texts=n_texts, max_chars=4 * max_tokens)
-    done = 0
+    texts = calibration_texts(n_texts, max_tokens)
 
-    def forward(m: Transformer, text: str) -> None:
-        nonlocal done
-        ids = tokenizer.encode(text, add_special_tokens=False)[:max_tokens]
-        if ids:
-            m(torch.tensor([ids]), 0, m.new_cache(max_len=len(ids)), last_only=False)
-        done += 1
+    def report(done: int) -> None:
         if progress is not None:
             progress(f"calibrating on standard-library code: {done}/{len(texts)} texts")
 
-    return collect_linear_hessians(model, texts, forward=forward)
+    return collect_linear_hessians(model, texts, forward=calibration_forward(tokenizer, max_tokens, report))
 
 
 def load_int4(

@@ -30,7 +30,9 @@ def test_bench_quant_rows(tiny_glm_dir):
 
 
 def test_engine_recipe_matches_the_bench_row_name():
-    from codegeex_lsp.engine.load import INT4_GROUP_SIZE, INT4_MODE
+    from codegeex_lsp.engine import load
 
-    engine_recipe = f"{INT4_MODE}:{INT4_GROUP_SIZE}"
+    engine_recipe = f"{load.INT4_MODE}:{load.INT4_GROUP_SIZE}"
     assert engine_recipe == bench_quant.ENGINE_INT4
+    # held-out texts start right after the ones the engine calibrates on
+    assert load.CALIBRATION_TEXTS == bench_quant.CALIBRATION_TEXTS
