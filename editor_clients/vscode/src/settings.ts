@@ -21,7 +21,7 @@ export interface ClientSettings {
   format: string;
   maxTokens: number | null;
   debounce: { minMs: number; maxMs: number; initialMs: number };
-  context: { prefixTokens: number; suffixTokens: number; referenceTokens: number };
+  context: { prefixTokens: number; suffixTokens: number; referenceTokens: number; carryLine: boolean };
   server: { path: string; args: string[] };
 }
 
@@ -33,7 +33,7 @@ export const DEFAULTS: ClientSettings = {
   format: "",
   maxTokens: null,
   debounce: { minMs: 25, maxMs: 300, initialMs: 75 },
-  context: { prefixTokens: 1024, suffixTokens: 256, referenceTokens: 512 },
+  context: { prefixTokens: 1024, suffixTokens: 256, referenceTokens: 512, carryLine: true },
   server: { path: "", args: [] },
 };
 
@@ -113,6 +113,7 @@ export function readSettings(get: Getter): { settings: ClientSettings; warnings:
       prefixTokens: pick("context.prefixTokens", d.context.prefixTokens, (v) => int(v, 16, 32768), "an integer in [16, 32768]"),
       suffixTokens: pick("context.suffixTokens", d.context.suffixTokens, tokens, "an integer in [0, 32768]"),
       referenceTokens: pick("context.referenceTokens", d.context.referenceTokens, tokens, "an integer in [0, 32768]"),
+      carryLine: pick("context.carryLine", d.context.carryLine, bool, "true or false"),
     },
     server: {
       path: pick("server.path", d.server.path, str, "a string"),

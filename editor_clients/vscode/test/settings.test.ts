@@ -24,6 +24,7 @@ test("valid settings are taken as given", () => {
     "debounce.maxMs": 0,
     "debounce.initialMs": 0,
     "context.prefixTokens": 2048,
+    "context.carryLine": false,
     "server.path": "/opt/bin/codegeex-lsp",
     "server.args": ["--threads", "1"],
     languages: { "*": false, python: true },
@@ -35,6 +36,7 @@ test("valid settings are taken as given", () => {
   assert.equal(settings.maxTokens, 64);
   assert.deepEqual(settings.debounce, { minMs: 0, maxMs: 0, initialMs: 0 });
   assert.equal(settings.context.prefixTokens, 2048);
+  assert.equal(settings.context.carryLine, false);
   assert.deepEqual(settings.server, { path: "/opt/bin/codegeex-lsp", args: ["--threads", "1"] });
 });
 
@@ -80,7 +82,7 @@ test("server options use the server's wire names and leave empty model/format ou
     completion: { maxTokens: null },
     debounce: { minMs: 25, maxMs: 300, initialMs: 75 },
     languages: { enabled: ["*"], disabled: ["markdown", "plaintext", "scminput"] },
-    context: { prefixTokens: 1024, suffixTokens: 256, referenceTokens: 512 },
+    context: { prefixTokens: 1024, suffixTokens: 256, referenceTokens: 512, carryLine: true },
   });
   const only = toServerOptions({ ...DEFAULTS, model: "m", format: "glm-4.5", languages: { "*": false, go: true } });
   assert.deepEqual(only.model, { name: "m", format: "glm-4.5" });
