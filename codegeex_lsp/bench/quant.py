@@ -15,9 +15,9 @@ import math
 import sys
 import time
 
-DEFAULT_MODES = ("asym:32", "sym:32", "asym:128", "rowwise:0", "awq:32", "gptq:32")
+DEFAULT_MODES = ("asym:32", "sym:32", "asym:128", "rowwise:0", "awq:32", "gptq:32", "gptq-act:32", "engine")
 CALIBRATION_TEXTS = 16  # the calibration set's size: held-out texts start after it
-ENGINE_INT4 = "gptq:32"  # the engine's int4 recipe (engine.load INT4_MODE / INT4_GROUP_SIZE)
+ENGINE_INT4 = "engine"  # the row of what `--quant int4` runs (engine.load INT4_RECIPE): its cached checkpoint
 
 
 def held_out_texts(n_texts: int, max_chars: int) -> list[str]:
@@ -70,21 +70,32 @@ def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: in
     rows = [{"mode": "fp32", "group_size": None, "perplexity": reference, "delta_pct": 0.0}]
     calibration: dict[str, dict] = {}
     for spec in modes:
-        mode, _, group = spec.partition(":")
+        name, _, group = spec.partition(":")
+        mode = name.removesuffix("-act")
         group_size = int(group or 32)
+        row: dict = {"mode": name, "group_size": group_size or None}
         if spec == ENGINE_INT4:  # what `--quant int4` runs: its cached checkpoint (made once if missing)
+            from codegeex_lsp.engine.load import INT4_GROUP_SIZE, INT4_RECIPE
+
             quantized = load_model(EngineOptions(model=model, quant="int4", threads=threads), progress=log).model
+            row.update(group_size=INT4_GROUP_SIZE, recipe=INT4_RECIPE)
         else:
             if mode in ("awq", "gptq") and mode not in calibration:
                 started = time.perf_counter()
                 calibration[mode] = calibrate(loaded.model, loaded.tokenizer, mode)
                 log(f"{mode}: calibrated on {CALIBRATION_TEXTS} stdlib texts ({time.perf_counter() - started:.0f} s)")
             quantized = copy.deepcopy(loaded.model)
-            quantize_model_(quantized, mode=mode, group_size=group_size or 32, calibration=calibration.get(mode))
+            quantize_model_(
+                quantized,
+                mode=mode,
+                group_size=group_size or 32,
+                calibration=calibration.get(mode),
+                act_order=name.endswith("-act"),
+            )
         ppl = perplexity(quantized, loaded.tokenizer, texts, max_tokens)
         delta = 100.0 * (ppl / reference - 1.0)
         log(f"int4 {spec}: perplexity {ppl:.4f} ({delta:+.2f}%)")
-        rows.append({"mode": mode, "group_size": group_size or None, "perplexity": ppl, "delta_pct": delta})
+        rows.append({**row, "perplexity": ppl, "delta_pct": delta})
         del quantized
     return {"model": loaded.name, "texts": len(texts), "max_tokens": max_tokens, "rows": rows}
 
@@ -97,7 +108,7 @@ def format_table(result: dict) -> str:
     ]
     for row in result["rows"]:
         group = row["group_size"] if row["group_size"] else "-"
-        name = f"{row['mode']} (engine's --quant int4)" if f"{row['mode']}:{group}" == ENGINE_INT4 else row["mode"]
+        name = f"engine's --quant int4 ({row['recipe']})" if "recipe" in row else row["mode"]
         lines.append(f"| {name} | {group} | {row['perplexity']:.4f} | {row['delta_pct']:+.2f}% |")
     return "\n".join(lines)
 
@@ -105,7 +116,11 @@ def format_table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="codegeex-lsp bench quant", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
-    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help="mode:group_size list")
+    parser.add_argument(
+        "--modes",
+        default=",".join(DEFAULT_MODES),
+        help="mode:group_size list (gptq-act: GPTQ in act order; engine: what --quant int4 runs)",
+    )
     parser.add_argument("--texts", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)

@@ -36,7 +36,8 @@ from codegeex_lsp.quant.linear import convert_for_runtime, specs_from_json, spec
 from codegeex_lsp.quant.packing import LAYOUT_VERSION
 
 FORMAT = "codegeex-lsp-int4"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # v2: specs may carry `residual` (a second int4 plane per linear)
+READABLE_VERSIONS = ("1", "2")  # v1 is v2 without residual planes
 REQUIRED_META = ("source_model_sha256",)
 _HASH_PLACEHOLDER = "0" * 64
 _READ_BLOCK = 1 << 22
@@ -128,9 +129,10 @@ def save_quantized(model: nn.Module, path: str | os.PathLike[str], meta: Mapping
 def check_metadata(meta: Mapping[str, str], path: Path, *, source_model_sha256: str | None = None) -> None:
     if meta.get("format") != FORMAT:
         raise ModelError(f"{path}: not a {FORMAT} checkpoint (format={meta.get('format')!r})")
-    if meta.get("format_version") != str(FORMAT_VERSION):
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise ModelError(
-            f"{path}: checkpoint format v{meta.get('format_version')}, this version reads v{FORMAT_VERSION}; "
+            f"{path}: checkpoint format v{meta.get('format_version')}, this version reads "
+            f"v{'/v'.join(READABLE_VERSIONS)}; "
             "delete it to re-convert"
         )
     if meta.get("layout_version") != str(LAYOUT_VERSION):

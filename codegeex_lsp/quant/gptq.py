@@ -2,6 +2,12 @@
 column's rounding error onto the columns not yet rounded, weighted by the inverse Hessian of the
 layer's inputs, so the layer's *output* error on real activations is what gets minimised.
 
+With `act_order` the columns are rounded in decreasing order of their Hessian diagonal (the inputs
+with the most energy first, while the most columns are left to absorb their error), and each group's
+grid is fixed up front from the original weights ("static groups"), so groups stay contiguous in
+storage and the kernels are unchanged. On the embedded model this cuts the int4 perplexity cost from
++4.8 % to +3.9 % (bench quant slice, session 3).
+
 Why here: plain round-to-nearest on the embedded model (whose weights are already a 5-bit GGUF grid)
 costs +5 % perplexity at group 32; GPTQ with a clipped-range search per group costs less than that
 for the same bytes and the same kernels (the result is an ordinary asymmetric `Int4Weight`).
@@ -58,12 +64,14 @@ def gptq_quantize(
     block: int = BLOCK,
     damp: float = DAMP,
     grid: tuple[float, ...] = CLIP_GRID,
+    act_order: bool = False,
 ) -> Int4Weight:
     """weight [N, K], hessian [K, K] (sum of x x^T over calibration inputs) -> asymmetric Int4Weight.
 
-    Group parameters are chosen when the sweep reaches each group, from the weights as updated by
-    the error feedback so far (the paper's grouping; no reordering, so groups stay contiguous for
-    the kernels). Inputs never seen in calibration (zero diagonal) are quantized as plain RTN.
+    Without `act_order`, group parameters are chosen when the sweep reaches each group, from the
+    weights as updated by the error feedback so far (the paper's grouping). With it, columns go in
+    decreasing diag(H) order against grids fixed beforehand per group. Either way groups stay
+    contiguous for the kernels. Inputs never seen in calibration (zero diagonal) go last.
     """
     n_out, n_in = weight.shape
     check_group_size(n_in, group_size)
@@ -74,14 +82,25 @@ def gptq_quantize(
     h = hessian.detach().to(torch.float64).clone()
     dead = torch.diagonal(h) <= 0
     h[dead, dead] = 1.0
+    n_groups = n_in // group_size
+    scales = torch.empty(n_out, n_groups)
+    zeros = torch.empty(n_out, n_groups)
+    if act_order:
+        for g in range(n_groups):
+            scales[:, g], zeros[:, g] = clipped_asym_params(w[:, g * group_size : (g + 1) * group_size], grid)
+        diag = torch.where(dead, torch.full_like(torch.diagonal(h), -1.0), torch.diagonal(h))
+        perm = torch.argsort(diag, descending=True, stable=True)
+    else:
+        perm = torch.arange(n_in)
+    w = w[:, perm]
+    h = h[perm][:, perm]
     h += damp * torch.diagonal(h).mean() * torch.eye(n_in, dtype=h.dtype)
     # Upper Cholesky factor of H^-1: row i holds how column i's error spreads to the later columns.
     h_inv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     h_inv = h_inv.to(torch.float32)
+    group_of = (perm // group_size).tolist()
 
-    q = torch.empty(n_out, n_in, dtype=torch.uint8)
-    scales = torch.empty(n_out, n_in // group_size)
-    zeros = torch.empty(n_out, n_in // group_size, dtype=torch.uint8)
+    q = torch.empty(n_out, n_in, dtype=torch.uint8)  # in sweep order until the end
     for start in range(0, n_in, block):
         end = min(start + block, n_in)
         w_block = w[:, start:end].clone()
@@ -89,13 +108,16 @@ def gptq_quantize(
         h_block = h_inv[start:end, start:end]
         for i in range(end - start):
             col = start + i
-            if col % group_size == 0:
-                scale, zero = clipped_asym_params(w_block[:, i : i + group_size], grid)
-                scales[:, col // group_size], zeros[:, col // group_size] = scale, zero.to(torch.uint8)
+            g = group_of[col]
+            if not act_order and col % group_size == 0:
+                scales[:, g], zeros[:, g] = clipped_asym_params(w_block[:, i : i + group_size], grid)
+            scale, zero = scales[:, g], zeros[:, g]
             codes = _round(w_block[:, i], scale, zero)
             q[:, col] = codes.to(torch.uint8)
             err = (w_block[:, i] - (codes - zero) * scale) / h_block[i, i]
             w_block[:, i:] -= err[:, None] * h_block[i, i:][None, :]
             err_block[:, i] = err
         w[:, end:] -= err_block @ h_inv[start:end, end:]
-    return Int4Weight(q=q, scale=scales, zero=zeros, group_size=group_size)
+    codes_out = torch.empty_like(q)
+    codes_out[:, perm] = q
+    return Int4Weight(q=codes_out, scale=scales, zero=zeros.to(torch.uint8), group_size=group_size)

@@ -51,13 +51,14 @@ class QuantSpec:
     bias: bool = False
     act_scale: bool = False  # AWQ input multiplier kept in the module (not folded into a norm)
     tied_to: str | None = None  # shares the packed buffer of that module
+    residual: bool = False  # a second int4 plane holds what the first one missed (about 8 bits)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> QuantSpec:
-        return cls(**data)  # type: ignore[arg-type]
+        return cls(**data)  # type: ignore[arg-type]  # format v1 specs simply lack `residual`
 
 
 def specs_to_json(specs: list[QuantSpec]) -> str:
@@ -69,7 +70,10 @@ def specs_from_json(text: str) -> list[QuantSpec]:
 
 
 class QuantLinear(nn.Module):
-    """y = x @ W.T + bias with W int4 in the packed layout; x [..., K] in fp32/bf16/fp16 -> y [..., N]."""
+    """y = x @ W.T + bias with W int4 in the packed layout; x [..., K] in fp32/bf16/fp16 -> y [..., N].
+
+    With `residual`, W = W1 + W2: a second packed plane quantizes W1's rounding error, for the few
+    linears whose 4-bit error costs the most accuracy (two calls of the same kernel, about 8 bits)."""
 
     def __init__(
         self,
@@ -80,6 +84,7 @@ class QuantLinear(nn.Module):
         group_size: int = DEFAULT_GROUP_SIZE,
         mode: str = DEFAULT_MODE,
         act_scale: bool = False,
+        residual: bool = False,
         kernel: str | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -94,6 +99,10 @@ class QuantLinear(nn.Module):
         self.register_buffer("packed", torch.empty((out_features, nbytes), dtype=torch.uint8, device=device))
         self.register_buffer("bias", torch.empty(out_features, device=device) if bias else None)
         self.register_buffer("act_scale", torch.empty(in_features, device=device) if act_scale else None)
+        self.register_buffer(
+            "residual",
+            torch.empty((out_features, nbytes), dtype=torch.uint8, device=device) if residual else None,
+        )
 
     @classmethod
     def from_linear(
@@ -133,11 +142,16 @@ class QuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.act_scale is not None:
             x = x * self.act_scale.to(x.dtype)
-        return ops.int4_gemm(x, self.packed, self.in_features, self.group_size, self.bias, kernel=self.kernel)
+        y = ops.int4_gemm(x, self.packed, self.in_features, self.group_size, self.bias, kernel=self.kernel)
+        if self.residual is not None:
+            y = y + ops.int4_gemm(x, self.residual, self.in_features, self.group_size, None, kernel=self.kernel)
+        return y
 
     def dequantize(self) -> torch.Tensor:
-        """The effective float32 weight [N, K] (AWQ input multiplier folded in)."""
+        """The effective float32 weight [N, K] (residual plane added, AWQ input multiplier folded in)."""
         w = dequantize_groupwise(unpack_int4(self.packed, self.in_features, self.group_size))
+        if self.residual is not None:
+            w = w + dequantize_groupwise(unpack_int4(self.residual, self.in_features, self.group_size))
         if self.act_scale is not None:
             w = w * self.act_scale.cpu()[None, :]
         return w
@@ -145,12 +159,16 @@ class QuantLinear(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-            f"group_size={self.group_size}, mode={self.mode}, act_scale={self.act_scale is not None}"
+            f"group_size={self.group_size}, mode={self.mode}, act_scale={self.act_scale is not None}, "
+            f"residual={self.residual is not None}"
         )
 
 
 class QuantEmbedding(nn.Module):
-    """Int4 embedding table [V, D] in the packed layout; lookup dequantizes only the rows asked for."""
+    """Int4 embedding table [V, D] in the packed layout; lookup dequantizes only the rows asked for.
+
+    A `residual` plane costs memory but no speed here (a lookup reads one row per token), so an
+    untied embedding gets close to 8 bits for free."""
 
     def __init__(
         self,
@@ -160,6 +178,7 @@ class QuantEmbedding(nn.Module):
         group_size: int = DEFAULT_GROUP_SIZE,
         mode: str = DEFAULT_MODE,
         dtype: torch.dtype = torch.float32,
+        residual: bool = False,
         kernel: str | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -174,6 +193,10 @@ class QuantEmbedding(nn.Module):
         nbytes = row_bytes(embedding_dim, group_size)
         self.register_buffer(
             "packed", torch.empty((num_embeddings, nbytes), dtype=torch.uint8, device=device)
+        )
+        self.register_buffer(
+            "residual",
+            torch.empty((num_embeddings, nbytes), dtype=torch.uint8, device=device) if residual else None,
         )
 
     @classmethod
@@ -193,12 +216,19 @@ class QuantEmbedding(nn.Module):
         return module.to(embedding.weight.device)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rows = self.packed.index_select(0, ids.reshape(-1))  # [T, row_bytes]
+        flat = ids.reshape(-1)
+        rows = self.packed.index_select(0, flat)  # [T, row_bytes]
         w = ops.int4_dequantize(rows, self.embedding_dim, self.group_size, kernel=self.kernel)  # [T, D]
+        if self.residual is not None:
+            rows = self.residual.index_select(0, flat)
+            w = w + ops.int4_dequantize(rows, self.embedding_dim, self.group_size, kernel=self.kernel)
         return w.reshape(*ids.shape, self.embedding_dim).to(self.dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.num_embeddings}, {self.embedding_dim}, group_size={self.group_size}, mode={self.mode}"
+        return (
+            f"{self.num_embeddings}, {self.embedding_dim}, group_size={self.group_size}, mode={self.mode}, "
+            f"residual={self.residual is not None}"
+        )
 
 
 # --- model conversion -----------------------------------------------------------------------------
@@ -226,6 +256,8 @@ def create_quantized_state_dict(
     *,
     include_embeddings: bool = True,
     calibration: Mapping[str, torch.Tensor] | None = None,
+    act_order: bool = False,
+    residual: Callable[[str], bool] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[QuantSpec]]:
     """Offline step: (state dict with `<name>.packed` instead of `<name>.weight`, specs).
@@ -234,7 +266,8 @@ def create_quantized_state_dict(
     `calibration.collect_linear_inputs`; mode "gptq" needs linear name -> input Hessian [K, K], from
     `calibration.collect_linear_hessians`. Linears without calibration fall back to "asym"; a tied
     embedding / lm head pair is quantized once, without AWQ scales (GPTQ through the lm head's
-    Hessian when there is one), so both can share it.
+    Hessian when there is one), so both can share it. `act_order` is GPTQ's column order (gptq.py);
+    `residual(name)` true gives that (untied) module a second plane for its first plane's error.
     """
     if mode not in MODES:
         raise ValueError(f"unknown quantization mode {mode!r}; expected one of {MODES}")
@@ -257,6 +290,7 @@ def create_quantized_state_dict(
         wid = id(module.weight)
         tied_to = None
         act_scale = False
+        with_residual = False
         if wid in packed_by_weight:
             tied_to, packed = packed_by_weight[wid]
             used_mode = next(s.mode for s in specs if s.name == tied_to)
@@ -281,11 +315,15 @@ def create_quantized_state_dict(
             elif used_mode == "gptq":
                 if progress is not None:
                     progress(f"gptq: {name} [{n_out}x{n_in}]")
-                qw = gptq_quantize(w, hessian_of[wid], g)
+                qw = gptq_quantize(w, hessian_of[wid], g, act_order=act_order)
             else:
                 qw = quantize(w, used_mode, g)
             packed = pack_int4(qw).to(module.weight.device)
             packed_by_weight[wid] = (name, packed)
+            if wid not in tied_ids and residual is not None and residual(name):
+                second = quantize(w - dequantize_groupwise(qw), "asym", g)
+                state[f"{name}.residual"] = pack_int4(second).to(module.weight.device)
+                with_residual = True
         state[f"{name}.packed"] = packed
         has_bias = is_linear and module.bias is not None
         if has_bias:
@@ -301,6 +339,7 @@ def create_quantized_state_dict(
                 bias=has_bias,
                 act_scale=act_scale,
                 tied_to=tied_to,
+                residual=with_residual,
             )
         )
     if uncalibrated:
@@ -359,6 +398,7 @@ def convert_for_runtime(
                 group_size=spec.group_size,
                 mode=spec.mode,
                 act_scale=spec.act_scale,
+                residual=spec.residual,
                 kernel=kernel,
                 device=dev,
             )
@@ -369,6 +409,7 @@ def convert_for_runtime(
                 group_size=spec.group_size,
                 mode=spec.mode,
                 dtype=old.weight.dtype,
+                residual=spec.residual,
                 kernel=kernel,
                 device=dev,
             )
@@ -405,6 +446,7 @@ def specs_of(model: nn.Module) -> list[QuantSpec]:
                 bias=is_linear and module.bias is not None,
                 act_scale=is_linear and module.act_scale is not None,
                 tied_to=tied_to,
+                residual=module.residual is not None,
             )
         )
     return specs
@@ -418,6 +460,8 @@ def quantize_model_(
     *,
     include_embeddings: bool = True,
     calibration: Mapping[str, torch.Tensor] | None = None,
+    act_order: bool = False,
+    residual: Callable[[str], bool] | None = None,
     kernel: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> nn.Module:
@@ -428,6 +472,8 @@ def quantize_model_(
         group_size,
         include_embeddings=include_embeddings,
         calibration=calibration,
+        act_order=act_order,
+        residual=residual,
         progress=progress,
     )
     convert_for_runtime(model, specs, kernel=kernel, device="meta")

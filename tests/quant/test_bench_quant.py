@@ -18,10 +18,11 @@ def test_held_out_texts_are_not_calibration_texts():
 
 
 def test_bench_quant_rows(tiny_glm_dir):
-    modes = ["asym:32", "rowwise:0", "gptq:32", "awq:32"]
+    modes = ["asym:32", "rowwise:0", "gptq:32", "awq:32", "gptq-act:32"]
     result = bench_quant.run(str(tiny_glm_dir), modes, 2, 64, 1, lambda _m: None)
     rows = result["rows"]
-    assert [r["mode"] for r in rows] == ["fp32", "asym", "rowwise", "gptq", "awq"]
+    assert [r["mode"] for r in rows] == ["fp32", "asym", "rowwise", "gptq", "awq", "gptq-act"]
+    assert rows[5]["perplexity"] != rows[3]["perplexity"]  # act order really reorders
     assert rows[0]["delta_pct"] == 0.0
     assert all(math.isfinite(r["perplexity"]) and r["perplexity"] > 1 for r in rows)
     assert rows[1]["perplexity"] != rows[0]["perplexity"]  # the int4 model really ran
@@ -29,10 +30,15 @@ def test_bench_quant_rows(tiny_glm_dir):
     assert "| asym | 32 |" in bench_quant.format_table(result)
 
 
-def test_engine_recipe_matches_the_bench_row_name():
+def test_engine_recipe_and_its_residual_planes():
     from codegeex_lsp.engine import load
 
-    engine_recipe = f"{load.INT4_MODE}:{load.INT4_GROUP_SIZE}"
-    assert engine_recipe == bench_quant.ENGINE_INT4
+    assert bench_quant.ENGINE_INT4 in bench_quant.DEFAULT_MODES
+    assert load.INT4_RECIPE.startswith(f"{load.INT4_MODE}-act-g{load.INT4_GROUP_SIZE}")
+    wanted = load.int4_residual(24)
+    planes = [i for i in range(24) if wanted(f"layers.{i}.feed_forward.w_gate_up")]
+    assert planes == [0, 1, 2, 3, 4, 5, 18, 19, 20, 21, 22, 23]
+    assert wanted("tok_embeddings") and not wanted("output") and not wanted("layers.0.feed_forward.w_down")
+    assert [i for i in range(2) if load.int4_residual(2)(f"layers.{i}.feed_forward.w_gate_up")] == [0, 1]
     # held-out texts start right after the ones the engine calibrates on
     assert load.CALIBRATION_TEXTS == bench_quant.CALIBRATION_TEXTS

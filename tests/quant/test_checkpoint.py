@@ -110,3 +110,36 @@ def test_save_requires_source_sha_and_a_quantized_model(tmp_path) -> None:
     with pytest.raises(ValueError, match="no int4 modules"):
         save_quantized(_tiny(), tmp_path / "y.safetensors", {"source_model_sha256": SOURCE_SHA})
     assert not list(tmp_path.iterdir())
+
+
+def test_residual_planes_round_trip(tmp_path) -> None:
+    model = quantize_model_(_tiny(), "asym", 32, residual=lambda name: name == "w_down")
+    path = save_quantized(model, tmp_path / "residual.safetensors", {"source_model_sha256": SOURCE_SHA})
+    skeleton = _skeleton()
+    load_quantized_into(skeleton, path, source_model_sha256=SOURCE_SHA)
+    assert torch.equal(skeleton.w_down.residual, model.w_down.residual)
+    assert skeleton.wo.residual is None
+    ids = torch.tensor([[3, 1, 4, 1, 5]])
+    with torch.inference_mode():
+        assert torch.equal(skeleton(ids), model(ids))
+
+
+def test_format_v1_checkpoints_still_load(saved) -> None:
+    """v1 files (before residual planes) are v2 files whose specs lack the field."""
+    model, path = saved
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    header["__metadata__"]["format_version"] = "1"
+    specs = json.loads(header["__metadata__"]["specs"])
+    for spec in specs:
+        del spec["residual"]
+    header["__metadata__"]["specs"] = json.dumps(specs, separators=(",", ":"))
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n :])
+    skeleton = _skeleton()
+    load_quantized_into(skeleton, path, source_model_sha256=SOURCE_SHA)
+    ids = torch.tensor([[0, 7, 100, 42]])
+    with torch.inference_mode():
+        assert torch.equal(skeleton(ids), model(ids))

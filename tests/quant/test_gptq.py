@@ -28,11 +28,14 @@ def _output_error(w_eff: torch.Tensor, w: torch.Tensor, x: torch.Tensor) -> floa
     return float((x @ w_eff.T - x @ w.T).norm() / (x @ w.T).norm())
 
 
+@pytest.mark.parametrize("act_order", [False, True])
 @pytest.mark.parametrize("group_size", [32, 64, 128])
-def test_gptq_beats_round_to_nearest_on_held_out_rows(group_size: int) -> None:
+def test_gptq_beats_round_to_nearest_on_held_out_rows(group_size: int, act_order: bool) -> None:
     w = randn(64, 256, seed=0)
     calib, held_out = _correlated(1024, 256, seed=1), _correlated(256, 256, seed=2)
-    qw = gptq_quantize(w, calib.T @ calib, group_size)
+    calib[:, 7] *= 30.0  # one loud channel, so act order has something to reorder
+    held_out[:, 7] *= 30.0
+    qw = gptq_quantize(w, calib.T @ calib, group_size, act_order=act_order)
     assert qw.q.dtype == torch.uint8 and int(qw.q.max()) <= 15 and int(qw.zero.max()) <= 15
     assert torch.equal(qw.scale, qw.scale.half().float())  # stored as fp16, like every mode
     rtn = R.fake_quantize(w, "asym", group_size)
@@ -40,14 +43,25 @@ def test_gptq_beats_round_to_nearest_on_held_out_rows(group_size: int) -> None:
     assert _output_error(gptq, w, held_out) <= GPTQ_ERROR_RATIO * _output_error(rtn, w, held_out)
 
 
-def test_gptq_is_deterministic_and_handles_dead_inputs() -> None:
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_is_deterministic_and_handles_dead_inputs(act_order: bool) -> None:
     w = randn(16, 64, seed=3)
     x = _correlated(128, 64, seed=4)
     x[:, 5] = 0.0  # an input channel calibration never exercises
     h = x.T @ x
-    first, second = gptq_quantize(w, h, 32), gptq_quantize(w, h, 32)
+    first, second = (gptq_quantize(w, h, 32, act_order=act_order) for _ in range(2))
     assert torch.equal(first.q, second.q) and torch.equal(first.scale, second.scale)
     assert torch.isfinite(R.dequantize_groupwise(first)).all()
+
+
+def test_act_order_codes_land_in_their_own_columns() -> None:
+    """With an identity Hessian there is no error to feed back: both orders must give plain clipped
+    rounding, column for column, whatever permutation act order sweeps in."""
+    w = randn(8, 64, seed=9)
+    h = torch.diag(torch.linspace(1.0, 2.0, 64))  # increasing, so act order sweeps right to left
+    plain = gptq_quantize(w, h, 32, damp=0.0)
+    ordered = gptq_quantize(w, h, 32, damp=0.0, act_order=True)
+    assert torch.equal(plain.q, ordered.q) and torch.equal(plain.scale, ordered.scale)
 
 
 def test_gptq_rejects_a_hessian_of_the_wrong_shape() -> None:

@@ -17,6 +17,7 @@ from codegeex_lsp.quant import (
 from codegeex_lsp.quant import reference as R
 from codegeex_lsp.quant.calibration import collect_linear_inputs
 from codegeex_lsp.quant.linear import specs_of
+from codegeex_lsp.quant.packing import dequantize_packed
 from tests.quant.conftest import randn
 
 # Every available kernel vs the dequantized fp32 linear. `ref` is exact up to summation order; the
@@ -162,3 +163,38 @@ def test_awq_model_and_folding() -> None:
     assert _rel(y1, y0) <= 0.25
     with pytest.raises(ValueError, match="calibration"):
         quantize_model_(_tiny(), "awq", 32)
+
+
+@pytest.mark.parametrize("kernel", _kernels())
+def test_residual_plane_runs_like_its_dequantized_sum_and_cuts_the_error(kernel: str) -> None:
+    model = _tiny(3)
+    w_float = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    plain = quantize_model_(_tiny(3), "asym", 32, kernel=kernel)
+    quantize_model_(model, "asym", 32, kernel=kernel, residual=lambda name: name in ("w_gate_up", "output"))
+    specs = {s.name: s for s in specs_of(model)}
+    assert specs["w_gate_up"].residual and not specs["wo"].residual
+    assert not specs["output"].residual, "a tied lm head shares the embedding's single plane"
+    gate_up = model.w_gate_up
+    x = randn(2, 3, 64, seed=4)
+    with torch.inference_mode():
+        y = gate_up(x)
+    assert _rel(y, nn.functional.linear(x, gate_up.dequantize())) <= MODULE_RTOL[kernel]
+    two_planes = _rel(gate_up.dequantize(), w_float["w_gate_up"])
+    one_plane = _rel(plain.w_gate_up.dequantize(), w_float["w_gate_up"])
+    assert two_planes < one_plane / 8, (two_planes, one_plane)  # about 4 more bits
+    assert torch.equal(model.wo.packed, plain.wo.packed)
+
+
+def test_untied_embedding_residual_plane_rows() -> None:
+    model = _tiny(5)
+    model.output.weight = nn.Parameter(model.output.weight.detach().clone() * 0.5)  # untie
+    table = model.tok_embeddings.weight.detach().clone()
+    quantize_model_(model, "asym", 32, residual=lambda name: name == "tok_embeddings")
+    emb = model.tok_embeddings
+    assert emb.residual is not None and model.output.residual is None
+    ids = torch.tensor([[0, 9, 100]])
+    full = dequantize_packed(emb.packed, 64, 32) + dequantize_packed(emb.residual, 64, 32)
+    with torch.inference_mode():
+        got = emb(ids)
+    assert torch.allclose(got[0], full[ids[0]], atol=1e-6)
+    assert _rel(got[0], table[ids[0]]) < 0.01  # two planes: well under 4-bit error (~0.08)
