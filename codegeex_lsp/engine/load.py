@@ -213,6 +213,12 @@ def calibration_hessians(
     return collect_linear_hessians(model, texts, forward=calibration_forward(tokenizer, max_tokens, report))
 
 
+def quant_label(quant: str) -> str:
+    """`quant` with the int4 recipe spelled out, for result files: generations cached under one
+    recipe must not be resumed under another."""
+    return f"int4 ({INT4_RECIPE})" if quant == "int4" else quant
+
+
 def int4_residual(n_layers: int, edge: float = INT4_RESIDUAL_EDGE) -> Callable[[str], bool]:
     """Which modules get a residual plane: the embedding, and w_gate_up in the first and last `edge`
     of the `n_layers` blocks."""

@@ -14,6 +14,7 @@ from codegeex_lsp.bench.humaneval_x.generator import GeneratorInfo
 from codegeex_lsp.bench.humaneval_x.stops import truncate_completion
 from codegeex_lsp.config import DEFAULT_MODEL, CompletionOptions, EngineOptions
 from codegeex_lsp.engine.decode import generate
+from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.engine.service import CompletionService
 from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
 from codegeex_lsp.prompt.types import FimRequest
@@ -68,6 +69,6 @@ def make_generator(model: str | None, quant: str) -> tuple[EngineGenerator, Gene
     info = GeneratorInfo(
         name=f"{loaded.name} ({service.format.name})",
         model_hash=loaded.source_sha256 or "unknown",
-        quant=quant,
+        quant=quant_label(quant),
     )
     return EngineGenerator(service), info

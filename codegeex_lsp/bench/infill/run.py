@@ -55,6 +55,7 @@ from codegeex_lsp.bench.infill.infillers import (
 from codegeex_lsp.bench.infill.score import exact_match, program_sha, run_tests
 from codegeex_lsp.bench.infill.tasks import DEFAULT_SEED, KINDS, InfillTask, select_tasks
 from codegeex_lsp.config import DEFAULT_MODEL
+from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.errors import CodegeexError, InputError
 from codegeex_lsp.server.options import ContextBudgets, ModelOptions, SuggestionOptions
 
@@ -470,7 +471,7 @@ def _settings(options: RunOptions) -> dict[str, Any]:
         "format": options.format,
         "dtype": options.dtype,
         "threads": options.threads,
-        "quant": options.quant,
+        "quant": quant_label(options.quant),
         "mode": "kind" if options.canonical else options.mode,
         "through_lsp": options.through_lsp,
         "max_tokens_line": options.max_tokens_line,
