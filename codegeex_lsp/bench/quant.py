@@ -16,7 +16,8 @@ import sys
 import time
 
 DEFAULT_MODES = ("asym:32", "sym:32", "asym:128", "rowwise:0", "awq:32", "gptq:32", "gptq-act:32", "engine")
-CALIBRATION_TEXTS = 16  # the calibration set's size: held-out texts start after it
+CALIBRATION_TEXTS = 48  # the calibration set's size (engine.load): held-out texts start after it
+AWQ_TEXTS = 16  # AWQ keeps raw activations, not Hessians: the first 16 of those texts bound its memory
 ENGINE_INT4 = "engine"  # the row of what `--quant int4` runs (engine.load INT4_RECIPE): its cached checkpoint
 
 
@@ -51,7 +52,7 @@ def calibrate(model, tokenizer, mode: str) -> dict:
 
     if mode == "gptq":
         return calibration_hessians(model, tokenizer)
-    return collect_linear_inputs(model, calibration_texts(), forward=calibration_forward(tokenizer))
+    return collect_linear_inputs(model, calibration_texts(AWQ_TEXTS), forward=calibration_forward(tokenizer))
 
 
 def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: int, log) -> dict:
@@ -83,7 +84,8 @@ def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: in
             if mode in ("awq", "gptq") and mode not in calibration:
                 started = time.perf_counter()
                 calibration[mode] = calibrate(loaded.model, loaded.tokenizer, mode)
-                log(f"{mode}: calibrated on {CALIBRATION_TEXTS} stdlib texts ({time.perf_counter() - started:.0f} s)")
+                n_texts = AWQ_TEXTS if mode == "awq" else CALIBRATION_TEXTS
+                log(f"{mode}: calibrated on {n_texts} stdlib texts ({time.perf_counter() - started:.0f} s)")
             quantized = copy.deepcopy(loaded.model)
             quantize_model_(
                 quantized,
