@@ -71,7 +71,8 @@ def gptq_quantize(
     Without `act_order`, group parameters are chosen when the sweep reaches each group, from the
     weights as updated by the error feedback so far (the paper's grouping). With it, columns go in
     decreasing diag(H) order against grids fixed beforehand per group. Either way groups stay
-    contiguous for the kernels. Inputs never seen in calibration (zero diagonal) go last.
+    contiguous for the kernels. Inputs never seen in calibration (zero diagonal) get a unit
+    Hessian diagonal, and with act order they go last.
     """
     n_out, n_in = weight.shape
     check_group_size(n_in, group_size)

@@ -320,7 +320,8 @@ def create_quantized_state_dict(
                 qw = quantize(w, used_mode, g)
             packed = pack_int4(qw).to(module.weight.device)
             packed_by_weight[wid] = (name, packed)
-            if wid not in tied_ids and residual is not None and residual(name):
+            # (not for AWQ: its codes are of the scaled weight W * s, not of W)
+            if used_mode != "awq" and wid not in tied_ids and residual is not None and residual(name):
                 second = quantize(w - dequantize_groupwise(qw), "asym", g)
                 state[f"{name}.residual"] = pack_int4(second).to(module.weight.device)
                 with_residual = True

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from codegeex_lsp.bench.infill.tasks import DOCUMENT_ROOT, KIND_MODES, InfillTask
 from codegeex_lsp.config import EngineOptions
 from codegeex_lsp.context import Document, build_context, to_fim_request
+from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.errors import ModelError
 from codegeex_lsp.server.completion import (
     bounded_request,
@@ -138,7 +139,7 @@ class EngineInfiller:
         self.info = InfillerInfo(
             name=loaded.name,
             model_hash=loaded.source_sha256 or "unknown",
-            quant=quant,
+            quant=quant_label(quant),
             format=self.service.format.name,
         )
 
