@@ -159,7 +159,10 @@ INT4_RESIDUAL_EDGE = 0.25
 CALIBRATION_TEXTS = 48
 CALIBRATION_TOKENS = 512  # per snippet
 # Names the cached checkpoint and the result files: a new recipe never reuses an old one's output.
-INT4_RECIPE = f"{INT4_MODE}-act-g{INT4_GROUP_SIZE}-r{round(100 * INT4_RESIDUAL_EDGE)}-c{CALIBRATION_TEXTS}"
+INT4_RECIPE = (
+    f"{INT4_MODE}{'-act' if INT4_ACT_ORDER else ''}-g{INT4_GROUP_SIZE}"
+    f"-r{round(100 * INT4_RESIDUAL_EDGE)}-c{CALIBRATION_TEXTS}"
+)
 
 
 def weights_key(hf_dir: Path) -> str:
