@@ -36,9 +36,15 @@ BODY = "def add(a, b):\n    \n"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def served(tiny_glm_dir):
-    client, result = await start_client(tiny_glm_dir, init_options=SETTINGS)
-    # Right after `initialized` the model is still loading (importing torch alone takes seconds).
+async def served(tiny_glm_dir, tmp_path_factory):
+    # A runtime dir of its own: a shared worker that an earlier test module left warm for the same
+    # tiny model would make the load instant, and the "request while loading" test meaningless.
+    runtime = tmp_path_factory.mktemp("runtime-served")
+    runtime.chmod(0o700)
+    env = {"CODEGEEX_LSP_RUNTIME_DIR": str(runtime)}
+    client, result = await start_client(tiny_glm_dir, env=env, init_options=SETTINGS)
+    # Right after `initialized` the model is still loading: a cold worker process must start and
+    # import torch (seconds) before it can even begin.
     open_doc(client, "file:///work/early.py", BODY)
     early = (await inline(client, "file:///work/early.py", 1, 4), await status(client))
     ready = await wait_state(client)
