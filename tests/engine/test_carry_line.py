@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-import torch
 
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine import service as service_module
@@ -26,13 +25,7 @@ SUFFIX = "\n\n    def push(self, x):\n        self.items.append(x)\n\n\nfor i in
 TYPED = "    def pop(self, index = -1):"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls on a shared 2-core machine: a second torch thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

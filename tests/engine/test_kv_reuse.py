@@ -23,13 +23,7 @@ BASE = (
 SUFFIX = "\n\nfor i in range(10):\n    print(i, os.getcwd(), sys.argv)\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls on a shared 2-core machine: a second torch thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module", params=["glm", "qwen2"])
