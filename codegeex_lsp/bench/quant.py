@@ -45,13 +45,34 @@ def perplexity(model, tokenizer, texts: list[str], max_tokens: int) -> float:
     return math.exp(nll / count)
 
 
-def calibrate(model, tokenizer, mode: str) -> dict:
+def held_out_fim(tokenizer, model_type: str, n_texts: int, max_tokens: int) -> list[tuple[list[int], int]]:
+    from codegeex_lsp.engine.load import fim_calibration_ids
+
+    return fim_calibration_ids(tokenizer, model_type, n_texts, max_tokens, skip_first=CALIBRATION_TEXTS)
+
+
+def fim_perplexity(model, sequences: list[tuple[list[int], int]]) -> float | None:
+    """exp(mean NLL) of the tokens after each prompt (the middle and its end token); None if none."""
+    import torch
+
+    nll, count = 0.0, 0
+    with torch.inference_mode():
+        for ids, n_prompt in sequences:
+            logits = model(torch.tensor([ids]), 0, model.new_cache(max_len=len(ids)), last_only=False)[0]
+            logp = torch.log_softmax(logits[n_prompt - 1 : -1].float(), dim=-1)
+            target = torch.tensor(ids[n_prompt:]).unsqueeze(1)
+            nll -= logp.gather(1, target).sum().item()
+            count += len(ids) - n_prompt
+    return math.exp(nll / count) if count else None
+
+
+def calibrate(model, tokenizer, mode: str, model_type: str) -> dict:
     """What `mode` calibrates on, from the same stdlib texts the engine's int4 cache uses."""
     from codegeex_lsp.engine.load import calibration_forward, calibration_hessians, calibration_texts
     from codegeex_lsp.quant.calibration import collect_linear_inputs
 
     if mode == "gptq":
-        return calibration_hessians(model, tokenizer)
+        return calibration_hessians(model, tokenizer, model_type=model_type)
     return collect_linear_inputs(model, calibration_texts(AWQ_TEXTS), forward=calibration_forward(tokenizer))
 
 
@@ -66,9 +87,12 @@ def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: in
     loaded = load_model(EngineOptions(model=model, dtype="float32", threads=threads), progress=log)
     texts = held_out_texts(n_texts, max_chars=4 * max_tokens)
     started = time.perf_counter()
+    fim = held_out_fim(loaded.tokenizer, loaded.model_type, n_texts, max_tokens)
     reference = perplexity(loaded.model, loaded.tokenizer, texts, max_tokens)
-    log(f"fp32: perplexity {reference:.4f} ({time.perf_counter() - started:.0f} s)")
+    fim_reference = fim_perplexity(loaded.model, fim)
+    log(f"fp32: perplexity {reference:.4f}, FIM {fim_reference} ({time.perf_counter() - started:.0f} s)")
     rows = [{"mode": "fp32", "group_size": None, "perplexity": reference, "delta_pct": 0.0}]
+    rows[0].update(_fim_columns(fim_reference, fim_reference))
     calibration: dict[str, dict] = {}
     for spec in modes:
         name, _, group = spec.partition(":")
@@ -78,14 +102,16 @@ def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: in
         if spec == ENGINE_INT4:  # what `--quant int4` runs: its cached checkpoint (made once if missing)
             from codegeex_lsp.engine.load import INT4_GROUP_SIZE, INT4_RECIPE
 
-            quantized = load_model(EngineOptions(model=model, quant="int4", threads=threads), progress=log).model
+            quantized = load_model(
+                EngineOptions(model=model, quant="int4", threads=threads), progress=log
+            ).model
             row.update(group_size=INT4_GROUP_SIZE, recipe=INT4_RECIPE)
         else:
             if mode in ("awq", "gptq") and mode not in calibration:
                 started = time.perf_counter()
-                calibration[mode] = calibrate(loaded.model, loaded.tokenizer, mode)
-                n_texts = AWQ_TEXTS if mode == "awq" else CALIBRATION_TEXTS
-                log(f"{mode}: calibrated on {n_texts} stdlib texts ({time.perf_counter() - started:.0f} s)")
+                calibration[mode] = calibrate(loaded.model, loaded.tokenizer, mode, loaded.model_type)
+                what = f"{AWQ_TEXTS} stdlib texts" if mode == "awq" else "the engine's calibration set"
+                log(f"{mode}: calibrated on {what} ({time.perf_counter() - started:.0f} s)")
             quantized = copy.deepcopy(loaded.model)
             quantize_model_(
                 quantized,
@@ -96,22 +122,42 @@ def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: in
             )
         ppl = perplexity(quantized, loaded.tokenizer, texts, max_tokens)
         delta = 100.0 * (ppl / reference - 1.0)
-        log(f"int4 {spec}: perplexity {ppl:.4f} ({delta:+.2f}%)")
-        rows.append({**row, "perplexity": ppl, "delta_pct": delta})
+        row.update(
+            perplexity=ppl, delta_pct=delta, **_fim_columns(fim_perplexity(quantized, fim), fim_reference)
+        )
+        log(f"int4 {spec}: perplexity {ppl:.4f} ({delta:+.2f}%), FIM {row['fim_perplexity']}")
+        rows.append(row)
         del quantized
-    return {"model": loaded.name, "texts": len(texts), "max_tokens": max_tokens, "rows": rows}
+    return {
+        "model": loaded.name,
+        "texts": len(texts),
+        "fim_prompts": len(fim),
+        "max_tokens": max_tokens,
+        "rows": rows,
+    }
+
+
+def _fim_columns(value: float | None, reference: float | None) -> dict:
+    if value is None or reference is None:
+        return {"fim_perplexity": None, "fim_delta_pct": None}
+    return {"fim_perplexity": value, "fim_delta_pct": 100.0 * (value / reference - 1.0)}
 
 
 def format_table(result: dict) -> str:
     lines = [
-        f"model {result['model']}: {result['texts']} held-out stdlib texts, ≤{result['max_tokens']} tokens each",
-        "| weights | group | perplexity | vs fp32 |",
-        "|---|---:|---:|---:|",
+        f"model {result['model']}: {result['texts']} held-out stdlib texts, ≤{result['max_tokens']} tokens each;"
+        f" {result.get('fim_prompts', 0)} FIM prompts from the same files (perplexity of the middle)",
+        "| weights | group | perplexity | vs fp32 | FIM perplexity | vs fp32 |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
         group = row["group_size"] if row["group_size"] else "-"
         name = f"engine's --quant int4 ({row['recipe']})" if "recipe" in row else row["mode"]
-        lines.append(f"| {name} | {group} | {row['perplexity']:.4f} | {row['delta_pct']:+.2f}% |")
+        fim, fim_delta = row.get("fim_perplexity"), row.get("fim_delta_pct")
+        fim_cells = f"{fim:.4f} | {fim_delta:+.2f}%" if fim is not None else "- | -"
+        lines.append(
+            f"| {name} | {group} | {row['perplexity']:.4f} | {row['delta_pct']:+.2f}% | {fim_cells} |"
+        )
     return "\n".join(lines)
 
 

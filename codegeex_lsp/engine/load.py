@@ -158,10 +158,15 @@ INT4_RESIDUAL_EDGE = 0.25
 # far more than 8k tokens); calibration then takes a few minutes more, once per model.
 CALIBRATION_TEXTS = 48
 CALIBRATION_TOKENS = 512  # per snippet
+# Fill-in-the-middle prompts in the model's own format, cut from the same files (a masked line or a
+# few, see quant.calibration.fim_cut). Why: fitted on plain text only, int4 raised the mean loss
+# of FIM middle tokens ~16 % (held-out, six languages) for +1.3 % plain perplexity; the rows that
+# follow <|fim_middle|> are not like plain-text rows. 0 for a model without a FIM format.
+CALIBRATION_FIM = 48
 # Names the cached checkpoint and the result files: a new recipe never reuses an old one's output.
 INT4_RECIPE = (
     f"{INT4_MODE}{'-act' if INT4_ACT_ORDER else ''}-g{INT4_GROUP_SIZE}"
-    f"-r{round(100 * INT4_RESIDUAL_EDGE)}-c{CALIBRATION_TEXTS}"
+    f"-r{round(100 * INT4_RESIDUAL_EDGE)}-c{CALIBRATION_TEXTS}-f{CALIBRATION_FIM}"
 )
 
 
@@ -182,16 +187,49 @@ def calibration_texts(n_texts: int = CALIBRATION_TEXTS, max_tokens: int = CALIBR
     return stdlib_calibration_texts(n_texts=n_texts, max_chars=4 * max_tokens)
 
 
+def fim_calibration_ids(
+    tokenizer: Any,
+    model_type: str | None,
+    n_texts: int = CALIBRATION_FIM,
+    max_tokens: int = CALIBRATION_TOKENS,
+    skip_first: int = 0,
+) -> list[tuple[list[int], int]]:
+    """(token ids, prompt length) of FIM prompts over standard-library files, built by the prompt
+    stage exactly as for an editor request, each followed by its true middle and the format's end
+    token (the ids after the prompt length). Empty when the model has no FIM format."""
+    from codegeex_lsp.errors import PromptFormatError
+    from codegeex_lsp.prompt import Budget, FimRequest, build_prompt, detect_format
+    from codegeex_lsp.prompt.tokens import encode_plain
+    from codegeex_lsp.quant.calibration import stdlib_fim_cuts
+
+    if n_texts <= 0:
+        return []
+    try:
+        fmt = detect_format(tokenizer, model_type)
+    except PromptFormatError:
+        return []
+    if not fmt.takes_suffix:
+        return []
+    budget = Budget(prefix_tokens=max_tokens * 9 // 16, suffix_tokens=max_tokens // 4, carry_line=False)
+    sequences = []
+    for cut in stdlib_fim_cuts(n_texts, skip_first=skip_first):
+        prompt = build_prompt(fmt, tokenizer, FimRequest(cut.prefix, cut.suffix, "python"), budget)
+        middle = encode_plain(tokenizer, cut.middle)[: max_tokens // 8]
+        sequences.append(([*prompt.token_ids, *middle, *prompt.stop_token_ids[:1]], len(prompt.token_ids)))
+    return sequences
+
+
 def calibration_forward(
     tokenizer: Any, max_tokens: int = CALIBRATION_TOKENS, progress: Callable[[int], None] | None = None
-) -> Callable[[Transformer, str], None]:
-    """model, text -> one full-sequence forward pass (every position reaches every linear); the
-    collectors' hooks record what they need. `progress` gets the count of texts done."""
+) -> Callable[[Transformer, str | list[int]], None]:
+    """model, text or token ids -> one full-sequence forward pass (every position reaches every
+    linear); the collectors' hooks record what they need. `progress` gets the count done."""
     done = 0
 
-    def forward(model: Transformer, text: str) -> None:
+    def forward(model: Transformer, text: str | list[int]) -> None:
         nonlocal done
-        ids = tokenizer.encode(text, add_special_tokens=False)[:max_tokens]
+        ids = text if isinstance(text, list) else tokenizer.encode(text, add_special_tokens=False)
+        ids = ids[-max_tokens:] if isinstance(text, list) else ids[:max_tokens]
         if ids:
             model(torch.tensor([ids]), 0, model.new_cache(max_len=len(ids)), last_only=False)
         done += 1
@@ -207,15 +245,19 @@ def calibration_hessians(
     n_texts: int = CALIBRATION_TEXTS,
     max_tokens: int = CALIBRATION_TOKENS,
     progress: Progress | None = None,
+    model_type: str | None = None,
+    n_fim: int = CALIBRATION_FIM,
 ) -> dict[str, torch.Tensor]:
-    """Input Hessians of every linear of `model` on standard-library code (never benchmark data)."""
+    """Input Hessians of every linear of `model` on standard-library code (never benchmark data):
+    plain snippets, then FIM prompts in the model's format."""
     from codegeex_lsp.quant.calibration import collect_linear_hessians
 
-    texts = calibration_texts(n_texts, max_tokens)
+    texts: list[str | list[int]] = [*calibration_texts(n_texts, max_tokens)]
+    texts += [ids for ids, _ in fim_calibration_ids(tokenizer, model_type, n_fim, max_tokens)]
 
     def report(done: int) -> None:
         if progress is not None:
-            progress(f"calibrating on standard-library code: {done}/{len(texts)} texts")
+            progress(f"calibrating on standard-library code: {done}/{len(texts)} sequences")
 
     return collect_linear_hessians(model, texts, forward=calibration_forward(tokenizer, max_tokens, report))
 
@@ -265,7 +307,7 @@ def load_int4(
         return model.eval()
     progress(f"quantizing {hf_dir.name} to int4 ({INT4_RECIPE}) once into {path}")
     model = build_model(args, read_state_dict(hf_dir), torch.float32, max_seq)
-    hessians = calibration_hessians(model, tokenizer, progress=progress)
+    hessians = calibration_hessians(model, tokenizer, progress=progress, model_type=args.model_type)
     quantize_model_(
         model,
         mode=INT4_MODE,
@@ -282,7 +324,10 @@ def load_int4(
         {
             "source_model_sha256": key,
             "model_type": args.model_type,
-            "calibration": f"stdlib {CALIBRATION_TEXTS} texts x {CALIBRATION_TOKENS} tokens",
+            "calibration": (
+                f"stdlib {CALIBRATION_TEXTS} texts x {CALIBRATION_TOKENS} tokens"
+                f" + {CALIBRATION_FIM} FIM prompts"
+            ),
             "recipe": INT4_RECIPE,
         },
     )

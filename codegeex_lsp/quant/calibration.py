@@ -1,7 +1,8 @@
 """Calibration data for AWQ and GPTQ: real code available offline, and hook-based collectors.
 
 The text is the Python standard library's own sources (`sysconfig.get_paths()["stdlib"]`), picked
-deterministically; never benchmark problems. The collectors record, for every `nn.Linear` of any
+deterministically; never benchmark problems. Besides plain snippets, `fim_cut` masks whole lines
+of such a file, so calibration can also run the prompts a completion backend actually sends. The collectors record, for every `nn.Linear` of any
 `nn.Module` while the caller runs the model, either its input rows (AWQ) or the running Hessian
 `sum x x^T` of its inputs (GPTQ), so they work for the engine's model and toy modules alike.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import random
 import sysconfig
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,44 @@ def stdlib_calibration_texts(
         start = rng.randrange(0, max(1, len(text) - max_chars))
         texts.append(text[start : start + max_chars])
     return texts
+
+
+@dataclass(frozen=True)
+class FimCut:
+    """A file split around a masked middle: `prefix + middle + suffix` is a slice of the file."""
+
+    prefix: str
+    middle: str
+    suffix: str
+
+
+def fim_cut(
+    text: str, rng: random.Random, max_lines: int = 6, max_prefix_chars: int = 2000, max_suffix_chars: int = 800
+) -> FimCut | None:
+    """Mask 1 (most often) to `max_lines` whole lines, starting after the first line's indentation,
+    where an editor's cursor sits when a line is to be written; None if `text` has no such line.
+
+    Why: int4 weights fitted on plain text alone shift the model's low-margin FIM decisions (close
+    the scope or fill the line) far more than plain-text perplexity shows.
+    """
+    lines = text.splitlines(keepends=True)
+    candidates = [i for i, line in enumerate(lines) if i >= 8 and len(line.strip()) > 3]
+    if not candidates:
+        return None
+    first = rng.choice(candidates)
+    count = 1 if rng.random() < 0.6 else rng.randint(2, max_lines)
+    indent = len(lines[first]) - len(lines[first].lstrip())
+    prefix = "".join(lines[:first]) + lines[first][:indent]
+    middle = lines[first][indent:] + "".join(lines[first + 1 : first + count])
+    suffix = "".join(lines[first + count :])
+    return FimCut(prefix[-max_prefix_chars:], middle, suffix[:max_suffix_chars])
+
+
+def stdlib_fim_cuts(n_texts: int = 16, seed: int = 0, skip_first: int = 0) -> list[FimCut]:
+    """One `fim_cut` per file of `stdlib_calibration_sources` (same files, same order)."""
+    rng = random.Random(seed + 1)
+    cuts = (fim_cut(text, rng) for _path, text in stdlib_calibration_sources(n_texts, seed, skip_first))
+    return [cut for cut in cuts if cut is not None]
 
 
 class ActivationCollector:

@@ -28,6 +28,11 @@ def test_bench_quant_rows(tiny_glm_dir):
     assert rows[1]["perplexity"] != rows[0]["perplexity"]  # the int4 model really ran
     assert rows[3]["perplexity"] != rows[1]["perplexity"]  # calibrated modes are not plain asym
     assert "| asym | 32 |" in bench_quant.format_table(result)
+    # The FIM column: the tiny model has a FIM format, so every row scores held-out FIM middles.
+    assert result["fim_prompts"] == 2
+    assert rows[0]["fim_delta_pct"] == 0.0
+    assert all(math.isfinite(r["fim_perplexity"]) and r["fim_perplexity"] > 1 for r in rows)
+    assert rows[1]["fim_perplexity"] != rows[0]["fim_perplexity"]
 
 
 def test_engine_recipe_and_its_residual_planes():
