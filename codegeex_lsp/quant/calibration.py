@@ -2,9 +2,10 @@
 
 The text is the Python standard library's own sources (`sysconfig.get_paths()["stdlib"]`), picked
 deterministically; never benchmark problems. Besides plain snippets, `fim_cut` masks whole lines
-of such a file, so calibration can also run the prompts a completion backend actually sends. The collectors record, for every `nn.Linear` of any
-`nn.Module` while the caller runs the model, either its input rows (AWQ) or the running Hessian
-`sum x x^T` of its inputs (GPTQ), so they work for the engine's model and toy modules alike.
+of such a file, so calibration can also run the prompts a completion backend actually sends.
+The collectors record, for every `nn.Linear` of any `nn.Module` while the caller runs the model,
+either its input rows (AWQ) or the running Hessian `sum x x^T` of its inputs (GPTQ), so they work
+for the engine's model and toy modules alike.
 """
 
 from __future__ import annotations

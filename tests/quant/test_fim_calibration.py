@@ -63,3 +63,20 @@ def test_held_out_fim_prompts_skip_the_calibration_files(tiny_glm_dir):
     calibration = fim_calibration_ids(tokenizer, "glm", bench_quant.CALIBRATION_TEXTS, 256)
     assert len(held_out) == 2
     assert not any(ids == other for ids, _ in held_out for other, _ in calibration)
+
+
+def test_int4_calibration_runs_the_fim_prompts(tiny_glm_dir):
+    import torch
+
+    from codegeex_lsp.config import EngineOptions
+    from codegeex_lsp.engine.load import calibration_hessians, load_model
+
+    loaded = load_model(EngineOptions(model=str(tiny_glm_dir), dtype="float32", threads=1))
+    messages: list[str] = []
+    both = calibration_hessians(
+        loaded.model, loaded.tokenizer, 2, 64, progress=messages.append, model_type=loaded.model_type, n_fim=2
+    )
+    plain = calibration_hessians(loaded.model, loaded.tokenizer, 2, 64, model_type=loaded.model_type, n_fim=0)
+    assert messages[-1].endswith("4/4 sequences")
+    assert both.keys() == plain.keys()
+    assert all(not torch.equal(both[name], plain[name]) for name in both)
