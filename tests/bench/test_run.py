@@ -137,3 +137,12 @@ def test_tiny_model_end_to_end_produces_all_report_files(tmp_path: Path, tiny_gl
     assert (tmp_path / "report.md").is_file()
     assert (tmp_path / "pass_at_1.png").stat().st_size > 1000
     assert len(list((tmp_path / "fp" / "generations").glob("*.jsonl"))) == 2
+
+
+def test_jsonl_records_survive_unicode_line_separators(tmp_path):
+    # Program output is stored unescaped (ensure_ascii=False); U+0085 / U+2028 inside a string must
+    # not split a record (a Go run printed one and the cache could no longer be read).
+    records = [{"stdout": "a\u2028b\x85c\u2029d\x1ce", "n": 1}, {"stdout": "plain", "n": 2}]
+    path = tmp_path / "executions.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    assert run._read_jsonl(path) == records

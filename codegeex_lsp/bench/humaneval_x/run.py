@@ -390,7 +390,9 @@ def _record(task_id: str, index: int, sha: str, result: SandboxResult) -> dict[s
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of `path`; a torn last line (the run was killed mid-write) is cut off."""
+    """The complete lines of `path`; a torn last line (the run was killed mid-write) is cut off.
+    Records end at "\n" only: `str.splitlines` would also split inside a JSON string at U+0085 or
+    U+2028, which program output (kept unescaped) can contain."""
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -398,7 +400,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if len(complete) != len(data):
         with open(path, "r+b") as handle:
             handle.truncate(len(complete))
-    return [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in complete.decode("utf-8").split("\n") if line.strip()]
 
 
 def _append(path: Path) -> TextIO:
