@@ -10,10 +10,17 @@ import gzip
 import json
 import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
-DEFAULT_DATA_DIR = Path("/work/shared/datasets/humanevalx")
-"""Where the offline copy lives on the team's machines; `--data` or `CODEGEEX_HUMANEVALX` override."""
+
+def package_data(name: str) -> Path:
+    """A data set shipped inside the package (`codegeex_lsp/bench/data/<name>`, with its LICENSE)."""
+    return Path(str(files("codegeex_lsp.bench").joinpath("data", name)))
+
+
+DEFAULT_DATA_DIR = package_data("humanevalx")
+"""The copy shipped in the package (Apache-2.0, see its LICENSE); `--data` or `CODEGEEX_HUMANEVALX` override."""
 
 LANGUAGES: tuple[str, ...] = ("python", "cpp", "java", "js", "go", "rust")
 """Benchmark language names, in the order of the published tables; also the file stems."""
@@ -65,7 +72,7 @@ class Task:
 
 
 def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """The dataset directory: the argument, else $CODEGEEX_HUMANEVALX, else the shared copy."""
+    """The dataset directory: the argument, else $CODEGEEX_HUMANEVALX, else the package's copy."""
     if override:
         return Path(override)
     env = os.environ.get("CODEGEEX_HUMANEVALX")

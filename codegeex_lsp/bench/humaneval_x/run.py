@@ -95,7 +95,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
-        "--data", type=Path, default=None, help="dataset dir (default: $CODEGEEX_HUMANEVALX or shared)"
+        "--data", type=Path, default=None, help="dataset dir (default: $CODEGEEX_HUMANEVALX or the package's copy)"
     )
     parser.add_argument(
         "--canonical", action="store_true", help="execute the canonical solutions (harness check)"

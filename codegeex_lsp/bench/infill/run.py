@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--data", type=Path, default=None, help="HumanEval-X dir (default: shared copy)")
+    parser.add_argument("--data", type=Path, default=None, help="HumanEval-X dir (default: the package's copy)")
     parser.add_argument(
         "--through-lsp", action="store_true", help="send each task to a `codegeex-lsp serve` process"
     )
