@@ -1,0 +1,119 @@
+"""Statistics every benchmark report carries: pass@1 intervals, paired tests, and the host it ran on.
+
+A pass@1 of 40.9 on 164 tasks is 67 passes; without an interval and a paired test, "int4 42.1 vs
+fp 40.9" reads like a gain when it is 13 tasks gained and 11 lost. `wilson_interval` is the 95 %
+Wilson score interval (good at small n and near 0 or 1, where the normal approximation is not);
+`mcnemar` is the exact McNemar test: under "the variants are equally good" each discordant task
+(one passes, the other fails) is a fair coin, so the two-sided p-value is a binomial tail.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+Z_95 = 1.959963984540054
+"""The standard normal quantile of 0.975: a two-sided 95 % interval."""
+
+SIMD_FLAG_PREFIXES: tuple[str, ...] = ("sse4", "avx", "fma", "f16c", "amx", "vnni", "bmi2")
+"""The /proc/cpuinfo flags that decide which kernels (ours, ggml's) a host can run."""
+
+
+def wilson_interval(passed: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """(low, high) of the Wilson score interval for `passed` successes in `n` trials, as fractions."""
+    if not 0 <= passed <= n:
+        raise ValueError(f"need 0 <= passed <= n, got passed={passed} n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = passed / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def binomial_two_sided_p(k: int, n: int) -> float:
+    """Exact two-sided p-value of `k` heads in `n` fair coin flips (doubled smaller tail, capped at 1)."""
+    if n == 0:
+        return 1.0
+    tail = min(k, n - k)
+    probability = sum(math.comb(n, i) for i in range(tail + 1)) / 2**n
+    return min(1.0, 2 * probability)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two variants on the same tasks: `a_only` tasks pass only with a, `b_only` only with b."""
+
+    n: int
+    both: int
+    a_only: int
+    b_only: int
+    neither: int
+
+    @property
+    def p_value(self) -> float:
+        """Exact McNemar (binomial on the discordant pairs), two-sided."""
+        return binomial_two_sided_p(self.a_only, self.a_only + self.b_only)
+
+    def to_json(self) -> dict[str, float | int]:
+        return {
+            "n": self.n,
+            "both": self.both,
+            "a_only": self.a_only,
+            "b_only": self.b_only,
+            "neither": self.neither,
+            "p_value": self.p_value,
+        }
+
+
+def mcnemar(a: Mapping[str, bool], b: Mapping[str, bool]) -> Paired:
+    """Compare two variants on the tasks both have (task id -> passed); other tasks are ignored."""
+    common = sorted(a.keys() & b.keys())
+    both = sum(a[t] and b[t] for t in common)
+    a_only = sum(a[t] and not b[t] for t in common)
+    b_only = sum(b[t] and not a[t] for t in common)
+    return Paired(len(common), both, a_only, b_only, len(common) - both - a_only - b_only)
+
+
+def format_rate(passed: int, n: int) -> str:
+    """`40.9 [33.7, 48.6] n=164`: percent with its 95 % Wilson interval and the count."""
+    if n == 0:
+        return "n=0"
+    low, high = wilson_interval(passed, n)
+    return f"{100 * passed / n:.1f} [{100 * low:.1f}, {100 * high:.1f}] n={n}"
+
+
+def format_paired(paired: Paired, a: str, b: str) -> str:
+    """`fp vs int4: 13 only fp, 11 only int4 (n=164), McNemar p=0.84`."""
+    return (
+        f"{a} vs {b}: {paired.a_only} only {a}, {paired.b_only} only {b}, {paired.both} both, "
+        f"{paired.neither} neither (n={paired.n}), exact McNemar p={paired.p_value:.3g}"
+    )
+
+
+def host_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, object]:
+    """The CPU model and its SIMD flags (what decides which kernels ran), for every results file."""
+    fields: dict[str, str] = {}
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor speaks for all
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    flags = sorted(f for f in fields.get("flags", "").split() if f.startswith(SIMD_FLAG_PREFIXES))
+    return {"cpu": model, "machine": platform.machine(), "simd_flags": flags}
+
+
+def format_host(host: Mapping[str, object] | None) -> str:
+    """One line for a report: `host: <cpu> (x86_64), flags avx avx2 ...`."""
+    if not host:
+        return "host: not recorded"
+    recorded = host.get("simd_flags") or []
+    flags = " ".join(str(flag) for flag in recorded) if isinstance(recorded, list) else str(recorded)
+    return f"host: {host.get('cpu')} ({host.get('machine')}), SIMD flags: {flags or 'none recorded'}"
