@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "humanevalx": "codegeex_lsp.bench.humaneval_x.run",
     "infill": "codegeex_lsp.bench.infill.run",
     "latency": "codegeex_lsp.bench.latency",
+    "sandbox-run": "codegeex_lsp.bench.humaneval_x.sandbox_run",
 }
 
 

@@ -11,17 +11,19 @@ uses.
 from __future__ import annotations
 
 import re
+import secrets
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from codegeex_lsp.bench.humaneval_x.dataset import Task
-from codegeex_lsp.bench.humaneval_x.sandbox import GiB, Limits, MiB, Sandbox, SandboxResult
+from codegeex_lsp.bench.humaneval_x.sandbox import GiB, Isolation, Limits, MiB, Sandbox, SandboxResult
 from codegeex_lsp.bench.humaneval_x.toolchains import Toolchain
 
 PYTHON_PREAMBLE = """\
 import math
 import re
+import secrets
 import sys
 import copy
 import datetime
@@ -76,10 +78,10 @@ JVM_FLAGS: tuple[str, ...] = (
     "-XX:TieredStopAtLevel=1",
 )
 
-COMPILE_LIMITS = Limits(wall_s=120.0, cpu_s=60.0, memory_bytes=4 * GiB, fsize_bytes=256 * MiB)
+COMPILE_LIMITS = Limits(
+    wall_s=120.0, cpu_s=60.0, memory_bytes=4 * GiB, fsize_bytes=256 * MiB, tmpfs_bytes=512 * MiB
+)
 RUN_LIMITS = Limits(wall_s=20.0, cpu_s=10.0, memory_bytes=2 * GiB)
-# `go test` compiles and runs in one step, so it gets the compile step's budget.
-GO_TEST_LIMITS = Limits(wall_s=120.0, cpu_s=60.0, memory_bytes=2 * GiB, fsize_bytes=256 * MiB)
 
 _THREAD_CAPS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -91,91 +93,151 @@ class Step:
     name: str
     argv: tuple[str, ...]
     limits: Limits
+    writable: bool = False
 
 
 @dataclass(frozen=True)
 class Program:
-    """Files to write, steps to run, and how to judge the last step's output."""
+    """Files to write, steps to run, and how to judge the last step's output.
+
+    The last step passes only if `pass_pattern` (a regex) is found in its stdout or stderr; with
+    `output_is_failure` that marker line must also be the only output.
+    """
 
     files: dict[str, str]
     steps: tuple[Step, ...]
     env: dict[str, str] = field(default_factory=dict)
+    pass_pattern: str = ""
     output_is_failure: bool = False
 
 
-def execute(task: Task, completion: str, toolchain: Toolchain) -> SandboxResult:
-    """Run the task's tests against `prompt + completion`; the result of the deciding step."""
+def execute(
+    task: Task, completion: str, toolchain: Toolchain, isolation: Isolation | None = None
+) -> SandboxResult:
+    """Run the task's tests against `prompt + completion`; the result of the deciding step.
+
+    Never raises for the program's faults or a failed cleanup (recorded as status "error");
+    `isolation` defaults to `sandbox.require_isolation()`, which refuses when bwrap cannot run.
+    """
     if not toolchain.available:
         return SandboxResult("error", None, "", "", 0.0, f"toolchain unavailable: {toolchain.reason}")
     program = build_program(task, completion, toolchain)
     wall_s = 0.0
-    with Sandbox(program.files, program.env) as box:
+    with Sandbox(program.files, program.env, isolation=isolation, mounts=toolchain.mounts) as box:
         for step in program.steps:
-            result = box.run(step.argv, step.limits)
+            result = box.run(step.argv, step.limits, writable=step.writable)
             wall_s += result.wall_s
             if not result.passed:
-                return replace(result, wall_s=wall_s, detail=f"{step.name}: {result.detail}")
-    if program.output_is_failure and (result.stdout or result.stderr):
-        return replace(result, status="failed", wall_s=wall_s, detail=f"{step.name}: output on stdout/stderr")
-    return replace(result, wall_s=wall_s)
+                result = replace(result, detail=f"{step.name}: {result.detail}")
+                break
+        else:
+            result = _judge(program, step, result)
+    result = replace(result, wall_s=wall_s)
+    if box.cleanup_error:
+        return replace(result, status="error", detail=f"{result.detail}; cleanup failed: {box.cleanup_error}")
+    return result
 
 
-def build_program(task: Task, completion: str, toolchain: Toolchain) -> Program:
-    """The files and steps that test `completion` for `task` in its language."""
+def _judge(program: Program, step: Step, result: SandboxResult) -> SandboxResult:
+    """The last step exited 0: did the test code run to its end?"""
+    output = f"{result.stdout}\n{result.stderr}"
+    if not re.search(program.pass_pattern, output):
+        return replace(result, status="failed", detail=f"{step.name}: exited 0 before the tests finished")
+    if program.output_is_failure and (
+        result.stderr or re.sub(program.pass_pattern, "", result.stdout).strip()
+    ):
+        return replace(result, status="failed", detail=f"{step.name}: output on stdout/stderr")
+    return result
+
+
+def build_program(task: Task, completion: str, toolchain: Toolchain, marker: str | None = None) -> Program:
+    """The files and steps that test `completion` for `task` in its language.
+
+    `marker` (random when None) is what the program prints once its tests have run.
+    """
     builder = _BUILDERS.get(task.language)
     if builder is None:
         raise ValueError(f"no execution recipe for language {task.language!r}")
-    return builder(task, completion, toolchain)
+    return builder(task, completion, toolchain, marker or f"HX-TESTS-DONE-{secrets.token_hex(8)}")
 
 
-def _python(task: Task, completion: str, toolchain: Toolchain) -> Program:
-    source = f"{PYTHON_PREAMBLE}\n{task.prompt}{completion}\n\n{task.test}\n"
+def _python(task: Task, completion: str, toolchain: Toolchain, marker: str) -> Program:
+    done = f'__import__("sys").stdout.write("{marker}\\n")'
+    source = f"{PYTHON_PREAMBLE}\n{task.prompt}{completion}\n\n{task.test}\n{done}\n"
     env = {"PYTHONDONTWRITEBYTECODE": "1", **_THREAD_CAPS, **toolchain.env}
     # This interpreter (the venv's): numpy lives there, not necessarily in the system python.
     step = Step("run", (sys.executable, "main.py"), RUN_LIMITS)
-    return Program({"main.py": source}, (step,), env)
+    return Program({"main.py": source}, (step,), env, pass_pattern=re.escape(marker))
 
 
-def _js(task: Task, completion: str, toolchain: Toolchain) -> Program:
-    # console.assert prints and exits 0 on a failed assertion: any output is a failure.
-    source = f"{task.prompt}{completion}\n{task.test}\n"
+def _js(task: Task, completion: str, toolchain: Toolchain, marker: str) -> Program:
+    # console.assert prints and exits 0 on a failed assertion: any other output is a failure.
+    source = f"{task.prompt}{completion}\n{task.test}\nconsole.log({marker!r});\n"
     step = Step("run", ("node", "main.js"), RUN_LIMITS)
-    return Program({"main.js": source}, (step,), dict(toolchain.env), output_is_failure=True)
+    return Program(
+        {"main.js": source},
+        (step,),
+        dict(toolchain.env),
+        pass_pattern=re.escape(marker) + "\n?",
+        output_is_failure=True,
+    )
 
 
-def _cpp(task: Task, completion: str, toolchain: Toolchain) -> Program:
+def _cpp(task: Task, completion: str, toolchain: Toolchain, marker: str) -> Program:
     headers = "".join(f"{header}\n" for header in CPP_HEADERS if header not in task.prompt)
-    source = f"{headers}{task.prompt}{completion}\n{task.test}\n"
+    # The test's main() becomes a function that a new main() calls, then prints the marker.
+    tests = f"#define main hx_tests\n{task.test}\n#undef main\n"
+    runner = f'int main() {{ hx_tests(); puts("{marker}"); return 0; }}\n'
+    source = f"{headers}{task.prompt}{completion}\n{tests}{runner}"
     libraries = ("-lcrypto", "-lssl") if "openssl/" in source else ()
     compile_step = Step(
-        "compile", ("g++", "-std=c++17", "main.cpp", "-o", "main.out", *libraries), COMPILE_LIMITS
+        "compile",
+        ("g++", "-std=c++17", "-Wno-return-type", "main.cpp", "-o", "main.out", *libraries),
+        COMPILE_LIMITS,
+        writable=True,
     )
     return Program(
-        {"main.cpp": source}, (compile_step, Step("run", ("./main.out",), RUN_LIMITS)), dict(toolchain.env)
+        {"main.cpp": source},
+        (compile_step, Step("run", ("./main.out",), RUN_LIMITS)),
+        dict(toolchain.env),
+        pass_pattern=re.escape(marker),
     )
 
 
-def _java(task: Task, completion: str, toolchain: Toolchain) -> Program:
-    source = f"{task.prompt}{completion}\n{task.test}\n"
+def _java(task: Task, completion: str, toolchain: Toolchain, marker: str) -> Program:
+    runner = (
+        "class HxRunner {\n    public static void main(String[] args) throws Throwable {\n"
+        f'        Main.main(args);\n        System.out.println("{marker}");\n    }}\n}}\n'
+    )
+    source = f"{task.prompt}{completion}\n{task.test}\n{runner}"
     javac = ("javac", *(f"-J{flag}" for flag in JVM_FLAGS), "Main.java")
-    java = ("java", *JVM_FLAGS, "-ea", "-cp", ".", "Main")
-    steps = (Step("compile", javac, COMPILE_LIMITS), Step("run", java, RUN_LIMITS))
-    return Program({"Main.java": source}, steps, dict(toolchain.env))
+    java = ("java", *JVM_FLAGS, "-ea", "-cp", ".", "HxRunner")
+    steps = (Step("compile", javac, COMPILE_LIMITS, writable=True), Step("run", java, RUN_LIMITS))
+    return Program({"Main.java": source}, steps, dict(toolchain.env), pass_pattern=re.escape(marker))
 
 
-def _go(task: Task, completion: str, toolchain: Toolchain) -> Program:
+def _go(task: Task, completion: str, toolchain: Toolchain, marker: str) -> Program:
     prompt = task.prompt.replace(task.import_block, "") if task.import_block else task.prompt
     imports = go_imports(task, prompt + completion + task.test)
     import_block = (
         "import (\n" + "".join(f'    "{package}"\n' for package in imports) + ")\n" if imports else ""
     )
-    source = f"{task.test_setup}\n{import_block}\n{prompt}{completion}\n\n{task.test}\n"
-    # -count=1: never a cached test result (Go/95 is flaky, and a sample must run each time).
-    step = Step("test", ("go", "test", "-count=1", "main_test.go"), GO_TEST_LIMITS)
-    return Program({"main_test.go": source}, (step,), dict(toolchain.env))
+    # A returning TestMain makes the test binary exit with m.Run()'s code (Go >= 1.15).
+    runner = (
+        f'func TestMain(m *testing.M) {{\n    if m.Run() == 0 {{\n        println("{marker}")\n    }}\n}}\n'
+    )
+    source = f"{task.test_setup}\n{import_block}\n{prompt}{completion}\n\n{task.test}\n{runner}"
+    build = Step(
+        "compile", ("go", "test", "-c", "-o", "main.test", "main_test.go"), COMPILE_LIMITS, writable=True
+    )
+    # -test.count=1 is the default for a binary: no cached results (Go/95 is flaky).
+    run = Step("test", ("./main.test",), RUN_LIMITS)
+    return Program(
+        {"main_test.go": source}, (build, run), dict(toolchain.env), pass_pattern=re.escape(marker)
+    )
 
 
-def _rust(task: Task, completion: str, toolchain: Toolchain) -> Program:
+def _rust(task: Task, completion: str, toolchain: Toolchain, marker: str) -> Program:
     # The prompt already holds the `use` lines and the declaration; tests live in `mod tests`.
     source = f"fn main(){{}}\n{task.prompt}{completion}\n{task.test}\n"
     rustc = (
@@ -194,10 +256,13 @@ def _rust(task: Task, completion: str, toolchain: Toolchain) -> Program:
         "main_test",
     )
     steps = (
-        Step("compile", rustc, COMPILE_LIMITS),
+        Step("compile", rustc, COMPILE_LIMITS, writable=True),
         Step("test", ("./main_test", "--test-threads=1"), RUN_LIMITS),
     )
-    return Program({"main.rs": source}, steps, dict(toolchain.env))
+    # libtest's summary is the marker: printed only after every test ran (`marker` is unused).
+    return Program(
+        {"main.rs": source}, steps, dict(toolchain.env), pass_pattern=r"test result: ok\. [1-9]\d* passed"
+    )
 
 
 _STRINGS_AND_COMMENTS = re.compile(r'"(?:\\.|[^"\\\n])*"|`[^`]*`|//[^\n]*|/\*.*?\*/', re.DOTALL)
@@ -220,7 +285,7 @@ def go_imports(task: Task, code: str) -> tuple[str, ...]:
     )
 
 
-_BUILDERS: Mapping[str, Callable[[Task, str, Toolchain], Program]] = {
+_BUILDERS: Mapping[str, Callable[[Task, str, Toolchain, str], Program]] = {
     "python": _python,
     "js": _js,
     "cpp": _cpp,

@@ -8,7 +8,8 @@ started again with the same settings skips the tasks and samples already on disk
 settings in the same variant dir are refused rather than mixed.
 
 Generation is sequential (the model is the bottleneck); execution runs in `--workers` threads, each
-waiting on one sandboxed subprocess.
+waiting on one sandboxed subprocess. Without a working sandbox (bubblewrap) the run is refused
+before anything is generated, unless `--unsafe-no-sandbox` is given; settings record which ran.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from codegeex_lsp.bench.humaneval_x.generator import (
     load_model_generator,
 )
 from codegeex_lsp.bench.humaneval_x.metric import KS, mean_pass_at_k, pass_at_k
-from codegeex_lsp.bench.humaneval_x.sandbox import SandboxResult, probe_isolation
+from codegeex_lsp.bench.humaneval_x.sandbox import Isolation, SandboxResult, require_isolation
 from codegeex_lsp.bench.humaneval_x.stops import truncate_completion
 from codegeex_lsp.bench.humaneval_x.toolchains import Toolchain, find_toolchain
 from codegeex_lsp.errors import CodegeexError, InputError
@@ -70,6 +71,7 @@ class RunOptions:
     data: Path | None = None
     canonical: bool = False
     model_card: dict[str, float] = field(default_factory=dict)
+    unsafe_no_sandbox: bool = False
 
     @property
     def variant(self) -> str:
@@ -95,10 +97,18 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
-        "--data", type=Path, default=None, help="dataset dir (default: $CODEGEEX_HUMANEVALX or the package's copy)"
+        "--data",
+        type=Path,
+        default=None,
+        help="dataset dir (default: $CODEGEEX_HUMANEVALX or the package's copy)",
     )
     parser.add_argument(
         "--canonical", action="store_true", help="execute the canonical solutions (harness check)"
+    )
+    parser.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run generated code WITHOUT the bubblewrap sandbox, as your own user (recorded in the results)",
     )
     parser.add_argument(
         "--model-card",
@@ -128,6 +138,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         data=args.data,
         canonical=args.canonical,
         model_card=_parse_model_card(args.model_card),
+        unsafe_no_sandbox=args.unsafe_no_sandbox,
     )
 
 
@@ -136,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         options = options_from_args(build_parser().parse_args(argv))
+        require_isolation(unsafe_no_sandbox=options.unsafe_no_sandbox)  # refuse before any work
         tasks = {language: _load(language, options) for language in options.languages}
         if options.canonical:
             generator: Generator = CanonicalGenerator(task for group in tasks.values() for task in group)
@@ -160,7 +172,8 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Generate, execute and summarise every language; write and return the variant's results."""
     directory = options.out / options.variant
-    settings = _settings(options, info)
+    isolation = require_isolation(unsafe_no_sandbox=options.unsafe_no_sandbox)
+    settings = _settings(options, info, isolation)
     _claim_directory(directory, settings)
     results: dict[str, Any] = {
         "schema": report.SCHEMA_VERSION,
@@ -189,6 +202,7 @@ def run_benchmark(
             directory / "executions" / f"{language}.jsonl",
             workers=options.workers,
             truncate=not info.complete_programs,
+            isolation=isolation,
         )
         wall_s = {"generate": generated - started, "execute": time.monotonic() - generated}
         results["languages"][language] = summarize_language(
@@ -232,8 +246,13 @@ def execute_language(
     *,
     workers: int,
     truncate: bool,
+    isolation: Isolation | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """task_id -> one record per sample; samples already executed (same text) are reused."""
+    """task_id -> one record per sample; samples already executed (same text) are reused.
+
+    A sample whose execution raised (a harness bug, never the program's fault) is recorded as an
+    "error" and the others go on; `isolation` defaults to `sandbox.require_isolation()`.
+    """
     cached = {(r["task_id"], r["sample"], r["sha"]): r for r in _read_jsonl(path)}
     records: dict[str, list[dict[str, Any]]] = {task.task_id: [] for task in tasks}
     jobs: list[tuple[Task, int, str, str]] = []
@@ -241,7 +260,8 @@ def execute_language(
         for index, raw in enumerate(samples[task.task_id]):
             code = truncate_completion(task.language, task.prompt, raw) if truncate else raw
             sha = hashlib.sha256(code.encode()).hexdigest()[:16]
-            if (task.task_id, index, sha) in cached:
+            # An "error" (sandbox or cleanup trouble, not the program's fault) is run again.
+            if cached.get((task.task_id, index, sha), {}).get("status", "error") != "error":
                 records[task.task_id].append(cached[(task.task_id, index, sha)])
             else:
                 jobs.append((task, index, code, sha))
@@ -252,12 +272,13 @@ def execute_language(
         tqdm(total=len(jobs), desc=f"execute {language}", unit="sample", disable=not jobs) as bar,
     ):
         futures = {
-            pool.submit(execute, task, code, toolchain): (task, index, sha) for task, index, code, sha in jobs
+            pool.submit(execute, task, code, toolchain, isolation): (task, index, sha)
+            for task, index, code, sha in jobs
         }
         try:
             for future in concurrent.futures.as_completed(futures):
                 task, index, sha = futures[future]
-                record = _record(task.task_id, index, sha, future.result())
+                record = _record(task.task_id, index, sha, _result_of(future))
                 _write_line(sink, record)
                 records[task.task_id].append(record)
                 bar.update()
@@ -267,6 +288,14 @@ def execute_language(
     for task_records in records.values():
         task_records.sort(key=lambda record: record["sample"])
     return records
+
+
+def _result_of(future: concurrent.futures.Future[SandboxResult]) -> SandboxResult:
+    try:
+        return future.result()
+    except OSError as exc:
+        log.warning("sandbox error: %s", exc)
+        return SandboxResult("error", None, "", "", 0.0, f"sandbox error: {exc}")
 
 
 def summarize_language(
@@ -336,7 +365,7 @@ def _load(language: str, options: RunOptions) -> list[Task]:
     return tasks[: options.limit] if options.limit else tasks
 
 
-def _settings(options: RunOptions, info: GeneratorInfo) -> dict[str, Any]:
+def _settings(options: RunOptions, info: GeneratorInfo, isolation: Isolation) -> dict[str, Any]:
     directory = data_dir(options.data)
     return {
         "model": info.name,
@@ -353,7 +382,8 @@ def _settings(options: RunOptions, info: GeneratorInfo) -> dict[str, Any]:
         "data_sha256": {
             language: _sha256(directory / f"humanevalx_{language}.jsonl.gz") for language in options.languages
         },
-        "isolation": probe_isolation().note,
+        "isolation": isolation.note,
+        "sandbox_mode": isolation.mode,
         "postprocess": "none (complete programs)" if info.complete_programs else "stops.truncate_completion",
     }
 

@@ -1,69 +1,93 @@
-"""Run untrusted generated code: a fresh temp dir, resource limits, no network, nothing left behind.
+"""Run untrusted generated code under bubblewrap: unprivileged, isolated, limited per run.
 
-A `Sandbox` owns one temp dir for the steps of one sample (compile, then run); each `run` starts a
-new session (its own process group) under these limits, applied by `prlimit` so that no Python runs
-between fork and exec (the executor calls us from threads):
+A `Sandbox` owns one host temp dir for the steps of one sample (compile, then run). Each `run` is one
+`bwrap` invocation with new mount, pid (its own `/proc`), network, IPC, UTS and cgroup namespaces,
+`--die-with-parent` and `--new-session`, and an environment rebuilt from nothing. Inside it sees:
+`/usr` (and the merged-usr links), `/etc` and the toolchain dirs a language names (`mounts`), all
+read-only; its own `/proc` and a minimal `/dev`; private tmpfs `/tmp` and `/dev/shm` of
+`Limits.tmpfs_bytes` each; and the work dir `WORK_DIR`. A *writable* step (a compiler: no generated
+code runs in it) gets the host temp dir itself, so that its output survives for the next step; any
+other step gets a fresh size-capped tmpfs holding read-only binds of the files in the temp dir. Never
+`$HOME`, the runtime dir (`XDG_RUNTIME_DIR`, the model worker's token), or another process.
 
-- wall clock (`Limits.wall_s`): the whole process group is SIGKILLed when it runs out;
-- CPU (RLIMIT_CPU): SIGXCPU at `cpu_s`, SIGKILL one second later; per process, so a forking child
-  is caught by the wall clock instead;
-- address space (RLIMIT_AS): per language, because the JVM and Go reserve large virtual ranges;
-- file size (RLIMIT_FSIZE): also caps stdout/stderr, which go to files, not pipes, so a chatty
-  program cannot fill our memory;
-- processes (RLIMIT_NPROC): counts every process and thread of the real user, not just the
-  sandbox's (hence a generous default: a desktop session alone has hundreds of threads), and the
-  kernel does not enforce it for root (uid 0 / CAP_SYS_RESOURCE / CAP_SYS_ADMIN). As root the
-  fork-bomb guard is therefore only the wall clock plus the pid namespace below, which kills every
-  descendant when the run ends;
-- core dumps off (RLIMIT_CORE = 0).
+Who the code runs as (`Isolation.mode`):
+- "bwrap-root" (the harness is root): bwrap sets up the namespaces as root but no user namespace,
+  because bwrap maps the sandbox to the caller's uid and uid 0 is exempt from RLIMIT_NPROC and
+  keeps DAC power over every root-owned file. Instead `setpriv` drops, inside the namespaces, to a
+  real unprivileged uid (`UID_BASE` + a slot held by this Sandbox only, so limits counted per user
+  are per run), no supplementary groups, an empty bounding set and no_new_privs.
+- "bwrap-user" (the harness is a user): bwrap adds a user namespace (`--unshare-user`) mapping the
+  user to uid 65534 inside, without capabilities.
+- "unsafe": no sandbox at all, only rlimits in a temp dir; never chosen silently, only when the user
+  passes `--unsafe-no-sandbox` (the benchmark's settings record the mode).
+- "none": what `probe_isolation` reports when bwrap cannot run here; `require_isolation` (and so a
+  `Sandbox` made without an explicit isolation) then refuses with `SandboxUnavailable`.
 
-The environment is rebuilt from nothing: PATH, HOME and TMPDIR (the temp dir), LANG, plus what the
-language asks for. Network and process isolation come from `unshare`: a new network namespace
-(only a downed loopback, so neither the internet nor the host's localhost listeners are reachable)
-and a new pid namespace (`kill -1` cannot reach the host's processes, and a child that escapes the
-process group with setsid() still dies with the namespace). `probe_isolation` finds what this host
-allows: plain `unshare` as root, `unshare --map-root-user` for other users where user namespaces are
-enabled, else no namespaces at all; then the scrubbed environment (no proxy variables) is the only
-network barrier, and `Isolation.note` says so. Nothing here stops the code from reading or writing
-the user's files: run the benchmark as an unprivileged user when that matters.
+Limits, per run: rlimits set by `prlimit` inside the namespaces, after the drop (so no Python runs
+between fork and exec; the executor calls us from threads), where RLIMIT_NPROC binds because the uid
+is unprivileged and counted only for this run's processes (its own uid, or its own user namespace).
+So the per-run caps are: processes and threads (`nproc`), address space per process
+(`memory_bytes`; total memory is at most nproc x memory_bytes plus the two tmpfs), file size
+(`fsize_bytes`, which also caps captured stdout/stderr: they go to files, not pipes), CPU time per
+process (`cpu_s`: SIGXCPU, then SIGKILL a second later), no core dumps, and disk through the tmpfs
+size caps (everything else is read-only). cgroups are not used: on cgroup v1 hosts (this one) and
+without delegation a child cgroup cannot be made for an unprivileged harness, and the same limits
+must hold in both modes. The wall clock (`wall_s`) kills bwrap's process group, whose pid-1 takes the
+whole namespace with it; `run` returns only once it is gone.
+
+Verdicts: "timeout" for the wall clock and the CPU limit (also when a runtime reports it, as Go's
+test binary does), "out-of-memory" when an allocation failed under the address-space limit (read
+from the runtimes' own messages), "failed" otherwise, with "output capped" in `detail` when the
+file-size limit stopped the output, and "error" when the sandbox itself could not run or clean up.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
-import resource
+import re
 import shutil
 import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-Status = Literal["passed", "failed", "timeout", "error"]
+from codegeex_lsp.errors import CodegeexError
+
+Status = Literal["passed", "failed", "timeout", "out-of-memory", "error"]
+Mode = Literal["bwrap-root", "bwrap-user", "unsafe", "none"]
 
 GiB = 1 << 30
 MiB = 1 << 20
 TAIL_BYTES = 4096
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+WORK_DIR = "/sandbox"
+"""The program's cwd and $HOME inside the sandbox."""
+UID_BASE = 1_900_000_000
+UID_SLOTS = 256
+"""Root mode runs each Sandbox as its own uid UID_BASE + slot, an id no account uses."""
+SANDBOX_UID = 65534
+"""User mode: the uid (nobody) the caller is mapped to inside the user namespace."""
+_SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
-# Under the pid namespace the first process is the namespace's init, and the kernel drops signals
-# with a default action sent to an init (RLIMIT_CPU's SIGXCPU included). This shim makes the real
-# command pid 2; `; exit $?` keeps dash from exec-ing it in place. A signal death comes back as
-# 128 + signal number, which `_returncode` turns into the usual negative returncode.
-_INIT_SHIM = ("/bin/sh", "-c", '"$@"; exit $?', "sh")
-
-_NAMESPACE_CANDIDATES: tuple[tuple[str, ...], ...] = (
-    ("unshare", "--net", "--pid", "--fork", "--kill-child"),
-    ("unshare", "--map-root-user", "--net", "--pid", "--fork", "--kill-child"),
-    ("unshare", "--net"),
-    ("unshare", "--map-root-user", "--net"),
+# Runtimes' own words for "ran out of the address space we allowed" and "ran out of time".
+_OUT_OF_MEMORY = re.compile(
+    r"MemoryError|std::bad_alloc|runtime: out of memory|java\.lang\.OutOfMemoryError"
+    r"|memory allocation of \d+ bytes failed|Cannot allocate memory|JavaScript heap out of memory"
 )
+_TIMED_OUT = re.compile(r"panic: test timed out after|CPU time limit exceeded")
+
+
+class SandboxUnavailable(CodegeexError):
+    """Generated code cannot be isolated here and the user did not accept running it unsandboxed."""
 
 
 @dataclass(frozen=True)
@@ -73,18 +97,24 @@ class Limits:
     wall_s: float = 10.0
     cpu_s: float = 10.0
     memory_bytes: int = 2 * GiB
-    nproc: int = 4096
+    nproc: int = 256
     fsize_bytes: int = 64 * MiB
+    tmpfs_bytes: int = 256 * MiB
 
 
 @dataclass(frozen=True)
 class Isolation:
-    """What `unshare` can do on this host, found once by `probe_isolation`."""
+    """How runs are isolated here; `note` is what reports print."""
 
-    prefix: tuple[str, ...]
-    network: bool
-    pid_namespace: bool
+    mode: Mode
     note: str
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.mode.startswith("bwrap")
+
+
+UNSAFE = Isolation("unsafe", "NO SANDBOX (--unsafe-no-sandbox): generated code ran as the harness's user")
 
 
 @dataclass(frozen=True)
@@ -105,36 +135,56 @@ class SandboxResult:
 
 @functools.cache
 def probe_isolation() -> Isolation:
-    """The strongest `unshare` prefix that runs a trivial command here (cached per process)."""
-    if shutil.which("unshare"):
-        for prefix in _NAMESPACE_CANDIDATES:
-            argv = [*prefix, *(_INIT_SHIM if "--pid" in prefix else ()), "/bin/true"]
-            try:
-                probe = subprocess.run(argv, capture_output=True, timeout=10, env={"PATH": DEFAULT_PATH})
-            except (OSError, subprocess.TimeoutExpired):
-                continue
-            if probe.returncode == 0:
-                pid = "--pid" in prefix
-                user = " in a user namespace" if "--map-root-user" in prefix else ""
-                return Isolation(
-                    prefix=prefix,
-                    network=True,
-                    pid_namespace=pid,
-                    note=f"network{' and pid' if pid else ''} namespace via unshare{user}",
-                )
-    return Isolation(
-        prefix=(),
-        network=False,
-        pid_namespace=False,
-        note="no namespaces available: network NOT isolated (only proxy variables scrubbed)",
+    """The bwrap mode that runs a trivial program here, else mode "none" with why (cached)."""
+    bwrap = shutil.which("bwrap", path=DEFAULT_PATH)
+    if bwrap is None:
+        return _unavailable("bubblewrap (bwrap) is not installed (scripts/install-toolchains installs it)")
+    mode: Mode = "bwrap-root" if os.geteuid() == 0 else "bwrap-user"
+    if mode == "bwrap-root" and shutil.which("setpriv", path=DEFAULT_PATH) is None:
+        return _unavailable("setpriv (util-linux) is not installed: needed to drop root inside the sandbox")
+    isolation = Isolation(mode, _describe(mode))
+    try:
+        with Sandbox(isolation=isolation) as box:
+            probe = box.run(["/bin/true"], Limits(wall_s=30.0))
+    except OSError as exc:
+        return _unavailable(f"bwrap cannot run here: {exc}")
+    if not probe.passed:
+        return _unavailable(f"bwrap cannot run here: {probe.detail}: {probe.stderr.strip()[-300:]}")
+    return isolation
+
+
+def require_isolation(*, unsafe_no_sandbox: bool = False) -> Isolation:
+    """The sandbox to run generated code in; `UNSAFE` only when the user asked for it by name."""
+    if unsafe_no_sandbox:
+        return UNSAFE
+    probed = probe_isolation()
+    if probed.mode == "none":
+        raise SandboxUnavailable(
+            f"refusing to run generated code without a sandbox: {probed.note}. "
+            "Pass --unsafe-no-sandbox to run it anyway, unisolated, as your own user."
+        )
+    return probed
+
+
+def _unavailable(reason: str) -> Isolation:
+    return Isolation("none", f"no sandbox available: {reason}")
+
+
+def _describe(mode: Mode) -> str:
+    who = (
+        "setpriv drop to a per-run unprivileged uid"
+        if mode == "bwrap-root"
+        else f"user namespace (uid {SANDBOX_UID} inside)"
     )
+    return f"bubblewrap ({mode}): mount/pid/net/ipc/uts/cgroup namespaces, {who}, per-run rlimits"
 
 
 class Sandbox:
-    """A temp dir that lives for the `with` block; `run` executes one step inside it.
+    """A host temp dir that lives for the `with` block; `run` executes one step on it.
 
-    The working dir is `<root>/work`; captured output is kept beside it in `<root>`, out of the
-    program's cwd.
+    The work dir is `<root>/work` on the host (`WORK_DIR` inside); captured output is kept beside
+    it in `<root>`, out of the program's reach. `close` never raises: a failed cleanup is kept in
+    `cleanup_error` for the caller to record.
     """
 
     def __init__(
@@ -144,20 +194,26 @@ class Sandbox:
         *,
         path: str = DEFAULT_PATH,
         isolation: Isolation | None = None,
+        mounts: Iterable[str] = (),
     ) -> None:
-        self.isolation = isolation if isolation is not None else probe_isolation()
+        self.isolation = isolation if isolation is not None else require_isolation()
+        if self.isolation.mode == "none":
+            raise SandboxUnavailable(self.isolation.note)
+        self.cleanup_error = ""
         self._root = Path(tempfile.mkdtemp(prefix="hx-"))
         self.dir = self._root / "work"
         self.dir.mkdir()
-        self._env = {
-            "PATH": path,
-            "HOME": str(self.dir),
-            "TMPDIR": str(self.dir),
-            "LANG": "C.UTF-8",
-            **(env or {}),
-        }
+        self._uid: int | None = None
+        self._slot_lock: int | None = None
+        self._mounts = _mount_points(mounts)
+        home = str(self.dir) if self.isolation.mode == "unsafe" else WORK_DIR
+        tmp = str(self.dir) if self.isolation.mode == "unsafe" else "/tmp"
+        self._env = {"PATH": path, "HOME": home, "TMPDIR": tmp, "LANG": "C.UTF-8", **(env or {})}
         self._n_runs = 0
         try:
+            if self.isolation.mode == "bwrap-root":
+                self._uid, self._slot_lock = _acquire_uid()
+                os.chown(self.dir, self._uid, self._uid)
             for name, content in (files or {}).items():
                 self.write(name, content)
         except BaseException:
@@ -171,36 +227,47 @@ class Sandbox:
         self.close()
 
     def write(self, name: str, content: str | bytes) -> Path:
-        """Create `name` (relative, parents made) in the working dir."""
+        """Create `name` (relative, parents made) in the work dir, readable by the sandbox."""
         target = self.dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, bytes):
             target.write_bytes(content)
         else:
             target.write_text(content, encoding="utf-8")
+        target.chmod(0o644)
+        if self._uid is not None:
+            os.chown(target, self._uid, self._uid)
         return target
 
-    def run(self, argv: Sequence[str], limits: Limits | None = None) -> SandboxResult:
-        """Run one command to completion or until a limit; never raises for the command's faults."""
+    def run(
+        self, argv: Sequence[str], limits: Limits | None = None, *, writable: bool = False
+    ) -> SandboxResult:
+        """Run one command to completion or until a limit; never raises for the command's faults.
+
+        `writable`: the step writes into the host work dir (compilers); otherwise the work dir is a
+        fresh tmpfs with the files so far bound read-only into it.
+        """
         limits = limits or Limits()
         self._n_runs += 1
         out_path = self._root / f"stdout.{self._n_runs}"
         err_path = self._root / f"stderr.{self._n_runs}"
-        shim = _INIT_SHIM if self.isolation.pid_namespace else ()
-        command = [*_prlimit_prefix(limits), *self.isolation.prefix, *shim, *argv]
+        inner = [*_prlimit_argv(limits), *argv]
+        if self.isolation.mode == "unsafe":
+            command, cwd = inner, self.dir
+        else:
+            command, cwd = self._bwrap_argv(inner, limits, writable=writable), self._root
         started = time.monotonic()
         timed_out = False
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             try:
                 proc = subprocess.Popen(
                     command,
-                    cwd=self.dir,
-                    env=self._env,
+                    cwd=cwd,
+                    env=self._env if self.isolation.mode == "unsafe" else {"PATH": DEFAULT_PATH},
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
-                    preexec_fn=None if _PRLIMIT else functools.partial(_set_rlimits, limits),
                 )
             except OSError as exc:
                 return SandboxResult(
@@ -211,16 +278,72 @@ class Sandbox:
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                # Also ends daemons the program left in its group after a normal exit.
+                # Also ends daemons: bwrap's pid 1 is in this group, and the namespace dies with it.
                 _kill_group(proc)
         wall_s = time.monotonic() - started
-        returncode = _returncode(proc.returncode, shimmed=bool(shim))
-        status, detail = _classify(returncode, timed_out, limits)
-        return SandboxResult(status, returncode, _tail(out_path), _tail(err_path), wall_s, detail)
+        returncode = _returncode(proc.returncode, bwrap=self.isolation.sandboxed)
+        stdout, stderr = _tail(out_path), _tail(err_path)
+        capped = max(out_path.stat().st_size, err_path.stat().st_size) >= limits.fsize_bytes
+        status, detail = _classify(returncode, timed_out, limits, stdout + stderr, capped=capped)
+        return SandboxResult(status, returncode, stdout, stderr, wall_s, detail)
+
+    def _bwrap_argv(self, inner: list[str], limits: Limits, *, writable: bool) -> list[str]:
+        argv = [
+            "bwrap",
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+        ]
+        if self.isolation.mode == "bwrap-user":
+            argv += ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+        argv += ["--die-with-parent", "--new-session", "--clearenv"]
+        for name, value in self._env.items():
+            argv += ["--setenv", name, value]
+        for name in _SYSTEM_DIRS:
+            host = Path("/") / name
+            if host.is_symlink():
+                argv += ["--symlink", os.readlink(host), str(host)]
+            elif host.is_dir():
+                argv += ["--ro-bind", str(host), str(host)]
+        argv += ["--ro-bind", "/etc", "/etc"]
+        made: set[str] = {"/"}
+        for mount in self._mounts:
+            argv += _parent_dirs(mount, made)
+            argv += ["--ro-bind", mount, mount]
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        for tmp in ("/tmp", "/dev/shm"):
+            argv += ["--perms", "1777", "--size", str(limits.tmpfs_bytes), "--tmpfs", tmp]
+        if writable:
+            argv += ["--bind", str(self.dir), WORK_DIR]
+        else:
+            argv += ["--perms", "1777", "--size", str(limits.tmpfs_bytes), "--tmpfs", WORK_DIR]
+            for entry in sorted(self.dir.iterdir()):
+                argv += ["--ro-bind", str(entry), f"{WORK_DIR}/{entry.name}"]
+        argv += ["--chdir", WORK_DIR, "--"]
+        if self._uid is not None:
+            argv += [
+                "setpriv",
+                f"--reuid={self._uid}",
+                f"--regid={self._uid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--no-new-privs",
+                "--",
+            ]
+        return argv + inner
 
     def close(self) -> None:
-        """Remove the temp dir, including files a program made read-only."""
-        shutil.rmtree(self._root, onerror=_force_remove)
+        """Remove the temp dir and free the uid; a failure lands in `cleanup_error`, never raised."""
+        try:
+            shutil.rmtree(self._root, onerror=_force_remove)
+        except OSError as exc:
+            self.cleanup_error = f"cannot remove {self._root}: {exc}"
+        if self._slot_lock is not None:
+            os.close(self._slot_lock)
+            self._slot_lock = None
 
 
 def run_sandboxed(
@@ -228,43 +351,79 @@ def run_sandboxed(
     files: Mapping[str, str | bytes] | None = None,
     env: Mapping[str, str] | None = None,
     limits: Limits | None = None,
+    *,
+    isolation: Isolation | None = None,
 ) -> SandboxResult:
     """One command in a fresh sandbox: the single-step shorthand for `with Sandbox(...)`."""
-    with Sandbox(files, env) as box:
-        return box.run(argv, limits)
+    with Sandbox(files, env, isolation=isolation) as box:
+        result = box.run(argv, limits)
+    if box.cleanup_error:
+        return replace(result, status="error", detail=f"cleanup: {box.cleanup_error}")
+    return result
 
 
-_PRLIMIT = shutil.which("prlimit")
+_uid_guard = threading.Lock()
 
 
-def _rlimits(limits: Limits) -> list[tuple[str, int, int, int]]:
+def _acquire_uid() -> tuple[int, int]:
+    """A uid no other live Sandbox (in any process) holds, and the locked file that holds it."""
+    lock_dir = Path(tempfile.gettempdir()) / "codegeex-sandbox-uids"
+    lock_dir.mkdir(mode=0o700, exist_ok=True)
+    with _uid_guard:
+        for slot in range(UID_SLOTS):
+            fd = os.open(lock_dir / str(slot), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return UID_BASE + slot, fd
+    raise SandboxUnavailable(f"all {UID_SLOTS} sandbox uids are in use")
+
+
+def _mount_points(paths: Iterable[str]) -> list[str]:
+    """Existing absolute paths, outside what is bound anyway, without ones nested in others."""
+    covered = ("/usr/", "/etc/", *(f"/{name}/" for name in _SYSTEM_DIRS))
+    real = sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)})
+    kept: list[str] = []
+    for path in real:
+        if path == "/" or (path + "/").startswith(covered):
+            continue
+        if not any(path == k or path.startswith(k + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
+def _parent_dirs(path: str, made: set[str]) -> list[str]:
+    """bwrap makes missing parents 0700 as root; make them 0755 so the dropped uid can pass."""
+    argv: list[str] = []
+    parts = Path(path).parts[1:-1]
+    for depth in range(1, len(parts) + 1):
+        parent = "/" + "/".join(parts[:depth])
+        if parent not in made:
+            made.add(parent)
+            argv += ["--perms", "0755", "--dir", parent]
+    return argv
+
+
+def _prlimit_argv(limits: Limits) -> list[str]:
     cpu = max(1, int(-(-limits.cpu_s // 1)))
     return [
-        ("cpu", resource.RLIMIT_CPU, cpu, cpu + 1),
-        ("as", resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
-        ("nproc", resource.RLIMIT_NPROC, limits.nproc, limits.nproc),
-        ("fsize", resource.RLIMIT_FSIZE, limits.fsize_bytes, limits.fsize_bytes),
-        ("core", resource.RLIMIT_CORE, 0, 0),
+        "prlimit",
+        f"--cpu={cpu}:{cpu + 1}",
+        f"--as={limits.memory_bytes}",
+        f"--nproc={limits.nproc}",
+        f"--fsize={limits.fsize_bytes}",
+        "--core=0",
+        "--",
     ]
-
-
-def _prlimit_prefix(limits: Limits) -> list[str]:
-    if not _PRLIMIT:
-        return []
-    return [_PRLIMIT, *(f"--{name}={soft}:{hard}" for name, _, soft, hard in _rlimits(limits)), "--"]
-
-
-def _set_rlimits(limits: Limits) -> None:
-    """Fallback for hosts without util-linux's prlimit (runs in the child before exec)."""
-    for _, which, soft, hard in _rlimits(limits):
-        resource.setrlimit(which, (soft, hard))
 
 
 def _kill_group(proc: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> None:
     """SIGKILL the leader's group, reap the leader, and wait until the other members are gone.
 
-    Killed processes take a moment to exit (and, under the pid namespace, to be torn down with it);
-    a caller that looks right away, or removes the temp dir, must not find them still running.
+    The group holds bwrap and its pid-1 in the namespace, whose death kills every process in the
+    namespace before it exits; a caller that looks right away must not find them still running.
     """
     pgid = proc.pid  # start_new_session: the leader's pid is the group id
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -277,21 +436,31 @@ def _kill_group(proc: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> None:
             time.sleep(0.005)
 
 
-def _returncode(raw: int, *, shimmed: bool) -> int:
-    if shimmed and 128 < raw < 128 + signal.NSIG:
+def _returncode(raw: int, *, bwrap: bool) -> int:
+    # bwrap reports a command killed by signal N as exit status 128 + N.
+    if bwrap and 128 < raw < 128 + signal.NSIG:
         return -(raw - 128)
     return raw
 
 
-def _classify(returncode: int, timed_out: bool, limits: Limits) -> tuple[Status, str]:
+def _classify(
+    returncode: int, timed_out: bool, limits: Limits, output: str, *, capped: bool
+) -> tuple[Status, str]:
     if timed_out:
         return "timeout", f"wall-clock limit of {limits.wall_s:g} s"
-    if returncode == 0:
-        return "passed", ""
     if returncode == -signal.SIGXCPU:
         return "timeout", f"CPU limit of {limits.cpu_s:g} s"
-    if returncode == -signal.SIGXFSZ:
-        return "failed", f"file-size limit of {limits.fsize_bytes} bytes"
+    if capped or returncode == -signal.SIGXFSZ:
+        return "failed", f"output capped: file-size limit of {limits.fsize_bytes} bytes"
+    if returncode == 0:
+        return "passed", ""
+    if _TIMED_OUT.search(output):
+        return "timeout", f"the runtime reported a timeout (CPU limit {limits.cpu_s:g} s)"
+    if _OUT_OF_MEMORY.search(output):
+        return (
+            "out-of-memory",
+            f"allocation failed under the {limits.memory_bytes >> 20} MiB address-space limit",
+        )
     if returncode < 0:
         return "failed", f"killed by {_signal_name(-returncode)}"
     return "failed", f"exit status {returncode}"

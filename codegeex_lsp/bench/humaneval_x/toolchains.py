@@ -3,7 +3,12 @@
 A missing toolchain makes only its language unavailable (with the reason and the install hint);
 a missing optional piece (js-md5, boost, openssl) is a note, because it breaks one task, not all.
 What a language needs at run time that is not on the sandbox's PATH travels in `Toolchain.env`
-(NODE_PATH, GOPATH, GOCACHE) and `Toolchain.compile_args` (Rust's `--extern` flags).
+(NODE_PATH, GOPATH, GOCACHE) and `Toolchain.compile_args` (Rust's `--extern` flags); the host dirs
+these name, outside /usr and /etc, are in `Toolchain.mounts`, which the sandbox binds read-only.
+
+Go's build cache is such a read-only mount: generated code must not write into a cache later runs
+read, so it is filled once here, by compiling a trusted test that imports the packages the tasks
+use, and each sandboxed `go test -c` then reads it (Go only warns when it cannot add to a cache).
 
 Rust's crates (rand 0.8, regex 1, md5 0.7) are built once by cargo from Debian's offline registry
 into a persistent cache, and each task is then compiled with `rustc --test --extern ...` against
@@ -22,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +78,7 @@ class Toolchain:
     notes: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     compile_args: tuple[str, ...] = ()
+    mounts: tuple[str, ...] = ()
 
 
 def bench_cache_dir() -> Path:
@@ -135,7 +142,9 @@ def _find_python() -> Toolchain:
     version = _version(sys.executable, "-c", probe)
     if not version.startswith("python "):
         return _missing("python", f"numpy for {sys.executable}")
-    return Toolchain("python", available=True, versions=(version,))
+    # The venv's interpreter and its base installation, wherever they live (a pyenv under $HOME).
+    mounts = (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)))
+    return Toolchain("python", available=True, versions=(version,), mounts=mounts)
 
 
 def _find_js() -> Toolchain:
@@ -149,6 +158,7 @@ def _find_js() -> Toolchain:
         versions=(_version("node", "--version"),),
         notes=notes,
         env={"NODE_PATH": str(modules)},
+        mounts=(str(modules),),
     )
 
 
@@ -185,7 +195,51 @@ def _find_go() -> Toolchain:
         "GOCACHE": str(gocache),
         "GOTOOLCHAIN": "local",
     }
-    return Toolchain("go", available=True, versions=(_version("go", "version"),), env=env)
+    notes = () if _warm_go_cache(env) else ("could not prefill the Go build cache: each task compiles more",)
+    return Toolchain(
+        "go",
+        available=True,
+        versions=(_version("go", "version"),),
+        notes=notes,
+        env=env,
+        mounts=(str(DEBIAN_GOPATH), str(gocache)),
+    )
+
+
+_GO_WARM_PACKAGES = (
+    "bytes",
+    "crypto/md5",
+    "fmt",
+    "math",
+    "math/rand",
+    "regexp",
+    "sort",
+    "strconv",
+    "strings",
+    "time",
+)
+
+
+def _warm_go_cache(env: dict[str, str]) -> bool:
+    """Compile (never run) a trusted test importing what the tasks use, filling GOCACHE."""
+    imports = "".join(f'    _ "{package}"\n' for package in _GO_WARM_PACKAGES)
+    source = (
+        'package main\n\nimport (\n    "testing"\n    "github.com/stretchr/testify/assert"\n'
+        f"{imports})\n\nfunc TestWarm(t *testing.T) {{ assert.New(t).True(true) }}\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="hx-gowarm-") as scratch:
+        Path(scratch, "main_test.go").write_text(source)
+        try:
+            done = subprocess.run(
+                ["go", "test", "-c", "-o", "main.test", "main_test.go"],
+                cwd=scratch,
+                env={"PATH": DEFAULT_PATH, "HOME": scratch, **env},
+                capture_output=True,
+                timeout=600,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return done.returncode == 0
 
 
 def _find_rust() -> Toolchain:
@@ -203,7 +257,11 @@ def _find_rust() -> Toolchain:
     for crate in RUST_CRATES:
         args += ["--extern", f"{crate}={externs[crate]}"]
     return Toolchain(
-        "rust", available=True, versions=(rustc, _version("cargo", "--version")), compile_args=tuple(args)
+        "rust",
+        available=True,
+        versions=(rustc, _version("cargo", "--version")),
+        compile_args=tuple(args),
+        mounts=(str(deps_dir),),
     )
 
 
