@@ -15,12 +15,19 @@ from codegeex_lsp.bench.infill import infillers, run
 from codegeex_lsp.bench.infill.infillers import CanonicalInfiller, Infill
 from codegeex_lsp.bench.infill.report import CHART_FILE, REPORT_FILE, RESULTS_FILE
 from codegeex_lsp.bench.infill.score import exact_match
-from codegeex_lsp.bench.infill.tasks import KINDS, cut_tasks, is_target_line, select_tasks
+from codegeex_lsp.bench.infill.tasks import (
+    KINDS,
+    SPLITS,
+    cut_tasks,
+    is_target_line,
+    problem_split,
+    select_tasks,
+)
 from codegeex_lsp.errors import InputError, ModelError
 
 FIRST_TASK_IDS = {
-    "python": ["Python/0/single/L12", "Python/0/multi/L13-L15", "Python/0/span/L13C36-L14C17"],
-    "rust": ["Rust/0/single/L29", "Rust/0/multi/L14-L18", "Rust/0/span/L14C7-L14C8"],
+    "python": ["Python/110/single/L21", "Python/110/multi/L18-L22", "Python/110/span/L21C13-L21C19"],
+    "rust": ["Rust/110/single/L28", "Rust/110/multi/L33-L34", "Rust/110/span/L33C10-L33C16"],
 }
 """Pinned: the ids (and so the masks) must not move between runs, machines or Python versions."""
 
@@ -43,7 +50,7 @@ def test_cutting_is_deterministic_and_follows_the_rules(language: str) -> None:
     ]
     # A task does not depend on which kinds or limits a run asks for.
     singles_only = select_tasks(problems, kinds=("single",), seed=7, limit=3)
-    assert singles_only == [t for t in first if t.kind == "single"][:3]
+    assert len(singles_only) == 3 and set(singles_only) <= {t for t in first if t.kind == "single"}
     assert [t.task_id for t in select_tasks(problems, seed=8)] != [t.task_id for t in first]
 
     for task in first:
@@ -62,6 +69,22 @@ def test_cutting_is_deterministic_and_follows_the_rules(language: str) -> None:
             assert "\n" not in task.middle
         if task.kind == "multi":
             assert task.middle.count("\n") >= 1
+
+
+def test_problems_are_drawn_across_all_164_with_a_recorded_split() -> None:
+    python, java = load_tasks("python"), load_tasks("java")
+    drawn = select_tasks(python, kinds=("single",), limit=20)
+    numbers = [t.source.number for t in drawn]
+    assert numbers != list(range(20)) and max(numbers) > 100  # never the first N
+    # The same problems in every language (same seed), and a split that depends on the problem only.
+    assert [t.source.number for t in select_tasks(java, kinds=("single",), limit=20)] == numbers
+    assert {problem_split(n) for n in numbers} == set(SPLITS)
+    assert all(t.split == problem_split(t.source.number) and t.to_json()["split"] == t.split for t in drawn)
+    heldout = select_tasks(python, kinds=("single",), limit=20, split="heldout")
+    assert len(heldout) == 20 and {t.split for t in heldout} == {"heldout"}
+    assert 60 < sum(problem_split(n) == "heldout" for n in range(164)) < 104
+    with pytest.raises(ValueError, match="split"):
+        select_tasks(python, split="train")
 
 
 def test_task_ids_are_pinned() -> None:
@@ -139,7 +162,14 @@ def test_runs_resume_without_regenerating_or_reexecuting(
     monkeypatch.setattr(run, "run_tests", lambda *args: pytest.fail("executed a cached program"))
     second = run.run_benchmark(options, tasks, never)
     assert second["languages"]["python"]["tasks"] == first["languages"]["python"]["tasks"]
-    assert second["totals"]["single"] == {"n": 2, "passed": 2, "pass_at_1": 1.0, "exact_match": 1.0}
+    single = second["totals"]["single"]
+    assert {key: single[key] for key in ("n", "passed", "pass_at_1", "exact_match")} == {
+        "n": 2,
+        "passed": 2,
+        "pass_at_1": 1.0,
+        "exact_match": 1.0,
+    }
+    assert sum(part["n"] for part in single["splits"].values()) == 2
 
 
 def test_bad_flag_combinations_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,9 +2,8 @@
 
 Every infiller answers an `InfillTask` with an `Infill`: the text to insert and the span of the
 holed document it replaces (the cursor, unless a server's edit range says otherwise). The direct
-path repeats the language server's own request path step by step (the context stage at the cursor,
-the server's text bounds, token budgets and per-mode token limits, then `CompletionService.complete`)
-so that `--through-lsp` differs from it only by the transport and the mode decision it cannot be
+path takes the language server's own request path (the context stage at the cursor, then
+`complete.complete_request` with the server's budgets and per-mode token limits) so that `--through-lsp` differs from it only by the transport and the mode decision it cannot be
 told to override.
 
 The mode: `--mode kind` (the direct path's default) asks LINE for single-line masks and BLOCK for
@@ -21,16 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from codegeex_lsp.bench.infill.tasks import DOCUMENT_ROOT, KIND_MODES, InfillTask
+from codegeex_lsp.complete import complete_request
 from codegeex_lsp.config import EngineOptions
-from codegeex_lsp.context import Document, build_context, to_fim_request
+from codegeex_lsp.context import Document, build_context
 from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.errors import ModelError
-from codegeex_lsp.server.completion import (
-    bounded_request,
-    completion_options,
-    context_options,
-    fit_to_context,
-)
+from codegeex_lsp.server.completion import completion_options, context_options
 from codegeex_lsp.server.options import ModelOptions, ServerOptions, parse_options
 
 MODE_SOURCES: tuple[str, ...] = ("kind", "context")
@@ -48,9 +43,14 @@ class Infill:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def program(self, task: InfillTask) -> str:
-        """The document the tests run on: the holed document with this infill applied."""
+        """The document the tests run on: the holed document with this infill applied.
+
+        A whole-line hole (HumanEval-Infilling single-line) takes the answer's first line and its
+        newline, whoever answered: an editor accepts one line there.
+        """
         holed = task.holed
-        return holed[: self.start] + self.text + holed[self.end :]
+        text = self.text.split("\n", 1)[0] + "\n" if task.whole_line else self.text
+        return holed[: self.start] + text + holed[self.end :]
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,12 +150,12 @@ class EngineInfiller:
         ctx = build_context(doc, doc.position_at(cursor), (), context_options(self.options, DOCUMENT_ROOT))
         mode = request_mode(task, ctx.mode, self.mode_source)
         ctx = dataclasses.replace(ctx, mode=mode)
-        fim, completion = fit_to_context(
-            bounded_request(to_fim_request(ctx), self.options),
+        result = complete_request(
+            ctx,
             completion_options(self.options, mode),
-            self.service.loaded.model.max_seq_len,
+            self.service,
+            n_context=self.service.loaded.model.max_seq_len,
         )
-        result = self.service.complete(fim, completion)
         detail = {
             "prompt_tokens": result.prompt_tokens,
             "generated_tokens": result.generated_tokens,

@@ -9,7 +9,11 @@ model{name, model_hash, quant, format}, settings{...}, languages{lang: {availabl
 notes, n_tasks, task_set_sha256, excluded_problems, kinds{kind: {n, passed, pass_at_1, exact_match,
 statuses, modes, editor_modes, generate_s_mean}}, wall_s{generate, execute} (this invocation only),
 tasks{task_id: {kind, status, exact, mode, editor_mode, generate_s, detail}}}}, totals{kind: {n,
-passed, pass_at_1, exact_match}}}; pass_at_1 and exact_match are fractions in [0, 1].
+passed, pass_at_1, exact_match}}}; pass_at_1 and exact_match are fractions in [0, 1]. Later
+additions: `host` (CPU and SIMD flags), per task `split`, per kind cell `ci95` and `splits{split: {n,
+passed, pass_at_1, ci95}}`, settings `suite`/`split`/`samples`/`peer`, and `missing` (a peer that
+could not run). Every pass@1 in the Markdown carries its 95 % Wilson interval and n; variants run
+on the same tasks are compared pairwise with the exact McNemar test.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from codegeex_lsp.bench.humaneval_x.dataset import DISPLAY_NAMES, LANGUAGES
-from codegeex_lsp.bench.infill.tasks import KIND_MODES, KINDS
+from codegeex_lsp.bench.infill.suite import PUBLISHED, SUITE
+from codegeex_lsp.bench.infill.tasks import KIND_MODES, KINDS, SPLITS
+from codegeex_lsp.bench.stats import format_host, format_paired, mcnemar, wilson_interval
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -35,6 +41,7 @@ VARIANT_ORDER: tuple[str, ...] = (
         for base in ("fp", "fp-ctx", "fp-lsp", "int4", "int4-ctx", "int4-lsp")
         for carry in ("", "-nocarry")
     ),
+    "peer-llama-server",
 )
 
 Results = dict[str, Any]
@@ -71,7 +78,12 @@ def write_report(root: Path) -> list[Path]:
 
 
 def render_markdown(variants: Mapping[str, Results]) -> str:
-    """One row per language and mask kind (then all languages), pass@1 and exact match per variant."""
+    """One row per language and mask kind (then all languages), pass@1 and exact match per variant;
+    then all languages by split, the pairwise tests, the published rows and each variant's notes."""
+    missing = {name: results for name, results in variants.items() if results.get("missing")}
+    variants = {name: results for name, results in variants.items() if not results.get("missing")}
+    if not variants:
+        return "\n".join(f"- {name}: peer missing: {r['missing']}" for name, r in missing.items()) + "\n"
     header = ["Language", "Kind", "Tasks"]
     for variant in variants:
         header += [f"{variant} pass@1", f"{variant} EM"]
@@ -89,17 +101,35 @@ def render_markdown(variants: Mapping[str, Results]) -> str:
             for cell in cells:
                 row += _cells(cell, n)
             rows.append(row)
+    first = next(iter(variants.values()))
+    standard_suite = first.get("settings", {}).get("suite") == SUITE
     lines = [
-        "# Infilling (HumanEval-X canonical solutions, masked)",
+        "# Infilling (HumanEval-Infilling, the standard Python benchmark)"
+        if standard_suite
+        else "# Infilling (HumanEval-X canonical solutions, masked)",
         "",
         "pass@1: percent of tasks whose hidden tests pass with the model's middle inserted (greedy, one",
-        "sample). EM: percent whose document equals the original up to whitespace. Kinds: `single` one",
-        "line, `multi` 2-8 lines, `span` a random character span (see `codegeex_lsp/bench/infill/tasks.py`).",
+        "sample), with its 95 % Wilson interval in brackets. EM: percent whose document equals the",
+        "original up to whitespace. "
+        + (
+            "Kinds: `single` one whole line, `multi` a block of lines, `span` a random character span; "
+            "scored with the benchmark's own program (`codegeex_lsp/bench/infill/suite.py`)."
+            if standard_suite
+            else "Kinds: `single` one line, `multi` 2-8 lines, `span` a random character span "
+            "(see `codegeex_lsp/bench/infill/tasks.py`)."
+        ),
+        f"Split of these rows: {_split_label(first)}.",
         "",
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
     ]
-    lines += _task_notes(next(iter(variants.values())))
+    lines += _split_table(variants, kinds)
+    lines += _comparisons(variants, kinds)
+    if standard_suite:
+        lines += _published(kinds)
+    for name, results in missing.items():
+        lines += [f"## {name}", "", f"- peer missing: {results['missing']}", ""]
+    lines += _task_notes(first)
     for variant, results in variants.items():
         lines += _variant_notes(variant, results)
     return "\n".join(lines)
@@ -157,7 +187,84 @@ def _cells(cell: Mapping[str, Any] | None, n: int) -> list[str]:
     if not cell.get("n"):
         return ["", ""]
     other = f" (n={cell['n']})" if cell["n"] != n else ""
-    return [f"{100 * cell['pass_at_1']:.1f}{other}", f"{100 * cell['exact_match']:.1f}"]
+    return [f"{_rate(cell['passed'], cell['n'])}{other}", f"{100 * cell['exact_match']:.1f}"]
+
+
+def _rate(passed: int, n: int) -> str:
+    low, high = wilson_interval(passed, n)
+    return f"{100 * passed / n:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _split_label(results: Results) -> str:
+    split = results.get("settings", {}).get("split", "all")
+    if split == "all":
+        return "all problems (tune + heldout; per split below)"
+    return f"{split} only"
+
+
+def _split_table(variants: Mapping[str, Results], kinds: Sequence[str]) -> list[str]:
+    """All languages, per kind and split: which number is tuned-on and which is held out."""
+    header = ["Kind", "Split", *(f"{variant} pass@1 (n)" for variant in variants)]
+    rows = [header, ["---"] * len(header)]
+    for kind in kinds:
+        for split in SPLITS:
+            cells = []
+            for results in variants.values():
+                cell = results.get("totals", {}).get(kind, {}).get("splits", {}).get(split)
+                cells.append(
+                    f"{_rate(cell['passed'], cell['n'])} ({cell['n']})" if cell and cell["n"] else ""
+                )
+            if any(cells):
+                rows.append([kind, split, *cells])
+    if len(rows) == 2:
+        return []
+    return [
+        "## By split (all languages)",
+        "",
+        "`heldout` problems are never used to choose a recipe, filter or setting; `tune` ones may be.",
+        "",
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
+
+
+def task_outcomes(results: Results, kind: str, split: str | None = None) -> dict[str, bool]:
+    """task id -> passed, for one kind (and split) over every available language."""
+    return {
+        task_id: task["status"] == "passed"
+        for entry in results["languages"].values()
+        if entry.get("available")
+        for task_id, task in entry.get("tasks", {}).items()
+        if task["kind"] == kind and (split is None or task.get("split") == split)
+    }
+
+
+def _comparisons(variants: Mapping[str, Results], kinds: Sequence[str]) -> list[str]:
+    """Exact McNemar between every two model variants, per kind, on the tasks both ran."""
+    names = [name for name in variants if name != "canonical"]
+    lines: list[str] = []
+    for kind in kinds:
+        for index, a in enumerate(names):
+            for b in names[index + 1 :]:
+                paired = mcnemar(task_outcomes(variants[a], kind), task_outcomes(variants[b], kind))
+                if paired.n:
+                    lines.append(f"- {kind}: {format_paired(paired, a, b)}")
+    if not lines:
+        return []
+    return ["## Paired comparisons (all languages, all splits)", "", *lines, ""]
+
+
+def _published(kinds: Sequence[str]) -> list[str]:
+    header = ["Published model", *kinds]
+    rows = [header, ["---"] * len(header)]
+    for model, figures in PUBLISHED.items():
+        rows.append([model, *(f"{figures[kind]:.1f}" if kind in figures else "—" for kind in kinds)])
+    return [
+        "## Published pass@1 on this data (for scale; larger models, their own prompts)",
+        "",
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
 
 
 def _languages(variants: Mapping[str, Results]) -> list[str]:
@@ -203,6 +310,7 @@ def _variant_notes(variant: str, results: Results) -> list[str]:
         f"- command: `{results.get('command', '')}`",
         f"- model: {model.get('name')} (format {model.get('format') or '-'}, hash {model.get('model_hash')}, "
         f"quant {model.get('quant')}); git {results.get('git_commit')}",
+        f"- {format_host(results.get('host'))}",
         f"- path: {_path(settings)}; mode by {settings.get('mode')}; max tokens LINE "
         f"{settings.get('max_tokens_line')}, BLOCK {settings.get('max_tokens_block')}; "
         f"cursor line carried after the middle token: {_carry(settings)}; "
@@ -235,6 +343,8 @@ def _variant_notes(variant: str, results: Results) -> list[str]:
 def _path(settings: Mapping[str, Any]) -> str:
     if settings.get("canonical"):
         return "canonical middles (harness check)"
+    if settings.get("peer"):
+        return f"peer {settings.get('peer')}: {settings.get('peer_request')}"
     if settings.get("through_lsp"):
         return "codegeex-lsp serve, textDocument/inlineCompletion (invoked)"
     return "CompletionService in process, the server's request path"
@@ -260,6 +370,8 @@ def summarize_kinds(tasks: Mapping[str, Mapping[str, Any]], kinds: Sequence[str]
             "n": n,
             "passed": passed,
             "pass_at_1": passed / n if n else 0.0,
+            "ci95": wilson_interval(passed, n),
+            "splits": _by_split(records),
             "exact_match": sum(task["exact"] for task in records) / n if n else 0.0,
             "statuses": _count(task["status"] for task in records),
             "modes": _count(task["mode"] for task in records),
@@ -277,12 +389,38 @@ def totals(languages: Mapping[str, Mapping[str, Any]], kinds: Sequence[str]) -> 
         n = sum(cell["n"] for cell in cells)
         passed = sum(cell["passed"] for cell in cells)
         exact = sum(cell["exact_match"] * cell["n"] for cell in cells)
+        splits: dict[str, dict[str, Any]] = {}
+        for cell in cells:
+            for split, part in cell.get("splits", {}).items():
+                merged = splits.setdefault(split, {"n": 0, "passed": 0})
+                merged["n"] += part["n"]
+                merged["passed"] += part["passed"]
+        for merged in splits.values():
+            merged["pass_at_1"] = merged["passed"] / merged["n"] if merged["n"] else 0.0
+            merged["ci95"] = wilson_interval(merged["passed"], merged["n"])
         out[kind] = {
             "n": n,
             "passed": passed,
             "pass_at_1": passed / n if n else 0.0,
             "exact_match": exact / n if n else 0.0,
+            "ci95": wilson_interval(passed, n),
+            "splits": dict(sorted(splits.items())),
         }
+    return out
+
+
+def _by_split(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for split in SPLITS:
+        chosen = [task for task in records if task.get("split") == split]
+        if chosen:
+            passed = sum(task["status"] == "passed" for task in chosen)
+            out[split] = {
+                "n": len(chosen),
+                "passed": passed,
+                "pass_at_1": passed / len(chosen),
+                "ci95": wilson_interval(passed, len(chosen)),
+            }
     return out
 
 

@@ -1,6 +1,11 @@
 """`codegeex-lsp bench infill`: cut, generate, execute and report, resumable at every step.
 
-Layout under `--out ROOT` (default test-artifacts/infill): `ROOT/<variant>/` holding
+Two suites: `humanevalx` (default), our own masks cut from HumanEval-X canonical solutions in six
+languages (problems drawn with a seed across all 164, split tune/heldout), and `humaneval-infilling`,
+the standard Python benchmark scored with its own program (`suite`). `--peer llama-server` runs the
+same tasks through llama.cpp's `/infill` (`peer`) as variant `peer-llama-server`.
+
+Layout under `--out ROOT` (default test-artifacts/infill, or test-artifacts/humaneval-infilling): `ROOT/<variant>/` holding
 `settings.json`, `tasks/<lang>.jsonl` (the cut tasks: ids, cursor, true middle, editor mode),
 `generations/<lang>.jsonl` (one infill per task), `executions/<lang>.jsonl` (one test run per
 distinct program), `model.json`, `server.log` (with `--through-lsp`) and `results.json`; the report
@@ -44,6 +49,7 @@ from codegeex_lsp.bench.humaneval_x.run import (
 from codegeex_lsp.bench.humaneval_x.sandbox import probe_isolation
 from codegeex_lsp.bench.humaneval_x.toolchains import Toolchain, find_toolchain
 from codegeex_lsp.bench.infill import report
+from codegeex_lsp.bench.infill import suite as standard
 from codegeex_lsp.bench.infill.infillers import (
     MODE_SOURCES,
     CanonicalInfiller,
@@ -52,8 +58,10 @@ from codegeex_lsp.bench.infill.infillers import (
     InfillerInfo,
     server_settings,
 )
+from codegeex_lsp.bench.infill.peer import PEERS, PeerMissing
 from codegeex_lsp.bench.infill.score import exact_match, program_sha, run_tests
-from codegeex_lsp.bench.infill.tasks import DEFAULT_SEED, KINDS, InfillTask, select_tasks
+from codegeex_lsp.bench.infill.tasks import DEFAULT_SEED, KINDS, SPLIT_CHOICES, InfillTask, select_tasks
+from codegeex_lsp.bench.stats import host_info
 from codegeex_lsp.config import DEFAULT_MODEL
 from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.errors import CodegeexError, InputError
@@ -62,6 +70,8 @@ from codegeex_lsp.server.options import ContextBudgets, ModelOptions, Suggestion
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = Path("test-artifacts/infill")
+DEFAULT_OUTS = {"humanevalx": DEFAULT_OUT, standard.SUITE: Path("test-artifacts/humaneval-infilling")}
+SUITES: tuple[str, ...] = tuple(DEFAULT_OUTS)
 # Settings that change what a cached generation means; the rest (langs, kinds, limit, workers) may vary.
 _CACHE_KEYS = (
     "model",
@@ -74,9 +84,11 @@ _CACHE_KEYS = (
     "max_tokens_block",
     "canonical",
     "carry_line",
+    "suite",
+    "peer",
 )
 # What a key meant in runs recorded before it existed (runs before line carry did not carry).
-_LEGACY_SETTINGS: dict[str, Any] = {"carry_line": False}
+_LEGACY_SETTINGS: dict[str, Any] = {"carry_line": False, "suite": "humanevalx", "peer": None}
 
 
 @dataclass(frozen=True)
@@ -103,11 +115,18 @@ class RunOptions:
     max_tokens_block: int = SuggestionOptions().max_tokens_block
     carry_line: bool = ContextBudgets().carry_line
     command: str = ""
+    suite: str = "humanevalx"
+    split: str = "all"
+    samples: tuple[tuple[str, int | None], ...] = tuple(standard.DEFAULT_SAMPLES.items())
+    peer: str | None = None
+    llama_server: str | None = None
 
     @property
     def variant(self) -> str:
         if self.canonical:
             return "canonical"
+        if self.peer:
+            return f"peer-{self.peer}"
         base = "int4" if self.quant == "int4" else "fp"
         if self.through_lsp:
             base = f"{base}-lsp"
@@ -131,20 +150,57 @@ def build_parser() -> argparse.ArgumentParser:
         "solutions; score by running the tests.",
     )
     parser.add_argument(
-        "--langs", default=",".join(LANGUAGES), help="comma-separated: " + ",".join(LANGUAGES)
+        "--suite",
+        choices=SUITES,
+        default="humanevalx",
+        help="humanevalx: our masks of HumanEval-X solutions (six languages); humaneval-infilling: "
+        "the standard Python benchmark, scored with its own program",
+    )
+    parser.add_argument(
+        "--langs",
+        default=None,
+        help="comma-separated: " + ",".join(LANGUAGES) + " (default: all of the suite)",
     )
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: " + ",".join(KINDS))
+    parser.add_argument(
+        "--split",
+        choices=SPLIT_CHOICES,
+        default="all",
+        help="problems of one split only (tune: recipes may be chosen on it; heldout: never); "
+        "every result records each task's split either way",
+    )
+    for kind, size in standard.DEFAULT_SAMPLES.items():
+        parser.add_argument(
+            f"--sample-{kind}",
+            type=int,
+            default=size,
+            help=f"humaneval-infilling: seeded sample of {kind} tasks (default: {size or 'all'})",
+        )
+    parser.add_argument(
+        "--peer", choices=PEERS, default=None, help="run the tasks through a peer instead (llama.cpp /infill)"
+    )
+    parser.add_argument(
+        "--llama-server",
+        default=None,
+        help="llama-server binary (default: $CODEGEEX_LLAMA_SERVER, else <cache>/llama.cpp/*/bin/llama-server)",
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or path (default: %(default)s)")
     parser.add_argument("--format", help="prompt format (default: detected from the tokenizer)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--quant", choices=("none", "int4"), default="none")
     parser.add_argument("--per-task", type=int, default=1, help="masks per kind and problem (default 1)")
-    parser.add_argument("--limit", type=int, default=None, help="at most N tasks per language and kind")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="at most N tasks per language and kind (a seeded draw)"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--data", type=Path, default=None, help="HumanEval-X dir (default: the package's copy)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: test-artifacts/<infill|humaneval-infilling>"
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help="HumanEval-X dir (default: the package's copy)"
+    )
     parser.add_argument(
         "--through-lsp", action="store_true", help="send each task to a `codegeex-lsp serve` process"
     )
@@ -169,8 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace, command: str = "") -> RunOptions:
-    languages = _split(args.langs)
+    standard_suite = args.suite == standard.SUITE
+    languages = _split(args.langs) if args.langs else (("python",) if standard_suite else LANGUAGES)
     kinds = _split(args.kinds)
+    if standard_suite and languages != ("python",):
+        raise InputError(f"--suite {standard.SUITE} is Python only (--langs python)")
+    samples = tuple((kind, getattr(args, f"sample_{kind}")) for kind in standard.DEFAULT_SAMPLES)
+    if any(size is not None and size < 1 for _, size in samples):
+        raise InputError("--sample-* must be positive")
+    if args.peer and (args.through_lsp or args.canonical or args.quant != "none"):
+        raise InputError("--peer runs the peer alone: no --through-lsp, --canonical or --quant")
     if unknown := [name for name in languages if name not in LANGUAGES]:
         raise InputError(f"unknown language(s) {', '.join(unknown)}; choose from {','.join(LANGUAGES)}")
     if unknown := [name for name in kinds if name not in KINDS]:
@@ -202,7 +266,7 @@ def options_from_args(args: argparse.Namespace, command: str = "") -> RunOptions
         limit=args.limit,
         seed=args.seed,
         workers=args.workers,
-        out=args.out,
+        out=args.out or DEFAULT_OUTS[args.suite],
         data=args.data,
         through_lsp=args.through_lsp,
         canonical=args.canonical,
@@ -211,6 +275,11 @@ def options_from_args(args: argparse.Namespace, command: str = "") -> RunOptions
         max_tokens_block=args.max_tokens_block,
         carry_line=args.carry_line,
         command=command,
+        suite=args.suite,
+        split=args.split,
+        samples=samples,
+        peer=args.peer,
+        llama_server=args.llama_server,
     )
 
 
@@ -222,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from_args(build_parser().parse_args(argv), _command(argv))
         tasks = {language: cut_language(language, options) for language in options.languages}
         results = run_benchmark(options, tasks, infiller_factory(options))
+    except PeerMissing as exc:
+        log.warning("peer missing: %s", exc)
+        results = record_missing_peer(options, str(exc))
     except CodegeexError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -235,11 +307,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cut_language(language: str, options: RunOptions) -> list[InfillTask]:
+    if options.suite == standard.SUITE:
+        return standard.load_suite(
+            options.kinds, dict(options.samples), options.seed, options.limit, options.split
+        )
     try:
         problems = load_tasks(language, options.data)
     except FileNotFoundError as exc:
         raise InputError(f"HumanEval-X data not found: {exc.filename} (pass --data DIR)") from None
-    return select_tasks(problems, options.kinds, options.per_task, options.seed, options.limit)
+    return select_tasks(problems, options.kinds, options.per_task, options.seed, options.limit, options.split)
 
 
 def infiller_factory(options: RunOptions) -> Callable[[], Infiller]:
@@ -248,6 +324,15 @@ def infiller_factory(options: RunOptions) -> Callable[[], Infiller]:
     def make() -> Infiller:
         if options.canonical:
             return CanonicalInfiller()
+        if options.peer:
+            from codegeex_lsp.bench.infill.peer import LlamaServerInfiller, find_llama_server, model_gguf
+
+            binary, reason = find_llama_server(options.llama_server)
+            if binary is None:
+                raise PeerMissing(reason)
+            gguf, digest = model_gguf(options.model)
+            log_path = options.out / options.variant / "server.log"
+            return LlamaServerInfiller(binary, gguf, digest, log_path, threads=options.threads)
         if options.through_lsp:
             from codegeex_lsp.bench.infill.lsp import LspInfiller
 
@@ -293,6 +378,7 @@ def run_benchmark(
         "variant": options.variant,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
+        "host": host_info(),
         "command": options.command,
         "model": lazy.info_json(),
         "settings": settings,
@@ -316,6 +402,28 @@ def run_benchmark(
             language, tasks[language], infills[language], records, toolchain, wall_s, options.kinds
         )
     results["totals"] = report.totals(results["languages"], options.kinds)
+    report.write_results(directory, results)
+    return results
+
+
+def record_missing_peer(options: RunOptions, reason: str) -> dict[str, Any]:
+    """A peer that cannot run still gets a results file, so the report says why its column is empty."""
+    directory = options.out / options.variant
+    directory.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "schema": report.SCHEMA_VERSION,
+        "benchmark": "infill",
+        "variant": options.variant,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "host": host_info(),
+        "command": options.command,
+        "missing": reason,
+        "model": dataclasses.asdict(InfillerInfo(name=f"peer {options.peer}", model_hash="")),
+        "settings": _settings(options),
+        "languages": {},
+        "totals": {},
+    }
     report.write_results(directory, results)
     return results
 
@@ -392,6 +500,7 @@ def summarize_language(
         record = records[task.task_id]
         per_task[task.task_id] = {
             "kind": task.kind,
+            "split": task.split,
             "status": record["status"],
             "exact": exact_match(task, infill.program(task)),
             "mode": infill.mode,
@@ -465,19 +574,33 @@ class _LazyInfiller:
 
 
 def _settings(options: RunOptions) -> dict[str, Any]:
-    directory = data_dir(options.data)
+    standard_suite = options.suite == standard.SUITE
+    directory = standard.DATA_DIR if standard_suite else data_dir(options.data)
+    if standard_suite:
+        data_sha = standard.data_sha256(options.kinds)
+    else:
+        data_sha = {
+            language: _sha256(directory / f"humanevalx_{language}.jsonl.gz") for language in options.languages
+        }
     return {
         "model": options.model if not options.canonical else "canonical",
         "format": options.format,
         "dtype": options.dtype,
         "threads": options.threads,
         "quant": quant_label(options.quant),
-        "mode": "kind" if options.canonical else options.mode,
+        "mode": "kind" if options.canonical or options.peer else options.mode,
         "through_lsp": options.through_lsp,
         "max_tokens_line": options.max_tokens_line,
         "max_tokens_block": options.max_tokens_block,
         "canonical": options.canonical,
-        "carry_line": options.carry_line and not options.canonical,  # canonical: no prompt at all
+        "carry_line": options.carry_line and not (options.canonical or options.peer),  # no prompt of ours
+        "suite": options.suite,
+        "peer": options.peer,
+        "peer_request": "llama.vscode fields, greedy, n_predict 128, LINE cut at first newline"
+        if options.peer
+        else None,
+        "split": options.split,
+        "samples": dict(options.samples) if standard_suite else None,
         "languages": list(options.languages),
         "kinds": list(options.kinds),
         "per_task": options.per_task,
@@ -485,9 +608,7 @@ def _settings(options: RunOptions) -> dict[str, Any]:
         "seed": options.seed,
         "workers": options.workers,
         "data_dir": str(directory),
-        "data_sha256": {
-            language: _sha256(directory / f"humanevalx_{language}.jsonl.gz") for language in options.languages
-        },
+        "data_sha256": data_sha,
         "isolation": probe_isolation().note,
     }
 

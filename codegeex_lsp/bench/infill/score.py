@@ -6,6 +6,10 @@ import fix-up, C++ includes, Java `-ea` and the sandbox limits are exactly those
 benchmark. Exact match compares the whole program with the original document after collapsing
 every run of whitespace to one space (so indentation and trailing newlines do not count, a
 different token does).
+
+HumanEval-Infilling tasks carry their own tail (`InfillTask.check`): their program is exactly the
+benchmark's, `prompt + middle + suffix + "\n" + test + "\n" + check(entry_point)`, run through
+the HumanEval-X Python recipe (same sandbox, interpreter and limits) in a namespace of its own.
 """
 
 from __future__ import annotations
@@ -34,4 +38,19 @@ def program_sha(program: str) -> str:
 
 def run_tests(task: InfillTask, program: str, toolchain: Toolchain) -> SandboxResult:
     """Execute the task's tests against `program` (the whole document, prompt included)."""
+    if task.check:
+        return run_benchmark_program(task, benchmark_program(task, program), toolchain)
     return execute(dataclasses.replace(task.source, prompt=program), "", toolchain)
+
+
+def benchmark_program(task: InfillTask, program: str) -> str:
+    """HumanEval-Infilling's own program: the filled document, then the test and the check call."""
+    return program + task.check
+
+
+def run_benchmark_program(task: InfillTask, source: str, toolchain: Toolchain) -> SandboxResult:
+    """Run one HumanEval-Infilling program through the HumanEval-X Python recipe (its sandbox, its
+    interpreter), executed in a fresh module namespace so that nothing the recipe puts above it (its
+    import preamble) is visible to the program: the benchmark's program exactly, exit 0 passes."""
+    bootstrap = f"exec(compile({source!r}, 'main.py', 'exec'), {{'__name__': '__main__'}})"
+    return execute(dataclasses.replace(task.source, prompt="", test=""), bootstrap, toolchain)

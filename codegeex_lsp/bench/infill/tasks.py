@@ -23,6 +23,11 @@ other languages, kinds or limits a run asks for:
 Ids are `<dataset task_id>/<kind>/<where>` with 1-based document lines (and columns for spans):
 `Python/12/single/L14`, `Python/12/multi/L14-L17`, `Python/12/span/L14C9-L15C3`.
 
+Problems are drawn in a seeded order over all 164 (never the first N, which are the easy ones), and
+every problem belongs to one split by a hash of its number alone: `tune` (what recipes and filters
+may be chosen on) or `heldout` (never tuned on; the number to quote). The split is the same in every
+language and suite, and every task and result records it.
+
 Each task also records what the context stage (`codegeex_lsp.context.build_context`, the server's
 own call) decides at the cursor of the holed document: `editor_mode` NONE/LINE/BLOCK and its reason.
 """
@@ -46,6 +51,10 @@ MAX_MULTI_LINES = 8
 MAX_SPAN_LINES = 3
 DEFAULT_SEED = 1234
 _SPAN_TRIES = 200
+
+SPLITS: tuple[str, ...] = ("tune", "heldout")
+SPLIT_CHOICES: tuple[str, ...] = ("all", *SPLITS)
+_SPLIT_SALT = "codegeex-lsp/split/"
 
 LSP_LANGUAGE_IDS: dict[str, str] = {
     "python": "python",
@@ -84,6 +93,15 @@ class InfillTask:
     suffix: str
     editor_mode: str = ""
     editor_reason: str = ""
+    suite: str = "humanevalx"
+    check: str = ""
+    """HumanEval-Infilling: the benchmark's tail appended to the document (`\n test \n check(f)`)."""
+    whole_line: bool = False
+    """The hole is one whole line with its newline (HumanEval-Infilling single-line)."""
+
+    @property
+    def split(self) -> str:
+        return problem_split(self.source.number)
 
     @property
     def language(self) -> str:
@@ -121,6 +139,7 @@ class InfillTask:
             "task_id": self.task_id,
             "problem_id": self.problem_id,
             "kind": self.kind,
+            "split": self.split,
             "cursor": len(self.prefix),
             "middle": self.middle,
             "editor_mode": self.editor_mode,
@@ -159,17 +178,35 @@ def cut_tasks(
     return tasks
 
 
+def problem_split(number: int) -> str:
+    """`heldout` or `tune` for a problem number: a hash of the number only, about half each."""
+    digest = hashlib.sha256(f"{_SPLIT_SALT}{number}".encode()).digest()
+    return "heldout" if digest[0] < 128 else "tune"
+
+
+def draw_order(problems: Sequence[Task], seed: int = DEFAULT_SEED) -> list[Task]:
+    """The problems in a seeded order that depends on each problem's number only (the same draw in
+    every language, whichever problems are present)."""
+    return sorted(problems, key=lambda p: hashlib.sha256(f"{seed}:draw:{p.number}".encode()).digest())
+
+
 def select_tasks(
     problems: Sequence[Task],
     kinds: Sequence[str] = KINDS,
     per_task: int = 1,
     seed: int = DEFAULT_SEED,
     limit: int | None = None,
+    split: str = "all",
 ) -> list[InfillTask]:
-    """Tasks from the problems in order, at most `limit` per kind, ordered by problem then kind."""
+    """At most `limit` tasks per kind from problems drawn in `draw_order` over the whole list (of
+    one `split`, or all); returned in problem order, then kind."""
+    if split not in SPLIT_CHOICES:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLIT_CHOICES)}")
     taken: dict[str, int] = dict.fromkeys(kinds, 0)
     selected: list[InfillTask] = []
-    for problem in problems:
+    for problem in draw_order(problems, seed):
+        if split != "all" and problem_split(problem.number) != split:
+            continue
         wanted = [kind for kind in kinds if limit is None or taken[kind] < limit]
         if not wanted:
             break
@@ -177,7 +214,8 @@ def select_tasks(
             if limit is None or taken[task.kind] < limit:
                 taken[task.kind] += 1
                 selected.append(task)
-    return selected
+    order = {kind: index for index, kind in enumerate(KINDS)}
+    return sorted(selected, key=lambda task: (task.source.number, order[task.kind]))
 
 
 def is_target_line(language: str, text: str) -> bool:
