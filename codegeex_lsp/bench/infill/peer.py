@@ -7,8 +7,9 @@ after the cursor, `input_extra` (no other files here), `n_indent`, `n_predict` 1
 with greedy sampling (temperature 0, top_k 1) in place of its top-k/top-p, so runs repeat. A LINE
 task's answer is cut at its first newline, as llama.vscode accepts one line.
 
-The server binary: `--llama-server PATH`, else $CODEGEEX_LLAMA_SERVER, else the newest
-`<cache>/llama.cpp/*/bin/llama-server` (what scripts/install-llama-cpp builds). The bench starts it
+The server binary: `--llama-server PATH`, else $CODEGEEX_LLAMA_SERVER, else the host's build that
+scripts/install-llama-cpp made (`bench.llama_cpp`: `<cache>/llama.cpp/*/bin/llama-server` for this
+CPU's flags); its shared libraries are found beside it. The bench starts it
 on a free localhost port, waits for `/health`, and stops it at the end.
 """
 
@@ -43,22 +44,19 @@ class PeerMissing(CodegeexError):
 
 def find_llama_server(explicit: str | os.PathLike[str] | None = None) -> tuple[Path | None, str]:
     """(binary, "") or (None, why it is missing)."""
+    from codegeex_lsp.bench import llama_cpp
+
     if explicit:
         path = Path(explicit).expanduser()
         return (path, "") if _runnable(path) else (None, f"--llama-server {path} is not an executable file")
     if env := os.environ.get(ENV_BINARY):
         path = Path(env).expanduser()
         return (path, "") if _runnable(path) else (None, f"${ENV_BINARY}={path} is not an executable file")
-    root = cache_dir() / "llama.cpp"
-    found = sorted(
-        (p for p in root.glob("*/bin/llama-server") if _runnable(p)), key=lambda p: p.stat().st_mtime
-    )
-    if found:
-        return found[-1], ""
-    return (
-        None,
-        f"no llama-server binary in {root}/*/bin (run scripts/install-llama-cpp, or pass --llama-server)",
-    )
+    try:
+        path = llama_cpp.binary("llama-server")
+    except llama_cpp.LlamaCppMissing as exc:
+        return None, str(exc)
+    return (path, "") if _runnable(path) else (None, f"{path} is not executable")
 
 
 def model_gguf(spec: str) -> tuple[Path, str]:
@@ -124,8 +122,12 @@ class LlamaServerInfiller:
             command += ["-t", str(threads)]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            filter(None, [str(binary.parent), env.get("LD_LIBRARY_PATH")])
+        )
         with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         self.client = httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT_S, trust_env=False)
         try:
             self._wait_ready(ready_timeout_s)
