@@ -11,13 +11,16 @@ import sys
 from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from codegeex_lsp.config import DEFAULT_MODEL as DEFAULT_MODEL_NAME
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.context.languages import LanguageInfo, language_for
 from codegeex_lsp.errors import InputError
-from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.source_file import SourceCursor, cursor_at, read_source
+
+if TYPE_CHECKING:
+    from codegeex_lsp.context import CompletionContext
 
 CURSOR_MARK = "█"
 DEFAULT_MAX_TOKENS = {"LINE": 48, "BLOCK": 192}
@@ -56,13 +59,13 @@ def _load_service(args: argparse.Namespace, quiet: bool = False):
     return CompletionService.load(engine_options(args), args.format, progress)
 
 
-def fim_request(cursor: SourceCursor, info: LanguageInfo, mode_flag: str) -> FimRequest:
-    """A FimRequest for a file cursor, through the same context stage the server uses.
+def cursor_context(cursor: SourceCursor, info: LanguageInfo, mode_flag: str) -> CompletionContext:
+    """The context at a file cursor, from the same context stage the server uses.
 
     `auto` takes LINE/BLOCK from the syntax at the cursor; where the server would not ask the
     model at all (NONE), an explicit CLI request still gets a one-line answer.
     """
-    from codegeex_lsp.context import Document, build_context, to_fim_request
+    from codegeex_lsp.context import Document, build_context
 
     path = cursor.path
     doc = Document(
@@ -70,7 +73,15 @@ def fim_request(cursor: SourceCursor, info: LanguageInfo, mode_flag: str) -> Fim
     )
     ctx = build_context(doc, doc.position_at(cursor.offset))
     mode = ctx.mode if mode_flag == "auto" else mode_flag.upper()
-    return to_fim_request(replace(ctx, mode="LINE" if mode == "NONE" else mode))
+    return replace(ctx, mode="LINE" if mode == "NONE" else mode)
+
+
+def _complete(service, ctx: CompletionContext, args: argparse.Namespace):
+    """The server's path (`complete.complete_request`) on the in-process engine."""
+    from codegeex_lsp.complete import complete_request
+
+    opts = completion_options(args, ctx.mode)
+    return complete_request(ctx, opts, service, n_context=service.loaded.model.max_seq_len)
 
 
 def complete(args: argparse.Namespace) -> int:
@@ -83,9 +94,9 @@ def complete(args: argparse.Namespace) -> int:
             print(json.dumps({"completion": "", "reason": "empty file"}))
         return 0
     cursor = cursor_at(path, text, args.line, args.character)
-    request = fim_request(cursor, info, args.mode)
+    ctx = cursor_context(cursor, info, args.mode)
     service = _load_service(args, quiet=args.json)
-    result = service.complete(request, completion_options(args, request.mode))
+    result = _complete(service, ctx, args)
     if args.json:
         out = asdict(result)
         out["language"] = info.language_id
@@ -127,8 +138,7 @@ def demo(args: argparse.Namespace) -> int:
         text = marked.replace(CURSOR_MARK, "")
         cursor = SourceCursor(Path(name), text, offset)
         info = language_for(None, name)
-        request = fim_request(cursor, info, args.mode)
-        result = service.complete(request, completion_options(args, request.mode))
+        result = _complete(service, cursor_context(cursor, info, args.mode), args)
         t = result.timings
         line_start = text.rfind("\n", 0, offset) + 1
         line_end = text.find("\n", offset)

@@ -104,6 +104,7 @@ class CompletionOptions:
     n: int = 1
     prefix_tokens: int = 1024
     suffix_tokens: int = 256
+    reference_tokens: int = 512  # cross-file references in the prompt (`context.referenceTokens`)
     seed: int | None = None
     # The cursor line's text after the middle token (`prompt.Budget.carry_line`): typing on a line
     # then reuses the KV cache of the whole previous prompt, suffix included.

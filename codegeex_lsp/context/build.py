@@ -13,7 +13,8 @@ from codegeex_lsp.context.document import Document
 from codegeex_lsp.context.languages import LanguageInfo
 from codegeex_lsp.context.positions import Position
 from codegeex_lsp.context.scope import CursorContext, Mode, ScopeInfo, analyze_cursor
-from codegeex_lsp.context.snippets import CHARS_PER_TOKEN, display_path, find_references
+from codegeex_lsp.context.snippets import display_path, find_references
+from codegeex_lsp.prompt.budget import CHARS_PER_TOKEN
 from codegeex_lsp.prompt.types import FimRequest, Reference
 
 
@@ -108,7 +109,8 @@ def build_context(
 
 
 def to_fim_request(ctx: CompletionContext, repo_name: str | None = None) -> FimRequest:
-    """The prompt stage's input; a NONE context must not reach the model, so it raises."""
+    """The prompt stage's input, carrying the innermost scope on to post-processing; a NONE context
+    must not reach the model, so it raises."""
     if ctx.mode == "NONE":
         raise ValueError(f"no completion wanted at {ctx.uri}:{ctx.position} ({ctx.reason})")
     return FimRequest(
@@ -119,4 +121,5 @@ def to_fim_request(ctx: CompletionContext, repo_name: str | None = None) -> FimR
         mode=ctx.mode,
         references=ctx.references,
         repo_name=repo_name,
+        scope=ctx.scope,
     )

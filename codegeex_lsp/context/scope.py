@@ -31,9 +31,9 @@ import tree_sitter
 
 from codegeex_lsp.context.document import Document
 from codegeex_lsp.context.queries import query_for, run_matches
+from codegeex_lsp.prompt.types import ScopeInfo, ScopeKind
 
 Mode = Literal["NONE", "LINE", "BLOCK"]
-ScopeKind = Literal["function", "class"]
 
 _MID_LINE_OK = re.compile(r"""(?:[\s)\]}>"'`;,:{]|\*/)*""")
 _WHITESPACE = b" \t\r\n\f\v"
@@ -41,24 +41,6 @@ _CLOSING_TOKENS = frozenset({"}", ")", "]", ";", "end"})
 _OPENERS = {"indent": b":", "braces": b"{"}
 _SPACES = re.compile(r"\s*")
 _MAX_COMMENT_SKIPS = 1000
-
-
-@dataclass(frozen=True)
-class ScopeInfo:
-    """A function or class around the cursor. Lines are 0-based LSP lines, both inclusive.
-
-    `indent` is the leading whitespace of the scope's first line: an indent-language block ends at
-    the first later line indented no deeper.
-    """
-
-    kind: ScopeKind
-    node_type: str
-    name: str | None
-    start_byte: int
-    end_byte: int
-    start_line: int
-    end_line: int
-    indent: str
 
 
 @dataclass(frozen=True)

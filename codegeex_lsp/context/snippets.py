@@ -12,7 +12,6 @@ the result is deterministic.
 
 from __future__ import annotations
 
-import math
 import re
 import weakref
 from collections.abc import Iterable
@@ -27,9 +26,6 @@ from codegeex_lsp.context.queries import query_for, run_matches
 from codegeex_lsp.prompt.types import Reference
 
 DefinitionKind = Literal["function", "class"]
-
-CHARS_PER_TOKEN = 3
-"""Conservative characters-per-token estimate for code (real tokenizers give 3 to 4)."""
 
 _WORD = re.compile(r"[^\W\d]\w*")
 _KIND_ORDER = {"class": 0, "function": 1}
@@ -52,11 +48,6 @@ class Definition:
     start_line: int
     end_line: int
     text: str
-
-
-def estimate_tokens(text: str) -> int:
-    """A token count estimate that errs high, for budgets without a tokenizer."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 def reference_chars(reference: Reference) -> int:

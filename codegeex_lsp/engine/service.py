@@ -1,7 +1,9 @@
-"""The completion service: FimRequest -> Prompt -> generation -> post-processed completion.
+"""The completion service: FimRequest -> Prompt -> raw generation (`generate`), the local generator.
 
-One instance holds one loaded model and its prompt format. The CLI, the language server and the
-benchmarks all call `complete()`, so what a benchmark measures is what an editor gets.
+One instance holds one loaded model and its prompt format. `generate()` returns raw candidates;
+the orchestrator (`codegeex_lsp.complete`) heals and post-processes them, for the CLI, the language
+server and the benchmarks alike, so what a benchmark measures is what an editor gets. `complete()`
+is `generate()` plus that same post-processing, for callers holding a FimRequest.
 
 Per document (`cache_key`, the server passes the document URI) the service keeps the KV cache of the
 last prompt (`kv_cache.PrefixCache`, an LRU within a byte budget), so a keystroke prefills only what
@@ -16,22 +18,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine.decode import GenerationResult, LookupParams, SamplingParams, generate
 from codegeex_lsp.engine.forced import TokenTexts, token_texts
 from codegeex_lsp.engine.kv_cache import KVCache, PrefixCache, cache_len_for
 from codegeex_lsp.engine.load import LoadedModel, Progress, load_model
-from codegeex_lsp.postprocess import Candidate, run_pipeline
-from codegeex_lsp.postprocess.early_stop import scope_stop_check
-from codegeex_lsp.prompt import Budget, FimRequest, Prompt, build_prompt, detect_format, verify_special_tokens
-from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
-
-# Instruct models run on past the middle into markdown and chat; a fence never belongs in a FIM
-# middle, so stop decoding there instead of paying for tokens post-processing would cut anyway.
-RUNOFF_STOP_STRINGS = ("```",)
-
+from codegeex_lsp.postprocess import finish_candidates
+from codegeex_lsp.postprocess.early_stop import StopSpec, stop_spec
+from codegeex_lsp.prompt import FimRequest, Prompt, build_prompt, detect_format, verify_special_tokens
+from codegeex_lsp.prompt.budget import budget_for
+from codegeex_lsp.prompt.healing import split_trailing_whitespace
+from codegeex_lsp.protocol import Completion
 
 KV_REUSE_ENV = "CODEGEEX_LSP_KV_REUSE"
 SPECULATIVE_ENV = "CODEGEEX_LSP_SPECULATIVE"
@@ -55,19 +54,11 @@ def _env_bytes(name: str, default: int) -> int:
 
 
 @dataclass(frozen=True)
-class CompletionResult:
-    completion: str
-    candidates: tuple[str, ...]
-    raw: tuple[str, ...]
-    model: str
-    format: str
-    mode: str
-    prompt_tokens: int
-    generated_tokens: int
-    finish_reason: str
-    # *_s (first_token_s from complete()'s start; absent when no token was sampled), and the token
-    # counts below again: `timings` is the open map that crosses the worker protocol.
-    timings: dict[str, float] = field(default_factory=dict)
+class CompletionResult(Completion):
+    """The wire `Completion` plus the decode's token counts as fields (they are also in `timings`,
+    the open map that crosses the worker protocol; *_s from the request's start, first_token_s
+    absent when no token was sampled)."""
+
     prefill_tokens: int = 0  # prompt tokens computed by this request
     reused_tokens: int = 0  # prompt tokens whose keys/values came from the document's cache
     draft_tokens: int = 0  # speculative tokens proposed ...
@@ -120,33 +111,29 @@ class CompletionService:
         by decoding but left out of the candidates' text, so `complete()` heals and post-processes
         the generated text the same way either way.
         """
-        budget = Budget(
-            prefix_tokens=options.prefix_tokens,
-            suffix_tokens=options.suffix_tokens,
-            carry_line=options.carry_line,
-        )
         prefix, _trailing = split_trailing_whitespace(request.prefix)
-        return build_prompt(self.format, self.loaded.tokenizer, replace(request, prefix=prefix), budget)
+        return build_prompt(
+            self.format, self.loaded.tokenizer, replace(request, prefix=prefix), budget_for(options)
+        )
+
+    def stop_spec(self, prompt: Prompt, request: FimRequest) -> StopSpec:
+        return stop_spec(request, prompt.stop_strings)
 
     def sampling_params(
         self, prompt: Prompt, request: FimRequest, options: CompletionOptions
     ) -> SamplingParams:
+        stops = self.stop_spec(prompt, request)
         return SamplingParams(
             max_new_tokens=options.max_tokens,
             temperature=options.temperature,
             top_p=options.top_p,
             n=options.n,
             stop_token_ids=tuple(dict.fromkeys((*prompt.stop_token_ids, *self.loaded.eos_token_ids))),
-            stop_strings=tuple(dict.fromkeys((*prompt.stop_strings, *RUNOFF_STOP_STRINGS))),
-            single_line=request.mode == "LINE",
+            stop_strings=stops.strings,
+            single_line=stops.single_line,
             seed=options.seed,
             forced_text=prompt.forced_text,
         )
-
-    @staticmethod
-    def stop_check(request: FimRequest) -> Callable[[str], bool]:
-        """Stop decoding once post-processing would cut inside the lines already generated."""
-        return scope_stop_check(request)
 
     def complete(
         self,
@@ -157,7 +144,24 @@ class CompletionService:
         on_token: Callable[[int, int, str], None] | None = None,
         cache_key: Hashable | None = None,
     ) -> CompletionResult:
-        """Complete `request`. `cache_key` names its document (the URI): requests with the same key
+        """`generate()`, then the candidates healed and post-processed (`finish_candidates`)."""
+        result = self.generate(
+            request, options, is_cancelled=is_cancelled, on_token=on_token, cache_key=cache_key
+        )
+        texts = finish_candidates(result.raw, request)
+        return replace(result, completion=texts[0] if texts else "", candidates=texts)
+
+    def generate(
+        self,
+        request: FimRequest,
+        options: CompletionOptions,
+        *,
+        is_cancelled: Callable[[], bool] | None = None,
+        on_token: Callable[[int, int, str], None] | None = None,
+        cache_key: Hashable | None = None,
+    ) -> CompletionResult:
+        """The raw candidates for `request` (`completion` and `candidates` left empty: the caller
+        post-processes). `cache_key` names its document (the URI): requests with the same key
         reuse the KV cache of the previous prompt's common start; None reuses nothing."""
         started = time.perf_counter()
         prompt = self.build(request, options)
@@ -171,7 +175,7 @@ class CompletionService:
             params,
             on_token=on_token,
             is_cancelled=is_cancelled,
-            stop_check=self.stop_check(request),
+            stop_check=self.stop_spec(prompt, request).check,
             cache=cache,
             n_cached=n_cached,
             lookup=self.lookup,
@@ -180,20 +184,13 @@ class CompletionService:
         if cache is not None and self.prefix_cache is not None and cache_key is not None:
             valid = result.n_reused_tokens + result.n_prefilled_tokens
             self.prefix_cache.put(cache_key, prompt.token_ids[:valid], cache)
-        texts: list[str] = []
-        _prefix, trailing = split_trailing_whitespace(request.prefix)
-        base = Candidate(request.prefix, request.suffix, request.language, request.mode, text="")
-        for cand in result.candidates:
-            item = run_pipeline(base.with_text(heal(cand.text, trailing)))
-            if item is not None and item.text not in texts:
-                texts.append(item.text)
         finish = result.candidates[0].finish_reason if result.candidates else "length"
         first_token = (
             {"first_token_s": built - started + result.first_token_s} if result.n_decode_steps else {}
         )
         return CompletionResult(
-            completion=texts[0] if texts else "",
-            candidates=tuple(texts),
+            completion="",
+            candidates=(),
             raw=tuple(c.text for c in result.candidates),
             model=self.loaded.name,
             format=self.format.name,

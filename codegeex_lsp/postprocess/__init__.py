@@ -6,6 +6,6 @@ Filters only edit the suggestion, never the document. See `pipeline.py` for the 
 """
 
 from codegeex_lsp.postprocess.candidate import Candidate, Filter
-from codegeex_lsp.postprocess.pipeline import DEFAULT_PIPELINE, run_pipeline
+from codegeex_lsp.postprocess.pipeline import DEFAULT_PIPELINE, finish_candidates, run_pipeline
 
-__all__ = ["DEFAULT_PIPELINE", "Candidate", "Filter", "run_pipeline"]
+__all__ = ["DEFAULT_PIPELINE", "Candidate", "Filter", "finish_candidates", "run_pipeline"]

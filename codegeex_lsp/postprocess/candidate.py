@@ -10,8 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from codegeex_lsp.context.scope import ScopeInfo
-from codegeex_lsp.prompt.types import Mode
+from codegeex_lsp.prompt.types import FimRequest, Mode, ScopeInfo
 
 _MODES = ("LINE", "BLOCK")
 
@@ -37,6 +36,13 @@ class Candidate:
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, not {self.mode!r}")
+
+    @classmethod
+    def for_request(cls, request: FimRequest, text: str = "", request_id: str | None = None) -> Candidate:
+        """The candidate `text` for `request`, with the request's scope and mode."""
+        return cls(
+            request.prefix, request.suffix, request.language, request.mode, text, request.scope, request_id
+        )
 
     def with_text(self, text: str) -> Candidate:
         """The same candidate with another suggestion text; returns self when nothing changed."""

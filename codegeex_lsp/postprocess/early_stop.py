@@ -1,13 +1,16 @@
-"""When to stop generating: text rules shared by the local decode loop and the remote backend.
+"""When to stop generating: the one stop spec the local decode loop and the remote backend apply.
 
 Both stream text and must end it the same way, so the rules live here (no torch), once:
+- `stop_spec`: the format's stop strings plus the run-off ones, single-line in LINE mode, and
 - `cut_at_stop`: the earliest stop string, or in LINE mode the first newline after non-blank text;
-- `scope_stop_check`: stop once post-processing would cut into the lines already generated.
+- `scope_stop_check`: stop once post-processing would cut into the lines already generated
+  (with the request's scope, as the final pipeline sees it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from codegeex_lsp.postprocess.candidate import Candidate
 from codegeex_lsp.postprocess.cut_chat_runoff import cut_chat_runoff
@@ -19,6 +22,10 @@ from codegeex_lsp.postprocess.remove_repetitive_lines import remove_repetitive_l
 from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
 from codegeex_lsp.prompt.types import FimRequest
 
+# Instruct models run on past the middle into markdown and chat; a fence never belongs in a FIM
+# middle, so stop generating there instead of paying for tokens post-processing would cut anyway.
+RUNOFF_STOP_STRINGS = ("```",)
+
 # Filters whose cuts more text cannot undo, in pipeline order.
 STOP_FILTERS = (
     cut_chat_runoff,
@@ -27,6 +34,25 @@ STOP_FILTERS = (
     limit_scope,
     cut_suffix_overlap,
 )
+
+
+@dataclass(frozen=True)
+class StopSpec:
+    """Where a generator stops: `strings` (run-off ones first: an API may take only a few),
+    `single_line` (LINE mode) and `check`, true once the text so far would be cut anyway."""
+
+    strings: tuple[str, ...]
+    single_line: bool
+    check: Callable[[str], bool]
+
+    def cut(self, text: str) -> int | None:
+        return cut_at_stop(text, self.strings, self.single_line)
+
+
+def stop_spec(request: FimRequest, format_stops: Sequence[str] = ()) -> StopSpec:
+    """The stop spec for `request` whose prompt format stops at `format_stops`."""
+    strings = tuple(dict.fromkeys((*RUNOFF_STOP_STRINGS, *format_stops)))
+    return StopSpec(strings, request.mode == "LINE", scope_stop_check(request))
 
 
 def cut_at_stop(text: str, stops: Sequence[str], single_line: bool) -> int | None:
@@ -48,7 +74,7 @@ def scope_stop_check(request: FimRequest) -> Callable[[str], bool]:
     runs on for max_tokens, repeating the rest of the file. The text is whitespace-healed first,
     as the final pipeline sees it.
     """
-    base = Candidate(request.prefix, request.suffix, request.language, request.mode, text="")
+    base = Candidate.for_request(request)
     _prefix, trailing = split_trailing_whitespace(request.prefix)
 
     def check(text: str) -> bool:

@@ -33,6 +33,8 @@ from codegeex_lsp.postprocess.remove_repetitive_lines import remove_repetitive_l
 from codegeex_lsp.postprocess.trim_closing_brackets import trim_closing_brackets
 from codegeex_lsp.postprocess.trim_space import trim_space
 from codegeex_lsp.postprocess.trim_unparsable_tail import trim_unparsable_tail
+from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
+from codegeex_lsp.prompt.types import FimRequest
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +70,19 @@ def run_pipeline(candidate: Candidate, filters: Iterable[Filter] = DEFAULT_PIPEL
             log.debug("[%s] %s: %r -> %r", candidate.request_id, name, current.text, result.text)
         current = candidate.with_text(result.text)
     return current
+
+
+def finish_candidates(
+    raw: Iterable[str], request: FimRequest, request_id: str | None = None
+) -> tuple[str, ...]:
+    """The suggestions from a generator's raw texts: each healed (the cursor's trailing whitespace
+    the prompt left out) and run through the pipeline once, with the request's scope and mode;
+    discarded and duplicate ones dropped. The one place generated text becomes a suggestion."""
+    _prefix, trailing = split_trailing_whitespace(request.prefix)
+    base = Candidate.for_request(request, request_id=request_id)
+    texts: list[str] = []
+    for text in raw:
+        item = run_pipeline(base.with_text(heal(text, trailing)))
+        if item is not None and item.text not in texts:
+            texts.append(item.text)
+    return tuple(texts)

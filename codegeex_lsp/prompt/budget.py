@@ -1,5 +1,9 @@
 """Token budgets: cut prefix, suffix and references at line boundaries, keeping what is nearest.
 
+The one budget module: the settings' token budgets become a `Budget` here (`budget_for`), text is
+bounded before it is tokenized (`bound_request`) and the budgets are shrunk to fit the model's
+context (`fit_to_context`); estimates without a tokenizer use the one `CHARS_PER_TOKEN`.
+
 Pure functions over text and a token counter, so they are testable without a tokenizer. A line is
 text up to and including "\\n" (only "\\n": form feeds and U+2028 inside code do not end a line).
 Per-line counts only pick the candidate cut, so the work is proportional to what is kept, not to the
@@ -10,10 +14,13 @@ falls inside a line).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from codegeex_lsp.prompt.types import Reference
+from codegeex_lsp.config import CompletionOptions
+from codegeex_lsp.prompt.types import Budget, FimRequest, Reference
 
 Count = Callable[[str], int]
 
@@ -182,3 +189,99 @@ def _keep_head(lines: list[str], room: int, count: Count, fits: Callable[[int], 
     while keep > min_lines and not fits(keep):
         keep -= 1
     return keep
+
+
+# -- budgets from the settings, before any tokenizer -----------------------------------------------
+
+CHARS_PER_TOKEN = 3
+"""Conservative characters-per-token estimate for code (real tokenizers give 3 to 4): prices text
+where no tokenizer is at hand (cross-file references, a remote server's prompt)."""
+
+# Text handed to the prompt stage is bounded before it is tokenized: a 50k-line file must not be
+# tokenized whole on every keystroke. The bound is generous (a token is rarely over
+# MAX_CHARS_PER_TOKEN characters) so the prompt stage still fills its token budget, and the prefix
+# cut lands on a coarse grid of lines counted from the top, so it does not move while the user
+# types (the prompt stage's own 16-line grid and the KV-cache reuse depend on a stable start).
+MAX_CHARS_PER_TOKEN = 8
+MIN_BOUND_CHARS = 4096
+PREFIX_GRID_LINES = 256
+# Room kept in the model's context for the format's markup (FIM tokens, path and language lines).
+PROMPT_MARKUP_TOKENS = 64
+
+
+def estimate_tokens(text: str) -> int:
+    """A token count estimate that errs high, for budgets without a tokenizer."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def budget_for(options: CompletionOptions) -> Budget:
+    """The prompt stage's budget from the completion options (the settings' `context.*Tokens`)."""
+    return Budget(
+        prefix_tokens=options.prefix_tokens,
+        suffix_tokens=options.suffix_tokens,
+        reference_tokens=options.reference_tokens,
+        carry_line=options.carry_line,
+    )
+
+
+def bound_prefix(prefix: str, max_chars: int, grid_lines: int = PREFIX_GRID_LINES) -> str:
+    """The end of `prefix`: at least `max_chars`, starting on a line whose index is a grid multiple."""
+    if len(prefix) <= max_chars:
+        return prefix
+    cut = len(prefix) - max_chars
+    line = prefix.count("\n", 0, cut)
+    start = prefix.rfind("\n", 0, cut) + 1
+    for _ in range(line % grid_lines):
+        if start == 0:
+            break
+        start = prefix.rfind("\n", 0, start - 1) + 1
+    return prefix[start:]
+
+
+def bound_suffix(suffix: str, max_chars: int) -> str:
+    """The start of `suffix`: whole lines up to `max_chars` (or `max_chars` of one long line)."""
+    if len(suffix) <= max_chars:
+        return suffix
+    end = suffix.rfind("\n", 0, max_chars)
+    return suffix[: end + 1] if end >= 0 else suffix[:max_chars]
+
+
+def bound_request(fim: FimRequest, options: CompletionOptions) -> FimRequest:
+    """`fim` with prefix and suffix bounded to what their token budgets could possibly take."""
+    prefix_chars = max(options.prefix_tokens * MAX_CHARS_PER_TOKEN, MIN_BOUND_CHARS)
+    suffix_chars = max(options.suffix_tokens * MAX_CHARS_PER_TOKEN, MIN_BOUND_CHARS)
+    return dataclasses.replace(
+        fim, prefix=bound_prefix(fim.prefix, prefix_chars), suffix=bound_suffix(fim.suffix, suffix_chars)
+    )
+
+
+def fit_to_context(
+    fim: FimRequest, opts: CompletionOptions, n_context: int
+) -> tuple[FimRequest, CompletionOptions]:
+    """Shrink the budgets so prompt + generated tokens fit the model's context window.
+
+    The configured budgets are upper bounds; a small model (or a large max_tokens) gets less.
+    References are priced at `reference_tokens`; when they would take more than half of what is
+    left they are dropped, since the code around the cursor matters most.
+    """
+    max_tokens = max(1, min(opts.max_tokens, n_context // 2))
+    room = n_context - max_tokens - PROMPT_MARKUP_TOKENS
+    reference_tokens = opts.reference_tokens
+    if fim.references:
+        if room - reference_tokens < room // 2:
+            fim, reference_tokens = dataclasses.replace(fim, references=()), 0
+        else:
+            room -= reference_tokens
+    wanted = opts.prefix_tokens + opts.suffix_tokens
+    prefix_tokens, suffix_tokens = opts.prefix_tokens, opts.suffix_tokens
+    if wanted > room:
+        room = max(room, 32)
+        prefix_tokens = max(16, room * opts.prefix_tokens // wanted)
+        suffix_tokens = max(0, room - prefix_tokens)
+    return fim, dataclasses.replace(
+        opts,
+        max_tokens=max_tokens,
+        prefix_tokens=prefix_tokens,
+        suffix_tokens=suffix_tokens,
+        reference_tokens=reference_tokens,
+    )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Mode = Literal["LINE", "BLOCK"]
+ScopeKind = Literal["function", "class"]
 
 
 @dataclass(frozen=True)
@@ -17,10 +18,31 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class ScopeInfo:
+    """A function or class around the cursor. Lines are 0-based LSP lines, both inclusive.
+
+    Found by the context stage (`context.scope`); defined here because it travels with the request
+    to post-processing, in this process or the model worker's. `indent` is the leading whitespace of
+    the scope's first line: an indent-language block ends at the first later line indented no deeper.
+    """
+
+    kind: ScopeKind
+    node_type: str
+    name: str | None
+    start_byte: int
+    end_byte: int
+    start_line: int
+    end_line: int
+    indent: str
+
+
+@dataclass(frozen=True)
 class FimRequest:
     """Everything a format needs to build a fill-in-the-middle prompt.
 
     `language` is the LSP languageId (python, javascript, typescriptreact, cpp, go, rust, ...).
+    `scope` is the innermost function or class around the cursor: a BLOCK suggestion may not leave
+    it (decoding stops and post-processing cuts there).
     """
 
     prefix: str
@@ -30,6 +52,7 @@ class FimRequest:
     mode: Mode = "LINE"
     references: tuple[Reference, ...] = ()
     repo_name: str | None = None
+    scope: ScopeInfo | None = None
 
 
 @dataclass(frozen=True)

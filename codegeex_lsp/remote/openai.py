@@ -39,17 +39,16 @@ from urllib.parse import unquote, urlsplit
 from codegeex_lsp import __version__
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.errors import CodegeexError, RemoteError
-from codegeex_lsp.postprocess import Candidate, run_pipeline
-from codegeex_lsp.postprocess.early_stop import cut_at_stop, scope_stop_check
-from codegeex_lsp.prompt import Budget, FimRequest, get_format
-from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
+from codegeex_lsp.postprocess.early_stop import StopSpec, stop_spec
+from codegeex_lsp.prompt import FimRequest, get_format
+from codegeex_lsp.prompt.budget import CHARS_PER_TOKEN, budget_for
+from codegeex_lsp.prompt.healing import split_trailing_whitespace
 from codegeex_lsp.protocol import Completion
-from codegeex_lsp.remote.prompt import DEFAULT_CHARS_PER_TOKEN, build_text_prompt, split_for_suffix_api
+from codegeex_lsp.remote.prompt import build_text_prompt, split_for_suffix_api
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
-RUNOFF_STOP_STRINGS = ("```",)  # as the engine: a fence never belongs in a FIM middle
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_STOP_STRINGS = 4  # OpenAI's limit; the rest are applied here
 _MAX_BACKOFF_S = 10.0
@@ -74,7 +73,7 @@ class OpenAIOptions:
     ca_bundle: str | None = None
     proxy: str | None = None  # http://[user:pass@]host:port; None: from the environment
     n_context: int = 4096
-    chars_per_token: float = DEFAULT_CHARS_PER_TOKEN
+    chars_per_token: float = CHARS_PER_TOKEN
 
 
 class _Stream:
@@ -128,24 +127,22 @@ class OpenAIClient:
 
     # -- public ----------------------------------------------------------------------------------
 
-    def complete(
+    def generate(
         self,
         request: FimRequest,
         options: CompletionOptions,
         *,
         is_cancelled: IsCancelled | None = None,
         on_token: OnToken | None = None,
+        cache_key: object = None,
     ) -> Completion:
-        """One completion, post-processed like a local one. RemoteError when the server fails."""
+        """One raw completion (`complete.Generator`; the caller post-processes). RemoteError when
+        the server fails."""
         cancelled = is_cancelled or (lambda: False)
         started = time.perf_counter()
-        prefix, trailing = split_trailing_whitespace(request.prefix)
+        prefix, _trailing = split_trailing_whitespace(request.prefix)
         trimmed = replace(request, prefix=prefix)
-        budget = Budget(
-            prefix_tokens=options.prefix_tokens,
-            suffix_tokens=options.suffix_tokens,
-            carry_line=options.carry_line,
-        )
+        budget = budget_for(options)
         body: dict[str, Any] = {
             "model": self.model_name,
             "max_tokens": options.max_tokens,
@@ -165,23 +162,18 @@ class OpenAIClient:
                 trimmed, budget, self.options.chars_per_token
             )
             stops = ()
-        stops = tuple(dict.fromkeys((*RUNOFF_STOP_STRINGS, *stops)))
-        body["stop"] = list(stops[:MAX_STOP_STRINGS])
+        spec = stop_spec(request, stops)
+        body["stop"] = list(spec.strings[:MAX_STOP_STRINGS])
         try:
-            text, finish, n_chunks, usage, served_by, first_s = self._generate(
-                body, request, trailing, stops, cancelled, on_token
-            )
+            text, finish, n_chunks, usage, served_by, first_s = self._generate(body, spec, cancelled, on_token)
         except RemoteError as exc:
             self._failed(str(exc))
             raise
         self._ok()
-        healed = heal(text, trailing)
-        base = Candidate(request.prefix, request.suffix, request.language, request.mode, text="")
-        item = run_pipeline(base.with_text(healed)) if finish != "cancelled" else None
         total_s = time.perf_counter() - started
         return Completion(
-            completion=item.text if item is not None else "",
-            candidates=(item.text,) if item is not None else (),
+            completion="",
+            candidates=(),
             raw=(text,),
             model=served_by or self.model_name,
             format=self.format_name,
@@ -238,9 +230,7 @@ class OpenAIClient:
     def _generate(
         self,
         body: dict[str, Any],
-        request: FimRequest,
-        trailing: str,
-        stops: tuple[str, ...],
+        spec: StopSpec,
         cancelled: IsCancelled,
         on_token: OnToken | None,
     ) -> tuple[str, str, int, dict[str, Any], str | None, float]:
@@ -251,7 +241,6 @@ class OpenAIClient:
         done = threading.Event()
         watcher = threading.Thread(target=_watch, args=(stream, cancelled, done), daemon=True)
         watcher.start()
-        stop_check = scope_stop_check(request)
         text, finish, n_chunks = "", "length", 0
         usage: dict[str, Any] = {}
         served_by: str | None = None
@@ -272,10 +261,10 @@ class OpenAIClient:
                         first_s = time.perf_counter() - started
                     n_chunks += 1
                     text += delta
-                    cut = cut_at_stop(text, stops, request.mode == "LINE")
+                    cut = spec.cut(text)
                     if cut is not None:
                         text, finish = text[:cut], "stop"
-                    elif "\n" in delta and stop_check(text):
+                    elif "\n" in delta and spec.check(text):
                         finish = "stop"
                     if on_token is not None:
                         on_token(0, -1, text)

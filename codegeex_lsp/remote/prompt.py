@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 
 from codegeex_lsp.prompt import Budget, FimRequest, Prompt, PromptFormat, build_prompt
-from codegeex_lsp.prompt.budget import cut_prefix, cut_suffix
+from codegeex_lsp.prompt.budget import CHARS_PER_TOKEN, cut_prefix, cut_suffix
 
-DEFAULT_CHARS_PER_TOKEN = 3.0
 _TEXT_ID = 0  # every estimated text token; special tokens get 1..N
 
 
@@ -28,7 +27,7 @@ class TextTokenizer:
     cls_token = cls_token_id = None
     added_tokens_decoder: dict = {}  # noqa: RUF012 (read only)
 
-    def __init__(self, fmt: PromptFormat, chars_per_token: float = DEFAULT_CHARS_PER_TOKEN) -> None:
+    def __init__(self, fmt: PromptFormat, chars_per_token: float = CHARS_PER_TOKEN) -> None:
         spellings = [s for token in (*fmt.special_tokens, *fmt.stop_tokens) for s in fmt.spellings(token)]
         self._ids = {token: i + 1 for i, token in enumerate(dict.fromkeys(spellings))}
         self._tokens = {i: token for token, i in self._ids.items()}
@@ -53,7 +52,7 @@ class TextTokenizer:
 
 
 def build_text_prompt(
-    fmt: PromptFormat, request: FimRequest, budget: Budget, chars_per_token: float = DEFAULT_CHARS_PER_TOKEN
+    fmt: PromptFormat, request: FimRequest, budget: Budget, chars_per_token: float = CHARS_PER_TOKEN
 ) -> tuple[str, tuple[str, ...]]:
     """(prompt text, stop strings) for `request` in `fmt`; stop tokens come back as their text."""
     tokenizer = TextTokenizer(fmt, chars_per_token)
@@ -63,7 +62,7 @@ def build_text_prompt(
 
 
 def split_for_suffix_api(
-    request: FimRequest, budget: Budget, chars_per_token: float = DEFAULT_CHARS_PER_TOKEN
+    request: FimRequest, budget: Budget, chars_per_token: float = CHARS_PER_TOKEN
 ) -> tuple[str, str]:
     """(prompt, suffix) for a server that builds the FIM prompt itself from the `suffix` parameter."""
 

@@ -1,7 +1,8 @@
 """Where completions come from: the model worker (default), the server's own process, or a remote server.
 
-A backend turns `ModelOptions` into a `Session` (blocking, on the loader thread); a session answers
-completions (blocking, one at a time, on the model thread) and names its cache keys. The host
+A backend turns `ModelOptions` into a `Session` (blocking, on the loader thread); a session is a
+`complete.Generator` (raw candidates, blocking, one at a time, on the model thread; the completer
+post-processes them) and names its cache keys. The host
 (loader.py) swaps sessions when the options change; the completer (completion.py) only sees the
 session's small interface, so the three backends behave the same to the editor.
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.prompt.types import FimRequest
-from codegeex_lsp.protocol import Completion, completion_to_wire
+from codegeex_lsp.protocol import Completion
 from codegeex_lsp.server.options import BackendOptions, ModelOptions
 from codegeex_lsp.server.scheduler import token_delay_hook
 
@@ -49,14 +50,16 @@ class Session(Protocol):
 
     def cache_key(self, request: FimRequest, options: CompletionOptions) -> Hashable: ...
 
-    def complete(
+    def generate(
         self,
         request: FimRequest,
         options: CompletionOptions,
-        is_cancelled: IsCancelled,
-        document: str | None = None,
+        *,
+        is_cancelled: IsCancelled | None = None,
+        cache_key: Hashable | None = None,
     ) -> Completion:
-        """`document` (the URI) lets a backend keep per-document state, such as a KV cache."""
+        """Raw candidates; `cache_key` (the document URI) lets a backend keep per-document state,
+        such as a KV cache."""
         ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -100,17 +103,17 @@ class InProcessSession:
         prompt = self.service.build(request, options)
         return (prompt.token_ids, self.service.sampling_params(prompt, request, options))
 
-    def complete(
+    def generate(
         self,
         request: FimRequest,
         options: CompletionOptions,
-        is_cancelled: IsCancelled,
-        document: str | None = None,
+        *,
+        is_cancelled: IsCancelled | None = None,
+        cache_key: Hashable | None = None,
     ) -> Completion:
-        result = self.service.complete(
-            request, options, is_cancelled=is_cancelled, on_token=self._on_token, cache_key=document
+        return self.service.generate(
+            request, options, is_cancelled=is_cancelled, on_token=self._on_token, cache_key=cache_key
         )
-        return Completion(**completion_to_wire(result))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "in-process"}
@@ -151,20 +154,23 @@ class WorkerSession:
         # The worker holds the tokenizer; the request itself (already bounded) is the key here.
         return (self.info.format, request, options)
 
-    def complete(
+    def generate(
         self,
         request: FimRequest,
         options: CompletionOptions,
-        is_cancelled: IsCancelled,
-        document: str | None = None,
+        *,
+        is_cancelled: IsCancelled | None = None,
+        cache_key: Hashable | None = None,
     ) -> Completion:
+        # The worker generates only (raw candidates); the scope stays here, where post-processing
+        # runs, so the worker's wire format does not carry it.
         return self.client.complete(
-            request,
+            dataclasses.replace(request, scope=None),
             options,
             self._format,
-            is_cancelled=is_cancelled,
+            is_cancelled=is_cancelled or (lambda: False),
             token_delay_ms=self._token_delay_ms,
-            document=document,
+            document=None if cache_key is None else str(cache_key),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -212,7 +218,12 @@ class WorkerBackend:
         if isinstance(previous, WorkerSession) and previous.client.engine == engine:
             client = previous.client
         else:
-            client = WorkerClient(engine, mode=self.mode, idle_timeout_s=self.idle_timeout_s)
+            client = WorkerClient(
+                engine,
+                mode=self.mode,
+                idle_timeout_s=self.idle_timeout_s,
+                allow_token_delay=self.token_delay_ms > 0,
+            )
         client.on_progress = progress
         try:
             prepared = client.prepare(model.format)
@@ -237,14 +248,15 @@ class OpenAISession:
     def cache_key(self, request: FimRequest, options: CompletionOptions) -> Hashable:
         return (request, options)
 
-    def complete(
+    def generate(
         self,
         request: FimRequest,
         options: CompletionOptions,
-        is_cancelled: IsCancelled,
-        document: str | None = None,
+        *,
+        is_cancelled: IsCancelled | None = None,
+        cache_key: Hashable | None = None,
     ) -> Completion:
-        return self.client.complete(request, options, is_cancelled=is_cancelled)
+        return self.client.generate(request, options, is_cancelled=is_cancelled)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "openai", **self.client.describe()}

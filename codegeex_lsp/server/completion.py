@@ -5,10 +5,12 @@ Order, cheapest first, so that most keystrokes never reach the model:
 1. snapshot on the documents thread: context (mode NONE/LINE/BLOCK, cross-file references);
    unknown document, disabled language or NONE mode -> no suggestion;
 2. typed-through: the user typed the start of the suggestion shown last -> its rest;
-3. prompt (on the documents thread) -> LRU lookup keyed on prompt token ids + sampling params;
+3. plan (`complete.plan_request`: bounds and budgets) -> LRU lookup keyed on the session's cache
+   key (prompt token ids + sampling params, or the planned request);
 4. debounce (adaptive, see scheduler.Debouncer), then skip if a newer request superseded this one;
-5. decode on the model thread, through the backend's session (worker, in-process or remote); the
-   decode polls the ticket between tokens.
+5. `complete.complete_planned` on the model thread: the backend's session generates (worker,
+   in-process or remote; the generator polls the ticket between tokens), then the candidates are
+   healed and post-processed once, with the context's scope and the request id.
 
 A superseded request returns None (the client sees an empty result); a request the client
 cancels raises CancelledError out of the handler (pygls answers RequestCancelled, -32800). A
@@ -27,10 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from codegeex_lsp.complete import complete_planned, plan_request
 from codegeex_lsp.config import CompletionOptions
-from codegeex_lsp.context import CompletionContext, ContextOptions, Position, to_fim_request
+from codegeex_lsp.context import CompletionContext, ContextOptions, Position
 from codegeex_lsp.errors import BackendError
-from codegeex_lsp.prompt.types import Budget, FimRequest
+from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.protocol import Completion
 from codegeex_lsp.server.backends import Session
 from codegeex_lsp.server.cache import CompletionCache, TypedThrough
@@ -44,16 +47,6 @@ log = logging.getLogger(__name__)
 
 Source = Literal["model", "cache", "typed-through"]
 
-# Text handed to the prompt stage is bounded before it is tokenized: a 50k-line file must not be
-# tokenized whole on every keystroke. The bound is generous (a token is rarely over 8 characters)
-# so the prompt stage still fills its token budget, and the prefix cut lands on a coarse grid of
-# lines counted from the top, so it does not move while the user types (the prompt stage's own
-# 16-line grid and the KV-cache reuse depend on a stable start).
-CHARS_PER_TOKEN_BOUND = 8
-MIN_BOUND_CHARS = 4096
-PREFIX_GRID_LINES = 256
-# Room kept in the model's context for the format's markup (FIM tokens, path and language lines).
-PROMPT_MARKUP_TOKENS = 64
 # Per-request token counts the engine reports in `timings` (the map that crosses the worker IPC).
 DECODE_COUNTS = ("prefill_tokens", "reused_tokens", "draft_tokens", "accepted_tokens")
 
@@ -72,64 +65,6 @@ class Suggestion:
     source: Source
 
 
-def bound_prefix(prefix: str, max_chars: int, grid_lines: int = PREFIX_GRID_LINES) -> str:
-    """The end of `prefix`: at least `max_chars`, starting on a line whose index is a grid multiple."""
-    if len(prefix) <= max_chars:
-        return prefix
-    cut = len(prefix) - max_chars
-    line = prefix.count("\n", 0, cut)
-    start = prefix.rfind("\n", 0, cut) + 1
-    for _ in range(line % grid_lines):
-        if start == 0:
-            break
-        start = prefix.rfind("\n", 0, start - 1) + 1
-    return prefix[start:]
-
-
-def bound_suffix(suffix: str, max_chars: int) -> str:
-    """The start of `suffix`: whole lines up to `max_chars` (or `max_chars` of one long line)."""
-    if len(suffix) <= max_chars:
-        return suffix
-    end = suffix.rfind("\n", 0, max_chars)
-    return suffix[: end + 1] if end >= 0 else suffix[:max_chars]
-
-
-def bounded_request(fim: FimRequest, options: ServerOptions) -> FimRequest:
-    budgets = options.context
-    prefix_chars = max(budgets.prefix_tokens * CHARS_PER_TOKEN_BOUND, MIN_BOUND_CHARS)
-    suffix_chars = max(budgets.suffix_tokens * CHARS_PER_TOKEN_BOUND, MIN_BOUND_CHARS)
-    return dataclasses.replace(
-        fim, prefix=bound_prefix(fim.prefix, prefix_chars), suffix=bound_suffix(fim.suffix, suffix_chars)
-    )
-
-
-def fit_to_context(
-    fim: FimRequest, opts: CompletionOptions, n_context: int
-) -> tuple[FimRequest, CompletionOptions]:
-    """Shrink the budgets so prompt + generated tokens fit the model's context window.
-
-    The configured budgets are upper bounds; a small model (or a large max_tokens) gets less. The
-    prompt stage prices references at its default `Budget.reference_tokens`; when they would take
-    more than half of what is left they are dropped, since the code around the cursor matters most.
-    """
-    max_tokens = max(1, min(opts.max_tokens, n_context // 2))
-    room = n_context - max_tokens - PROMPT_MARKUP_TOKENS
-    if fim.references:
-        if room - Budget().reference_tokens < room // 2:
-            fim = dataclasses.replace(fim, references=())
-        else:
-            room -= Budget().reference_tokens
-    wanted = opts.prefix_tokens + opts.suffix_tokens
-    prefix_tokens, suffix_tokens = opts.prefix_tokens, opts.suffix_tokens
-    if wanted > room:
-        room = max(room, 32)
-        prefix_tokens = max(16, room * opts.prefix_tokens // wanted)
-        suffix_tokens = max(0, room - prefix_tokens)
-    return fim, dataclasses.replace(
-        opts, max_tokens=max_tokens, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens
-    )
-
-
 def completion_options(options: ServerOptions, mode: str) -> CompletionOptions:
     return CompletionOptions(
         format=options.model.format,
@@ -139,6 +74,7 @@ def completion_options(options: ServerOptions, mode: str) -> CompletionOptions:
         n=1,
         prefix_tokens=options.context.prefix_tokens,
         suffix_tokens=options.context.suffix_tokens,
+        reference_tokens=options.context.reference_tokens if options.context.references else 0,
         carry_line=options.context.carry_line,
     )
 
@@ -263,11 +199,7 @@ class Completer:
                 log.info("model %s: no completion", self.host.status.state)
             return None
         generation = self.host.generation
-        fim, opts = fit_to_context(
-            bounded_request(to_fim_request(ctx), options),
-            completion_options(options, ctx.mode),
-            session.info.n_context,
-        )
+        fim, opts = plan_request(ctx, completion_options(options, ctx.mode), session.info.n_context)
 
         def prompt_key() -> tuple:
             return (generation, session.cache_key(fim, opts))
@@ -306,7 +238,14 @@ class Completer:
                 return None
             loop.call_soon_threadsafe(count_decode)
             started = time.monotonic()
-            result = session.complete(fim, opts, ticket.is_cancelled, ticket.uri)
+            result = complete_planned(
+                fim,
+                opts,
+                session,
+                request_id=ticket.request_id,
+                is_cancelled=ticket.is_cancelled,
+                cache_key=ticket.uri,
+            )
             ended = time.monotonic()
             loop.call_soon_threadsafe(self._record_decode, ticket, started - arrived, ended - arrived, result)
             t = result.timings

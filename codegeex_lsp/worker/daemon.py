@@ -378,7 +378,7 @@ class Worker:
             job.client.send(Error(request.id, REQUEST_ERROR, str(exc)))
             return
         try:
-            result = service.complete(
+            result = service.generate(
                 fim,
                 options,
                 is_cancelled=job.cancel.is_set,

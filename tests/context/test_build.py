@@ -37,7 +37,7 @@ def test_block_context_and_fim_request() -> None:
     request = to_fim_request(ctx, repo_name="demo")
     assert request == FimRequest(
         prefix=ctx.prefix, suffix=ctx.suffix, language="python", path="m.py", mode="LINE",
-        references=ctx.references, repo_name="demo",
+        references=ctx.references, repo_name="demo", scope=ctx.scope,
     )
     assert [r.path for r in request.references] == ["util.py"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from codegeex_lsp.context.document import ContentChange
 from codegeex_lsp.context.positions import Position, Range
 from codegeex_lsp.context.snippets import (
-    estimate_tokens,
     find_definitions,
     find_references,
     identifiers_near,
     reference_chars,
 )
+from codegeex_lsp.prompt.budget import estimate_tokens
 
 from .helpers import make_doc, split_cursor
 

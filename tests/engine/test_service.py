@@ -6,6 +6,7 @@ import pytest
 
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine.service import CompletionService
+from codegeex_lsp.postprocess.early_stop import stop_spec
 from codegeex_lsp.prompt.types import FimRequest
 
 
@@ -38,15 +39,15 @@ def test_stop_check_fires_when_the_scope_closes():
         language="javascript",
         mode="BLOCK",
     )
-    check = CompletionService.stop_check(request)
+    check = stop_spec(request).check
     assert not check("best = v;\n")
     assert check("best = v;\n    }\n  }\n  return best;\n")  # the model is repeating the suffix
 
 
 def test_stop_check_line_mode_and_fence():
     line = FimRequest(prefix="x = ", suffix="\n", language="python", mode="LINE")
-    assert CompletionService.stop_check(line)("compute(1)\nprint(x)\n")
+    assert stop_spec(line).check("compute(1)\nprint(x)\n")
     block = FimRequest(prefix="def f():\n    ", suffix="\n", language="python", mode="BLOCK")
-    check = CompletionService.stop_check(block)
+    check = stop_spec(block).check
     assert not check("return 1\n")
     assert check("return 1\n```\nThis function returns 1.\n")

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from codegeex_lsp.complete import complete_planned
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.errors import RemoteError
 from codegeex_lsp.prompt.types import FimRequest
@@ -147,7 +148,7 @@ def proxy():
 
 
 def complete(client: OpenAIClient) -> str:
-    return client.complete(ADD, CompletionOptions(max_tokens=8)).completion.strip()
+    return complete_planned(ADD, CompletionOptions(max_tokens=8), client).completion.strip()
 
 
 def test_https_with_a_private_ca_bundle(https_front, certs):

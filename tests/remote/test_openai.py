@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from codegeex_lsp.complete import complete_planned
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.errors import CodegeexError, RemoteError
 from codegeex_lsp.prompt.types import FimRequest
@@ -51,7 +52,7 @@ def test_completion_with_our_prompt_format(llama_server):
     client = client_for(llama_server)
     client.probe()
     assert client.model_name.endswith(".gguf")  # the one model it serves, from GET /models
-    result = client.complete(ADD, CompletionOptions(max_tokens=16))
+    result = complete_planned(ADD, CompletionOptions(max_tokens=16), client)
     assert result.completion.strip() == "a + b"
     assert result.format == "qwen2.5-coder" and result.finish_reason == "stop"
     assert result.raw[0].startswith(" ")  # the prompt ended before "return "'s space; healed back
@@ -59,7 +60,7 @@ def test_completion_with_our_prompt_format(llama_server):
 
 def test_completion_through_the_servers_suffix_parameter(llama_server):
     client = client_for(llama_server, format=None, fim="suffix")
-    result = client.complete(ADD, CompletionOptions(max_tokens=8))
+    result = complete_planned(ADD, CompletionOptions(max_tokens=8), client)
     # The server builds the prompt from prefix + suffix; what it makes of them is its business.
     assert result.format == "server-fim" and result.generated_tokens > 0 and result.raw[0]
 
@@ -67,7 +68,7 @@ def test_completion_through_the_servers_suffix_parameter(llama_server):
 def test_streaming_delivers_tokens_as_they_come(llama_server):
     client = client_for(llama_server)
     seen: list[tuple[float, str]] = []
-    result = client.complete(
+    result = client.generate(
         LONG,
         CompletionOptions(max_tokens=24),
         on_token=lambda _i, _t, text: seen.append((time.monotonic(), text)),
@@ -89,7 +90,7 @@ def test_cancel_closes_the_stream(llama_server):
             cancel.set()
 
     started = time.monotonic()
-    result = client.complete(
+    result = client.generate(
         LONG, CompletionOptions(max_tokens=400), is_cancelled=cancel.is_set, on_token=on_token
     )
     cancelled_s = time.monotonic() - started
@@ -98,7 +99,7 @@ def test_cancel_closes_the_stream(llama_server):
     # The server stopped too: it serves one request at a time, so this would otherwise wait for
     # the 400 tokens above to be generated.
     started = time.monotonic()
-    after = client.complete(ADD, CompletionOptions(max_tokens=8))
+    after = complete_planned(ADD, CompletionOptions(max_tokens=8), client)
     assert after.completion.strip() == "a + b"
     assert time.monotonic() - started < max(15.0, 2 * cancelled_s)
 
@@ -108,7 +109,7 @@ def test_cancel_while_waiting_for_the_first_token(llama_server):
     cancel = threading.Event()
     threading.Timer(0.05, cancel.set).start()
     started = time.monotonic()
-    result = client.complete(LONG, CompletionOptions(max_tokens=400), is_cancelled=cancel.is_set)
+    result = complete_planned(LONG, CompletionOptions(max_tokens=400), client, is_cancelled=cancel.is_set)
     assert result.finish_reason == "cancelled"
     assert time.monotonic() - started < 5
 
@@ -117,18 +118,18 @@ def test_server_down_is_a_clear_error_and_recovery_when_back():
     server = LlamaServer().start()
     client = client_for(server, retries=1, backoff_s=0.1, timeout_s=10)
     try:
-        assert client.complete(ADD, CompletionOptions(max_tokens=8)).completion.strip() == "a + b"
+        assert complete_planned(ADD, CompletionOptions(max_tokens=8), client).completion.strip() == "a + b"
         server.stop()
         started = time.monotonic()
         with pytest.raises(RemoteError) as info:
-            client.complete(ADD, CompletionOptions(max_tokens=8))
+            complete_planned(ADD, CompletionOptions(max_tokens=8), client)
         message = str(info.value)
         assert server.base_url in message and "connection refused" in message and "tried 2 times" in message
         assert time.monotonic() - started < 5  # retried with backoff, not hung
         assert client.describe()["lastError"] == message
 
         server.start()  # the same port
-        assert client.complete(ADD, CompletionOptions(max_tokens=8)).completion.strip() == "a + b"
+        assert complete_planned(ADD, CompletionOptions(max_tokens=8), client).completion.strip() == "a + b"
         assert client.describe()["lastError"] is None
     finally:
         server.stop()

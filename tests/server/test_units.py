@@ -9,15 +9,10 @@ import pytest
 from lsprotocol import types as lsp
 
 from codegeex_lsp.config import CompletionOptions
+from codegeex_lsp.prompt.budget import PREFIX_GRID_LINES, bound_prefix, bound_suffix, fit_to_context
 from codegeex_lsp.prompt.types import FimRequest, Reference
 from codegeex_lsp.server.cache import CompletionCache, TypedThrough
-from codegeex_lsp.server.completion import (
-    PREFIX_GRID_LINES,
-    bound_prefix,
-    bound_suffix,
-    completion_options,
-    fit_to_context,
-)
+from codegeex_lsp.server.completion import completion_options
 from codegeex_lsp.server.convert import choose_encoding
 from codegeex_lsp.server.options import (
     DebounceOptions,

@@ -1,0 +1,82 @@
+"""One completion, cursor context to suggestion: the path the server, the CLI and benchmarks share.
+
+`complete_request(context, options, generator)`:
+1. `plan_request`: the context becomes a `FimRequest` (its scope and mode kept), bounded before it
+   is tokenized and fitted to the model's context (`prompt.budget`);
+2. `generator.generate(request, options, ...)`: raw candidates, finish reason and timings, from
+   whichever generator (the in-process engine, the model worker, an OpenAI-compatible server);
+   each applies the one stop spec (`postprocess.early_stop.stop_spec`) while it generates;
+3. `finish_candidates`: heal and post-process once, with the real scope, mode and request id.
+
+Torch-free: the generator owns the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable
+from typing import Protocol
+
+from codegeex_lsp.config import CompletionOptions
+from codegeex_lsp.context import CompletionContext, to_fim_request
+from codegeex_lsp.postprocess import finish_candidates
+from codegeex_lsp.prompt.budget import bound_request, fit_to_context
+from codegeex_lsp.prompt.types import FimRequest
+from codegeex_lsp.protocol import Completion
+
+IsCancelled = Callable[[], bool]
+
+
+class Generator(Protocol):
+    def generate(
+        self,
+        request: FimRequest,
+        options: CompletionOptions,
+        *,
+        is_cancelled: IsCancelled | None = None,
+        cache_key: Hashable | None = None,
+    ) -> Completion:
+        """Raw candidates in `raw` (`completion`/`candidates` empty); `cache_key` names the document
+        whose per-document state (a KV cache) the request may reuse."""
+        ...
+
+
+def plan_request(
+    context: CompletionContext, options: CompletionOptions, n_context: int
+) -> tuple[FimRequest, CompletionOptions]:
+    """The request and budgets the generator gets for `context` on a model of `n_context` tokens."""
+    return fit_to_context(bound_request(to_fim_request(context), options), options, n_context)
+
+
+def complete_planned(
+    request: FimRequest,
+    options: CompletionOptions,
+    generator: Generator,
+    *,
+    request_id: str | None = None,
+    is_cancelled: IsCancelled | None = None,
+    cache_key: Hashable | None = None,
+) -> Completion:
+    """Generate for an already planned `request`, then heal and post-process the candidates."""
+    raw = generator.generate(request, options, is_cancelled=is_cancelled, cache_key=cache_key)
+    if raw.finish_reason == "cancelled":
+        return dataclasses.replace(raw, completion="", candidates=())
+    texts = finish_candidates(raw.raw, request, request_id)
+    return dataclasses.replace(raw, completion=texts[0] if texts else "", candidates=texts)
+
+
+def complete_request(
+    context: CompletionContext,
+    options: CompletionOptions,
+    generator: Generator,
+    *,
+    n_context: int,
+    request_id: str | None = None,
+    is_cancelled: IsCancelled | None = None,
+    cache_key: Hashable | None = None,
+) -> Completion:
+    """The suggestion for `context` (not NONE mode): plan, generate, post-process."""
+    request, options = plan_request(context, options, n_context)
+    return complete_planned(
+        request, options, generator, request_id=request_id, is_cancelled=is_cancelled, cache_key=cache_key
+    )
