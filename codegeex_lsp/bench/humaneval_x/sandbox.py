@@ -46,8 +46,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
 import os
 import re
+import select
 import shutil
 import signal
 import stat
@@ -58,7 +60,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from codegeex_lsp.errors import CodegeexError
 
@@ -252,13 +254,16 @@ class Sandbox:
         out_path = self._root / f"stdout.{self._n_runs}"
         err_path = self._root / f"stderr.{self._n_runs}"
         inner = [*_prlimit_argv(limits), *argv]
+        info_read, info_write = os.pipe()
         if self.isolation.mode == "unsafe":
             command, cwd = inner, self.dir
         else:
-            command, cwd = self._bwrap_argv(inner, limits, writable=writable), self._root
+            command = self._bwrap_argv(inner, limits, writable=writable, info_fd=info_write)
+            cwd = self._root
         started = time.monotonic()
         timed_out = False
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        namespace_init: int | None = None
+        with open(out_path, "wb") as out, open(err_path, "wb") as err, open(info_read, "rb") as info:
             try:
                 proc = subprocess.Popen(
                     command,
@@ -268,18 +273,22 @@ class Sandbox:
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
+                    pass_fds=(info_write,),
                 )
             except OSError as exc:
+                os.close(info_write)
                 return SandboxResult(
                     "error", None, "", "", time.monotonic() - started, f"cannot start: {exc}"
                 )
+            os.close(info_write)
             try:
-                proc.wait(timeout=limits.wall_s)
+                if self.isolation.sandboxed:
+                    namespace_init = _namespace_init(info, proc)
+                proc.wait(timeout=max(0.0, limits.wall_s - (time.monotonic() - started)))
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                # Also ends daemons: bwrap's pid 1 is in this group, and the namespace dies with it.
-                _kill_group(proc)
+                _end_run(proc, namespace_init)
         wall_s = time.monotonic() - started
         returncode = _returncode(proc.returncode, bwrap=self.isolation.sandboxed)
         stdout, stderr = _tail(out_path), _tail(err_path)
@@ -287,9 +296,11 @@ class Sandbox:
         status, detail = _classify(returncode, timed_out, limits, stdout + stderr, capped=capped)
         return SandboxResult(status, returncode, stdout, stderr, wall_s, detail)
 
-    def _bwrap_argv(self, inner: list[str], limits: Limits, *, writable: bool) -> list[str]:
+    def _bwrap_argv(self, inner: list[str], limits: Limits, *, writable: bool, info_fd: int) -> list[str]:
         argv = [
             "bwrap",
+            "--info-fd",
+            str(info_fd),
             "--unshare-ipc",
             "--unshare-pid",
             "--unshare-net",
@@ -353,9 +364,10 @@ def run_sandboxed(
     limits: Limits | None = None,
     *,
     isolation: Isolation | None = None,
+    mounts: Iterable[str] = (),
 ) -> SandboxResult:
     """One command in a fresh sandbox: the single-step shorthand for `with Sandbox(...)`."""
-    with Sandbox(files, env, isolation=isolation) as box:
+    with Sandbox(files, env, isolation=isolation, mounts=mounts) as box:
         result = box.run(argv, limits)
     if box.cleanup_error:
         return replace(result, status="error", detail=f"cleanup: {box.cleanup_error}")
@@ -419,13 +431,41 @@ def _prlimit_argv(limits: Limits) -> list[str]:
     ]
 
 
-def _kill_group(proc: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> None:
-    """SIGKILL the leader's group, reap the leader, and wait until the other members are gone.
+def _namespace_init(info: BinaryIO, proc: subprocess.Popen[bytes]) -> int | None:
+    """A pidfd on bwrap's pid 1 in the namespace, from the JSON bwrap writes to `--info-fd`.
 
-    The group holds bwrap and its pid-1 in the namespace, whose death kills every process in the
-    namespace before it exits; a caller that looks right away must not find them still running.
+    Taken while the outer bwrap (its parent, which alone reaps it) still runs, so the pid is the
+    namespace's. None when bwrap ended before it told (it failed, or the program was that quick).
+    """
+    data = info.read()  # bwrap closes the fd right after writing it, or exits
+    try:
+        child = int(json.loads(data)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if proc.poll() is not None:
+        return None
+    try:
+        return os.pidfd_open(child)
+    except OSError:
+        return None
+
+
+def _end_run(proc: subprocess.Popen[bytes], namespace_init: int | None, *, grace_s: float = 10.0) -> None:
+    """SIGKILL the namespace's pid 1 and bwrap's group, and return once all of it is gone.
+
+    The namespace's pid 1 runs in its own session (bwrap's --new-session), out of our process
+    group; when it dies the kernel kills every process in the namespace before its exit completes,
+    so a readable pidfd means nothing of the run is left. Without a namespace (unsafe mode) the
+    process group is all we can reach.
     """
     pgid = proc.pid  # start_new_session: the leader's pid is the group id
+    if namespace_init is not None:
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(namespace_init, signal.SIGKILL)
+            select.select([namespace_init], [], [], grace_s)
+        finally:
+            os.close(namespace_init)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     proc.wait()
@@ -450,8 +490,10 @@ def _classify(
         return "timeout", f"wall-clock limit of {limits.wall_s:g} s"
     if returncode == -signal.SIGXCPU:
         return "timeout", f"CPU limit of {limits.cpu_s:g} s"
-    if capped or returncode == -signal.SIGXFSZ:
-        return "failed", f"output capped: file-size limit of {limits.fsize_bytes} bytes"
+    if capped:
+        return "failed", f"output capped at the file-size limit of {limits.fsize_bytes} bytes"
+    if returncode == -signal.SIGXFSZ:
+        return "failed", f"file-size limit of {limits.fsize_bytes} bytes"
     if returncode == 0:
         return "passed", ""
     if _TIMED_OUT.search(output):
