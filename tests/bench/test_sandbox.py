@@ -188,7 +188,7 @@ def test_no_bwrap_means_a_refusal_not_a_silent_fallback(monkeypatch: pytest.Monk
 
 
 def test_read_only_work_dir_for_runs_and_host_dir_for_compilers() -> None:
-    with Sandbox(files={"in.txt": "x"}) as box:
+    with Sandbox(files={"in.txt": "x\n"}) as box:
         ran = box.run(["/bin/sh", "-c", "echo y > in.txt; echo z > new.txt; cat in.txt new.txt"])
         assert "Read-only file system" in ran.stderr
         assert ran.stdout == "x\nz\n"
