@@ -19,7 +19,7 @@ client's `hello` (the daemon's random token; the protocol version) and the worke
                        complete {id, request, ...}   one completion; `stream` asks for tokens
                        cancel {id}                   stop that completion between two tokens
                        status {id}                   the worker's state (no effect on idleness)
-                       stop                          ask the worker to exit
+                       stop {id, admin}              ask the worker to exit (the spawner only)
     worker -> client   progress {message}            model-load progress (to every client)
                        prepared {id, ...}            answer to prepare
                        token {id, index, text}       candidate `index`'s text so far (stream)
@@ -31,17 +31,29 @@ client's `hello` (the daemon's random token; the protocol version) and the worke
 Every `complete` gets exactly one `result` or `error`; a cancelled one gets a `result` whose
 finish_reason is "cancelled". A connection that ends without `bye` means the worker crashed: the
 client fails what was in flight with an error and starts a new worker for the next request.
+
+Limits, because a shared worker serves every editor of the user and must not be wedged by one
+bad peer: before its hello is accepted a connection may send one frame of at most
+`MAX_HELLO_FRAME_BYTES`, within `HELLO_TIMEOUT_S` in total; after it, frames of at most
+`MAX_FRAME_BYTES`. A frame over the limit ends the connection before its payload is read. A frame
+that decodes but is not a valid message (`BadMessage`: unknown type, missing or wrongly typed
+fields) is answered with `error` for its id (0 when it has none) and the connection goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
+import math
 import socket
 import struct
 import threading
+import time
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +73,8 @@ DISMISSED = "codegeex/dismissed"
 PROTOCOL_VERSION = 1
 FRAME_HEADER = struct.Struct(">I")  # payload length in bytes
 MAX_FRAME_BYTES = 64 << 20
-HELLO_TIMEOUT_S = 5.0  # a connection that does not say hello in time is dropped
+MAX_HELLO_FRAME_BYTES = 4 << 10  # a hello is ~150 bytes; nothing bigger is read before the token
+HELLO_TIMEOUT_S = 5.0  # a connection that has not said hello this long after connecting is dropped
 
 # Error kinds: what the client should make of an `error`.
 MODEL_ERROR = "model"  # the model cannot be loaded (message says why); not retried
@@ -71,6 +84,17 @@ INTERNAL_ERROR = "internal"  # a bug in the worker; logged there with a tracebac
 
 class ProtocolError(Exception):
     """Bytes that are not a valid frame or message."""
+
+
+class BadMessage(ProtocolError):
+    """A whole frame that is not a valid message: the framing is intact, so the connection can go on.
+
+    `id` is the frame's integer `id` when it had one, so the answer can name the request.
+    """
+
+    def __init__(self, message: str, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.id = request_id
 
 
 class Codec(NamedTuple):
@@ -209,7 +233,8 @@ class WorkerStatus:
 @_message("stop")
 @dataclass(frozen=True)
 class Stop:
-    pass
+    id: int = 0
+    admin: str = ""  # the secret the worker's spawner gave it; other clients may not stop it
 
 
 @_message("bye")
@@ -242,17 +267,59 @@ def to_wire(message: Any) -> dict[str, Any]:
 
 
 def from_wire(data: Any) -> Any:
-    """The message a decoded frame holds; ProtocolError for anything else."""
+    """The message a decoded frame holds; BadMessage for anything else (wrongly typed fields too)."""
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-        raise ProtocolError("a frame must hold a map with a string `type`")
+        raise BadMessage("a frame must hold a map with a string `type`")
+    raw_id = data.get("id")
+    request_id = raw_id if type(raw_id) is int else None
     cls = _MESSAGES.get(data["type"])
     if cls is None:
-        raise ProtocolError(f"unknown message type {data['type']!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
+        raise BadMessage(f"unknown message type {data['type'][:64]!r}", request_id)
+    hints = _field_types(cls)
+    fields = {k: v for k, v in data.items() if k in hints}
+    for name, value in fields.items():
+        if not _conforms(value, hints[name]):
+            raise BadMessage(
+                f"bad {cls.TYPE} message: field {name!r} must be {_describe(hints[name])}, "  # type: ignore[attr-defined]
+                f"not {type(value).__name__}",
+                request_id,
+            )
     try:
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**fields)
     except TypeError as exc:
-        raise ProtocolError(f"bad {data['type']} message: {exc}") from exc
+        raise BadMessage(f"bad {data['type']} message: {exc}", request_id) from exc
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether a decoded msgpack value fits a field's type hint (the hints used in this module)."""
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if origin in (list, tuple):
+        return isinstance(value, list | tuple)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return type(value) is int
+    if hint is float:
+        return type(value) in (int, float)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint)
 
 
 class Channel:
@@ -270,26 +337,36 @@ class Channel:
         with self._send_lock:
             self.sock.sendall(FRAME_HEADER.pack(len(payload)) + payload)
 
-    def receive(self) -> Any | None:
-        """The next message, or None when the peer closed the connection between two frames."""
-        header = self._read_exact(FRAME_HEADER.size, eof_ok=True)
+    def receive(self, max_bytes: int = MAX_FRAME_BYTES, deadline: float | None = None) -> Any | None:
+        """The next message, or None when the peer closed the connection between two frames.
+
+        A frame over `max_bytes` raises ProtocolError before its payload is read. With `deadline`
+        (time.monotonic()), the whole frame must arrive by then (TimeoutError otherwise): a timeout
+        per recv would let a peer that sends a byte now and then hold the connection forever.
+        """
+        header = self._read_exact(FRAME_HEADER.size, eof_ok=True, deadline=deadline)
         if header is None:
             return None
         (size,) = FRAME_HEADER.unpack(header)
-        if size > MAX_FRAME_BYTES:
-            raise ProtocolError(f"frame of {size} bytes is over the {MAX_FRAME_BYTES} limit")
-        payload = self._read_exact(size, eof_ok=False)
+        if size > max_bytes:
+            raise ProtocolError(f"frame of {size} bytes is over the {max_bytes} limit")
+        payload = self._read_exact(size, eof_ok=False, deadline=deadline)
         assert payload is not None
         try:
             data = self._codec.unpack(payload)
         except Exception as exc:  # the codec's own error types vary
-            raise ProtocolError(f"undecodable frame: {exc}") from exc
+            raise BadMessage(f"undecodable frame: {str(exc)[:200]}") from exc
         return from_wire(data)
 
-    def _read_exact(self, n: int, *, eof_ok: bool) -> bytes | None:
+    def _read_exact(self, n: int, *, eof_ok: bool, deadline: float | None = None) -> bytes | None:
         chunks: list[bytes] = []
         left = n
         while left:
+            if deadline is not None:
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    raise TimeoutError("the peer did not send a whole frame in time")
+                self.sock.settimeout(remaining_s)
             chunk = self.sock.recv(min(left, 1 << 20))
             if not chunk:
                 if eof_ok and left == n:
@@ -353,25 +430,75 @@ def fim_to_wire(request: FimRequest) -> dict[str, Any]:
     return wire
 
 
-def fim_from_wire(data: dict[str, Any]) -> FimRequest:
-    try:
-        refs = tuple(Reference(str(path), str(text)) for path, text in data.get("references", ()))
-        fields = {f.name for f in dataclasses.fields(FimRequest)} - {"references"}
-        return FimRequest(**{k: v for k, v in data.items() if k in fields}, references=refs)
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"bad completion request: {exc}") from exc
+_FIM_TEXT_FIELDS = ("prefix", "suffix", "language")
+_FIM_OPTIONAL_TEXT_FIELDS = ("path", "repo_name")
+_MODES = ("LINE", "BLOCK")
+
+
+def fim_from_wire(data: Any) -> FimRequest:
+    """The FimRequest a `complete` carries; ProtocolError (never another exception) when it is not one."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"bad completion request: a map is needed, not {type(data).__name__}")
+    if "prefix" not in data:
+        raise ProtocolError("bad completion request: no `prefix`")
+    for name in _FIM_TEXT_FIELDS:
+        if name in data and not isinstance(data[name], str):
+            raise ProtocolError(f"bad completion request: `{name}` must be a string")
+    for name in _FIM_OPTIONAL_TEXT_FIELDS:
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise ProtocolError(f"bad completion request: `{name}` must be a string or null")
+    if data.get("mode", "LINE") not in _MODES:
+        raise ProtocolError(f"bad completion request: `mode` must be one of {', '.join(_MODES)}")
+    refs = data.get("references", ())
+    if not isinstance(refs, list | tuple) or not all(
+        isinstance(ref, list | tuple) and len(ref) == 2 and all(isinstance(x, str) for x in ref)
+        for ref in refs
+    ):
+        raise ProtocolError("bad completion request: `references` must be a list of [path, text] pairs")
+    # Only the checked fields: the rest of a FimRequest (its scope) stays with the server.
+    fields = (*_FIM_TEXT_FIELDS, *_FIM_OPTIONAL_TEXT_FIELDS, "mode")
+    return FimRequest(
+        **{k: v for k, v in data.items() if k in fields},
+        references=tuple(Reference(path, text) for path, text in refs),
+    )
 
 
 def options_to_wire(options: CompletionOptions) -> dict[str, Any]:
     return dataclasses.asdict(options)
 
 
-def options_from_wire(data: dict[str, Any]) -> CompletionOptions:
-    fields = {f.name for f in dataclasses.fields(CompletionOptions)}
-    try:
-        return CompletionOptions(**{k: v for k, v in data.items() if k in fields})
-    except TypeError as exc:
-        raise ProtocolError(f"bad completion options: {exc}") from exc
+# Bounds on what one request may ask of a shared worker (the server's own settings stay well inside).
+_INT_OPTION_BOUNDS = {
+    "max_tokens": (1, 1 << 15),
+    "n": (1, 16),
+    "prefix_tokens": (0, 1 << 20),
+    "suffix_tokens": (0, 1 << 20),
+    "reference_tokens": (0, 1 << 20),
+}
+_FLOAT_OPTION_BOUNDS = {"temperature": (0.0, 100.0), "top_p": (1e-6, 1.0)}
+
+
+def options_from_wire(data: Any) -> CompletionOptions:
+    """The CompletionOptions a `complete` carries, type- and range-checked (ProtocolError if not)."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"bad completion options: a map is needed, not {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(CompletionOptions)}
+    values = {k: v for k, v in data.items() if k in known}
+    for name, (lo, hi) in _INT_OPTION_BOUNDS.items():
+        if name in values and not (type(values[name]) is int and lo <= values[name] <= hi):
+            raise ProtocolError(f"bad completion options: `{name}` must be an integer in [{lo}, {hi}]")
+    for name, (lo, hi) in _FLOAT_OPTION_BOUNDS.items():
+        value = values.get(name, lo)
+        if type(value) not in (int, float) or not (math.isfinite(value) and lo <= value <= hi):
+            raise ProtocolError(f"bad completion options: `{name}` must be a number in [{lo}, {hi}]")
+    seed = values.get("seed")
+    if seed is not None and not (type(seed) is int and 0 <= seed < 1 << 63):
+        raise ProtocolError("bad completion options: `seed` must be null or an integer in [0, 2**63)")
+    if values.get("format") is not None and not isinstance(values["format"], str):
+        raise ProtocolError("bad completion options: `format` must be a string or null")
+    if not isinstance(values.get("carry_line", True), bool):
+        raise ProtocolError("bad completion options: `carry_line` must be a boolean")
+    return CompletionOptions(**values)
 
 
 # -- rendezvous of the shared worker ---------------------------------------------------------------

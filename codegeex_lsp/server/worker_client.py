@@ -13,6 +13,12 @@ reader thread routes the worker's frames to the waiting calls. When the connecti
 started in the background (with a growing delay while it keeps dying before it answers anything),
 so the next request finds it loading or ready. After `bye` (idle timeout, stop) nothing is
 restarted until the next request needs it; a request that was refused that way is sent again once.
+Only the reader decides between the two: a send that fails because the worker just closed leaves
+its request to the reader, which has either read the `bye` before the end or not.
+
+The client that spawns a shared worker hands it a random admin secret (in its environment) and is
+the only one that can `stop_worker()` it. `allow_token_delay` (the server's debugging knob) gets a
+worker of its own: it is part of the worker's key, so a slowed-down worker is never shared.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import itertools
 import json
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -47,6 +54,7 @@ from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.protocol import (
     HELLO_TIMEOUT_S,
     MODEL_ERROR,
+    BadMessage,
     Bye,
     Cancel,
     Channel,
@@ -79,6 +87,7 @@ log = logging.getLogger(__name__)
 MSGPACK = Codec(
     functools.partial(msgpack.packb, use_bin_type=True), functools.partial(msgpack.unpackb, raw=False)
 )
+ADMIN_ENV = "CODEGEEX_LSP_WORKER_ADMIN"  # worker.daemon.ADMIN_ENV (the server never imports worker/)
 SPAWN_TIMEOUT_S = 60.0  # from spawn to a connectable socket (python + our imports, no torch yet)
 _CANCEL_POLL_S = 0.02
 _MAX_RESTART_DELAY_S = 30.0
@@ -103,13 +112,17 @@ class WorkerClient:
         idle_timeout_s: float = 600.0,
         runtime: Path | None = None,
         restart: bool = True,
+        allow_token_delay: bool = False,
     ) -> None:
         if mode not in ("shared", "private"):
             raise ValueError(f"worker mode {mode!r}")
         self.engine = engine
         self.mode = mode
         self.idle_timeout_s = idle_timeout_s
-        self.key = worker_key(dataclasses.asdict(engine), sys.executable, __version__)
+        self.allow_token_delay = allow_token_delay
+        key_engine = dataclasses.asdict(engine) | ({"allow_token_delay": True} if allow_token_delay else {})
+        self.key = worker_key(key_engine, sys.executable, __version__)
+        self._admin = ""  # the stop secret of the shared worker this client spawned last
         self._runtime = runtime
         self._restart = restart
         self.on_progress: Callable[[str], None] = lambda _message: None
@@ -219,9 +232,18 @@ class WorkerClient:
             return None
         return reply if isinstance(reply, WorkerStatus) else None
 
-    def stop_worker(self) -> None:
-        """Ask the worker to exit (every client of a shared one sees it go)."""
-        self._send_quietly(Stop())
+    def stop_worker(self, timeout_s: float = 10.0) -> bool:
+        """Ask the worker to exit (every client of a shared one sees it go). False when it refused
+        (a shared worker another client spawned) or did not answer; True once it said `bye`."""
+        if self._channel is None:
+            return False
+        try:
+            self._send(lambda rid: Stop(rid, self._admin), connect=False).result(timeout=timeout_s)
+        except WorkerGone:
+            return True  # its `bye`
+        except (BackendError, FutureTimeout, OSError):
+            return False
+        return False  # an error answer: refused
 
     def close(self) -> None:
         """Leave the worker (a shared one lives on for its other clients and its idle timeout)."""
@@ -251,11 +273,17 @@ class WorkerClient:
             self._pending[rid] = _Pending(future, channel, on_token)
         try:
             channel.send(make(rid))
-        except OSError as exc:
+        except ProtocolError as exc:  # too big to send: nothing went out
             with self._lock:
                 self._pending.pop(rid, None)
-            self._lost(channel, None, f"send failed: {exc}")
-            raise WorkerCrashed(f"the model worker is gone ({exc})") from exc
+            raise BackendError(f"cannot send this request to the model worker: {exc}") from exc
+        except OSError as exc:
+            # The worker closed (or died): its reader sees the end too, after any `bye` still
+            # queued, and fails this request as WorkerGone (resent) or WorkerCrashed. Deciding
+            # here would call an idle exit a crash whenever the send loses the race.
+            log.info("sending to the model worker failed (%s): its reader reports why", exc)
+            with contextlib.suppress(OSError):
+                channel.sock.shutdown(socket.SHUT_WR)
         return future
 
     def _send_quietly(self, message: Any) -> None:
@@ -321,7 +349,15 @@ class WorkerClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(HELLO_TIMEOUT_S)
-            sock.connect(str(paths.socket))
+            deadline = time.monotonic() + HELLO_TIMEOUT_S
+            while True:
+                try:
+                    sock.connect(str(paths.socket))
+                    break
+                except BlockingIOError:  # the backlog is full (a flood of connections): wait a bit
+                    if time.monotonic() > deadline:
+                        raise WorkerGone("the model worker's socket stays busy") from None
+                    time.sleep(0.02)
         except OSError:
             sock.close()
             raise
@@ -359,6 +395,9 @@ class WorkerClient:
                 "--runtime-dir",
                 str(paths.dir),
             ]
+            if self.allow_token_delay:
+                command.append("--allow-token-delay")
+            self._admin = secrets.token_hex(32)
             with log_file:
                 starter = subprocess.Popen(
                     command,
@@ -366,6 +405,7 @@ class WorkerClient:
                     stdout=subprocess.DEVNULL,
                     stderr=log_file,
                     start_new_session=True,
+                    env={**os.environ, ADMIN_ENV: self._admin},
                 )
             starter.wait(SPAWN_TIMEOUT_S)  # it forks and returns at once; the daemon is not our child
             deadline = time.monotonic() + SPAWN_TIMEOUT_S
@@ -401,7 +441,14 @@ class WorkerClient:
         bye: str | None = None
         reason: str | None = None
         try:
-            while (message := channel.receive()) is not None:
+            while True:
+                try:
+                    message = channel.receive()
+                except BadMessage as exc:
+                    log.warning("a bad message from the worker: %s; ignored", exc)
+                    continue
+                if message is None:
+                    break
                 if isinstance(message, Bye):
                     bye = message.reason
                 elif isinstance(message, Progress):
@@ -441,6 +488,8 @@ class WorkerClient:
         if self._proc is not None and self._proc.poll() is None and bye is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(1)
+        if bye is None and self._proc is not None and self._proc.returncode == 0:
+            bye = "it exited cleanly"  # a private worker's exit status says what a lost `bye` would
         crashed = bye is None and not self._closed
         if bye is not None:
             log.info("model worker pid %s exited: %s", self.pid, bye)

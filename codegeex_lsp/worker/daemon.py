@@ -8,6 +8,16 @@ Two ways to be reached, one protocol (`codegeex_lsp.protocol`):
   serve the same key; a stale socket left by a killed one is replaced.
 - private (`--fd N`): one inherited socketpair end; the worker exits when that connection closes.
 
+No client can wedge or stall the others: a connection gets `HELLO_TIMEOUT_S` in total to present
+a small hello (`MAX_HELLO_FRAME_BYTES`), at most `MAX_PENDING` unauthenticated connections are
+held (a new one evicts the oldest) and at most `MAX_CLIENTS` authenticated ones; every message is
+type-checked where it arrives and a bad one gets an `error` answer; the decode thread survives any
+exception of one request. `token_delay_ms` (a debugging knob) is honoured only by a worker started
+with `--allow-token-delay` (the client puts that flag into the worker's key, so such a worker is
+never shared with normal servers) or by a private one: in a shared worker it would stall everyone's
+decodes, which run one at a time. Only the client that spawned the worker may `stop` it (it handed
+the worker a secret through the environment, `ADMIN_ENV`); in private mode the one client may.
+
 Threads: the accept loop (main), one reader per connection, the model load, one decode thread
 (completions run one at a time, in arrival order), and the idle watch. The worker exits after
 `--idle-timeout` seconds without a prepare/complete (status polls do not count), after
@@ -24,6 +34,7 @@ import functools
 import hmac
 import json
 import logging
+import math
 import os
 import queue
 import secrets
@@ -38,14 +49,17 @@ from pathlib import Path
 import msgpack
 
 from codegeex_lsp import __version__
-from codegeex_lsp.config import EngineOptions
+from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.errors import CodegeexError
+from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.protocol import (
     HELLO_TIMEOUT_S,
     INTERNAL_ERROR,
+    MAX_HELLO_FRAME_BYTES,
     MODEL_ERROR,
     PROTOCOL_VERSION,
     REQUEST_ERROR,
+    BadMessage,
     Bye,
     Cancel,
     Channel,
@@ -79,6 +93,12 @@ MSGPACK = Codec(
 )
 DEFAULT_IDLE_TIMEOUT_S = 600.0
 DEFAULT_ORPHAN_TIMEOUT_S = 60.0
+ADMIN_ENV = "CODEGEEX_LSP_WORKER_ADMIN"  # the spawner's stop secret (the environment, never argv)
+MAX_PENDING = 32  # connections that have not said hello yet; a new one evicts the oldest
+MAX_CLIENTS = 64  # authenticated connections (each editor window's server holds one)
+MAX_TOKEN_DELAY_MS = 10_000.0
+_STOP_WAIT_S = 10.0
+SEND_TIMEOUT_S = 5  # a client whose socket stays full this long is dropped
 _LOAD_ERROR_GRACE_S = 0.5  # let the error answers go out before the worker exits
 _ACCEPT_POLL_S = 0.25
 
@@ -89,11 +109,16 @@ class _Client:
     name: str
 
     def send(self, message: object) -> bool:
-        """False when the client is gone (its jobs are then cancelled by its reader)."""
+        """False when the client is gone or does not read (SEND_TIMEOUT_S): its connection is then
+        shut, its reader drops it and cancels its jobs. Why: the decode thread sends tokens, and
+        one client that stops reading must not block it for everyone."""
         try:
             self.channel.send(message)
             return True
-        except (OSError, ProtocolError):
+        except (OSError, ProtocolError) as exc:
+            log.warning("client %s: cannot send %s (%s): dropping it", self.name, type(message).__name__, exc)
+            with contextlib.suppress(OSError):
+                self.channel.sock.shutdown(socket.SHUT_RDWR)
             return False
 
 
@@ -101,6 +126,9 @@ class _Client:
 class _Job:
     client: _Client
     request: Complete
+    fim: FimRequest
+    options: CompletionOptions
+    token_delay_ms: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -113,9 +141,13 @@ class Worker:
         token: str | None = None,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         orphan_timeout_s: float = DEFAULT_ORPHAN_TIMEOUT_S,
+        admin: str | None = None,
+        allow_token_delay: bool = False,
     ) -> None:
         self.key = key
         self._token = token
+        self._admin = admin  # None: any client may stop the worker (private mode: there is one)
+        self.allow_token_delay = allow_token_delay
         self.idle_timeout_s = idle_timeout_s
         self.orphan_timeout_s = orphan_timeout_s
         self.slot = ModelSlot(engine, self._broadcast_progress)
@@ -129,14 +161,19 @@ class Worker:
         self._last_activity = self._started
         self._last_client = self._started
         self._stopping = threading.Event()
+        self._stopped = threading.Event()  # set once every client was told `bye`
         self._on_stop: list = []
+        self._pending: dict[socket.socket, float] = {}  # connections before hello -> when accepted
+        self._decoder: threading.Thread | None = None
+        self.bad_messages = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
         self.slot.when_done(self._loaded)
         self.slot.start()
-        threading.Thread(target=self._decode_loop, name="codegeex-worker-decode", daemon=True).start()
+        self._decoder = threading.Thread(target=self._decode_loop, name="codegeex-worker-decode", daemon=True)
+        self._decoder.start()
         threading.Thread(target=self._watch_idle, name="codegeex-worker-idle", daemon=True).start()
 
     def _loaded(self) -> None:
@@ -158,10 +195,23 @@ class Worker:
                 if self._stopping.is_set():
                     break
                 raise
-            sock.settimeout(None)
+            self._admit(sock)
             threading.Thread(
                 target=self._serve_connection, args=(sock, True), name="codegeex-worker-conn", daemon=True
             ).start()
+
+    def _admit(self, sock: socket.socket) -> None:
+        """Count a new connection as pending; past MAX_PENDING, hang up on the oldest pending one.
+
+        Why evict rather than refuse: a real client says hello at once, so under a flood of silent
+        connections the newest is the likeliest to be real."""
+        with self._lock:
+            self._pending[sock] = time.monotonic()
+            evict = list(self._pending)[: max(0, len(self._pending) - MAX_PENDING)]
+        for old in evict:
+            log.warning("too many connections without hello: dropping the oldest")
+            with contextlib.suppress(OSError):
+                old.shutdown(socket.SHUT_RDWR)
 
     def serve_single(self, sock: socket.socket) -> None:
         """Serve one inherited connection; stop when it ends."""
@@ -169,22 +219,30 @@ class Worker:
         self.stop("the server closed the connection")
 
     def stop(self, reason: str) -> None:
+        """Tell every client `bye` and close. Returns only once that is done, whoever called first:
+        the process exits right after, and a client that sees the connection end without `bye`
+        counts a crash and restarts the worker (reloading the model)."""
         with self._lock:
-            if self._stopping.is_set():
-                return
+            first = not self._stopping.is_set()
             self._stopping.set()
             clients = list(self._clients)
             jobs = list(self._jobs.values())
-        log.info("exiting: %s", reason)
-        for hook in self._on_stop:
-            with contextlib.suppress(OSError):
-                hook()
-        for job in jobs:
-            job.cancel.set()
-        for client in clients:
-            client.send(Bye(reason))
-            client.channel.close()
-        self._queue.put(None)
+        if not first:
+            self._stopped.wait(_STOP_WAIT_S)
+            return
+        try:
+            log.info("exiting: %s", reason)
+            for hook in self._on_stop:
+                with contextlib.suppress(OSError):
+                    hook()
+            for job in jobs:
+                job.cancel.set()
+            for client in clients:
+                client.send(Bye(reason))
+                client.channel.close()
+            self._queue.put(None)
+        finally:
+            self._stopped.set()
 
     def wait_stopped(self, timeout_s: float | None = None) -> bool:
         return self._stopping.wait(timeout_s)
@@ -220,40 +278,66 @@ class Worker:
     def _serve_connection(self, sock: socket.socket, require_token: bool) -> None:
         channel = Channel(sock, MSGPACK)
         try:
-            sock.settimeout(HELLO_TIMEOUT_S)
-            hello = channel.receive()
-            if hello is None:  # a liveness probe (connect, close): nothing to say
-                channel.close()
-                return
-            refusal = self._check_hello(hello, sock, require_token)
-            if refusal is not None:
-                log.warning("refused a client: %s", refusal)
-                with contextlib.suppress(OSError, ProtocolError):
-                    channel.send(Refused(refusal))
-                channel.close()
-                return
-            sock.settimeout(None)
-        except (OSError, ConnectionError, ProtocolError) as exc:
-            log.warning("dropped a connection before its hello: %s", exc)
+            hello = self._receive_hello(channel, sock, require_token)
+        finally:
+            with self._lock:
+                self._pending.pop(sock, None)
+        if hello is None:
             channel.close()
             return
-        client = _Client(channel, str(hello.client) or "?")
+        # Kernel-side send timeout; reads stay blocking without one (a client may be quiet for hours).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", SEND_TIMEOUT_S, 0))
+        client = _Client(channel, str(hello.client)[:100] or "?")
         with self._lock:
-            if self._stopping.is_set():
-                client.send(Bye("exiting"))
-                channel.close()
-                return
-            self._clients.add(client)
+            full = len(self._clients) >= MAX_CLIENTS
+            if not full and not self._stopping.is_set():
+                self._clients.add(client)
+        if full:
+            log.warning("refused a client: %d clients already", MAX_CLIENTS)
+            client.send(Refused(f"too many clients ({MAX_CLIENTS})"))
+            channel.close()
+            return
+        if self._stopping.is_set():
+            client.send(Bye("exiting"))
+            channel.close()
+            return
         log.info("client %s connected (%d now)", client.name, len(self._clients))
         client.send(Welcome(pid=os.getpid(), key=self.key, version=__version__))
         try:
-            while (message := channel.receive()) is not None:
-                self._dispatch(client, message)
+            while True:
+                try:
+                    message = channel.receive()
+                except BadMessage as exc:
+                    self._answer_bad(client, exc)
+                    continue
+                if message is None:
+                    break
+                self._dispatch_safely(client, message)
         except (OSError, ConnectionError, ProtocolError) as exc:
             if not self._stopping.is_set():
                 log.warning("client %s: %s", client.name, exc)
         finally:
             self._drop(client)
+
+    def _receive_hello(self, channel: Channel, sock: socket.socket, require_token: bool) -> Hello | None:
+        """The accepted hello, or None (refused, too slow, too big, gone: nothing more is read)."""
+        try:
+            # One deadline for the whole hello: a per-recv timeout lets a byte a second hold it forever.
+            hello = channel.receive(MAX_HELLO_FRAME_BYTES, deadline=time.monotonic() + HELLO_TIMEOUT_S)
+            if hello is None:  # a liveness probe (connect, close): nothing to say
+                return None
+            refusal = self._check_hello(hello, sock, require_token)
+            if refusal is not None:
+                log.warning("refused a client: %s", refusal)
+                with contextlib.suppress(OSError, ProtocolError):
+                    sock.settimeout(1.0)
+                    channel.send(Refused(refusal))
+                return None
+            sock.settimeout(None)
+            return hello
+        except (OSError, ConnectionError, ProtocolError) as exc:
+            log.warning("dropped a connection before its hello: %s", exc)
+            return None
 
     def _check_hello(self, hello: object, sock: socket.socket, require_token: bool) -> str | None:
         if not isinstance(hello, Hello):
@@ -278,9 +362,26 @@ class Worker:
         client.channel.close()
         log.info("client %s left (%d now)", client.name, left)
 
+    def _answer_bad(self, client: _Client, exc: BadMessage) -> None:
+        with self._lock:
+            self.bad_messages += 1
+        log.warning("client %s sent a bad message: %s", client.name, exc)
+        client.send(Error(exc.id if exc.id is not None else 0, REQUEST_ERROR, str(exc)[:500]))
+
+    def _dispatch_safely(self, client: _Client, message: object) -> None:
+        """Dispatch; a bug in handling one message answers that message, never ends the connection."""
+        try:
+            self._dispatch(client, message)
+        except Exception as exc:
+            log.exception("handling %s from client %s failed", type(message).__name__, client.name)
+            request_id = getattr(message, "id", 0)
+            client.send(Error(request_id if type(request_id) is int else 0, INTERNAL_ERROR, f"{exc!r}"[:500]))
+
     def _dispatch(self, client: _Client, message: object) -> None:
         if isinstance(message, Complete):
-            job = _Job(client, message)
+            job = self._job(client, message)
+            if job is None:
+                return
             with self._lock:
                 self._jobs[(id(client), message.id)] = job
                 self._requests += 1
@@ -297,10 +398,44 @@ class Worker:
         elif isinstance(message, StatusRequest):
             client.send(self.status(message.id))
         elif isinstance(message, Stop):
+            if self._admin is not None and not hmac.compare_digest(
+                message.admin.encode(), self._admin.encode()
+            ):
+                log.warning("client %s asked the worker to stop without the spawner's secret", client.name)
+                client.send(
+                    Error(
+                        message.id,
+                        REQUEST_ERROR,
+                        "stop refused: only the client that started this shared worker may stop it",
+                    )
+                )
+                return
             log.info("client %s asked the worker to stop", client.name)
             threading.Thread(target=self.stop, args=("stopped by a client",), daemon=True).start()
         else:
-            log.warning("client %s sent an unexpected %s: ignored", client.name, type(message).__name__)
+            self._answer_bad(
+                client,
+                BadMessage(f"{message.TYPE} is not a request", getattr(message, "id", None)),  # type: ignore[attr-defined]
+            )
+
+    def _job(self, client: _Client, message: Complete) -> _Job | None:
+        """The decode job for a `complete`, checked here, on the client's reader: None (and an error
+        answer) when it cannot be served, so nothing malformed ever reaches the decode thread."""
+        try:
+            fim = fim_from_wire(message.request)
+            options = options_from_wire(message.options)
+            delay_ms = float(message.token_delay_ms)
+            if not (math.isfinite(delay_ms) and 0.0 <= delay_ms <= MAX_TOKEN_DELAY_MS):
+                raise ProtocolError(f"token_delay_ms must be in [0, {MAX_TOKEN_DELAY_MS:g}]")
+        except ProtocolError as exc:
+            self._answer_bad(client, BadMessage(str(exc), message.id))
+            return None
+        if delay_ms and not self.allow_token_delay:
+            log.info(
+                "client %s: token_delay_ms ignored (a shared worker without --allow-token-delay)", client.name
+            )
+            delay_ms = 0.0
+        return _Job(client, message, fim, options, delay_ms)
 
     def _answer_prepare(self, client: _Client, message: Prepare) -> None:
         try:
@@ -325,15 +460,20 @@ class Worker:
         )
 
     def status(self, request_id: int) -> WorkerStatus:
+        """The worker's state as it is: "error" too when the decode thread is gone (it never should)."""
         now = time.monotonic()
+        decoding = self._decoder is not None and self._decoder.is_alive()
         with self._lock:
+            state, error = self.slot.state, self.slot.error
+            if not decoding and not self._stopping.is_set():
+                state, error = "error", "the decode thread is not running"
             return WorkerStatus(
                 id=request_id,
                 pid=os.getpid(),
                 key=self.key,
                 model=self.slot.engine.model,
-                state=self.slot.state,
-                error=self.slot.error,
+                state=state,
+                error=error,
                 loads=self.slot.loads,
                 clients=len(self._clients),
                 requests=self._requests,
@@ -347,57 +487,51 @@ class Worker:
     # -- decoding --------------------------------------------------------------------------------
 
     def _decode_loop(self) -> None:
+        """One job at a time; an exception fails that job only, and the loop goes on. The answer
+        goes out after the job left `running`, so a status asked after it never shows it running."""
         while (job := self._queue.get()) is not None:
             with self._lock:
                 self._running = job
             try:
-                self._run(job)
+                answer = self._run(job)
+            except Exception as exc:
+                log.exception("completion %s of %s failed", job.request.id, job.client.name)
+                answer = Error(job.request.id, INTERNAL_ERROR, f"{exc!r}"[:500])
             finally:
                 with self._lock:
                     self._running = None
                     self._jobs.pop((id(job.client), job.request.id), None)
                     self._last_activity = time.monotonic()
+            job.client.send(answer)
 
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: _Job) -> Result | Error:
         request = job.request
         while not self.slot.wait(0.1):
             if job.cancel.is_set() or self._stopping.is_set():
                 break
         if job.cancel.is_set() or not self.slot.wait(0):
-            job.client.send(Result(request.id, completion_to_wire(_cancelled(self.slot, request))))
-            return
+            return Result(request.id, completion_to_wire(_cancelled(self.slot, job)))
         try:
             service = self.slot.service(request.format)
-            fim = fim_from_wire(request.request)
-            options = options_from_wire(request.options)
         except CodegeexError as exc:
             kind = MODEL_ERROR if self.slot.error is not None else REQUEST_ERROR
-            job.client.send(Error(request.id, kind, str(exc)))
-            return
-        except ProtocolError as exc:
-            job.client.send(Error(request.id, REQUEST_ERROR, str(exc)))
-            return
+            return Error(request.id, kind, str(exc))
         try:
             result = service.generate(
-                fim,
-                options,
+                job.fim,
+                job.options,
                 is_cancelled=job.cancel.is_set,
                 on_token=_token_hook(job),
                 cache_key=request.document or None,
             )
         except CodegeexError as exc:
-            job.client.send(Error(request.id, REQUEST_ERROR, str(exc)))
-            return
-        except Exception as exc:
-            log.exception("completion %s (%s) of %s failed", request.id, request.label, job.client.name)
-            job.client.send(Error(request.id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
-            return
-        job.client.send(Result(request.id, completion_to_wire(result)))
+            return Error(request.id, REQUEST_ERROR, str(exc))
+        return Result(request.id, completion_to_wire(result))
 
 
 def _token_hook(job: _Job):
     request = job.request
-    delay_s = max(0.0, float(request.token_delay_ms)) / 1000.0
+    delay_s = job.token_delay_ms / 1000.0
     if not request.stream and delay_s <= 0:
         return None
 
@@ -410,14 +544,14 @@ def _token_hook(job: _Job):
     return on_token
 
 
-def _cancelled(slot: ModelSlot, request: Complete) -> Completion:
+def _cancelled(slot: ModelSlot, job: _Job) -> Completion:
     return Completion(
         completion="",
         candidates=(),
         raw=(),
         model=slot.engine.model,
-        format=request.format or "",
-        mode=str(request.request.get("mode", "LINE")),
+        format=job.request.format or "",
+        mode=job.fim.mode,
         prompt_tokens=0,
         generated_tokens=0,
         finish_reason="cancelled",
@@ -469,7 +603,7 @@ def _listen(paths: WorkerPaths) -> tuple[socket.socket, str] | None:
     finally:
         os.umask(old_umask)
     os.chmod(paths.socket, 0o600)
-    listener.listen(16)
+    listener.listen(socket.SOMAXCONN)
     return listener, token
 
 
@@ -489,6 +623,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detach", action="store_true", help="fork into the background first")
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S)
     parser.add_argument("--orphan-timeout", type=float, default=DEFAULT_ORPHAN_TIMEOUT_S)
+    parser.add_argument(
+        "--allow-token-delay",
+        action="store_true",
+        help="honour the clients' token_delay_ms (debugging; a private worker always does)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -508,9 +647,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     engine = EngineOptions(**json.loads(args.engine))
     orphan_s = min(args.orphan_timeout, args.idle_timeout)
+    admin = os.environ.pop(ADMIN_ENV, "")
     if args.fd is not None:
         sock = socket.socket(fileno=args.fd)
-        worker = Worker(engine, idle_timeout_s=args.idle_timeout, orphan_timeout_s=orphan_s)
+        worker = Worker(
+            engine, idle_timeout_s=args.idle_timeout, orphan_timeout_s=orphan_s, allow_token_delay=True
+        )
         worker.start()
         worker.serve_single(sock)
         return _exit(0)
@@ -524,8 +666,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     listener, token = bound
     log.info("worker %s for %s listening on %s", args.key, engine.model, paths.socket)
+    if not admin:
+        log.warning("started without %s: no client can stop this worker (it exits when idle)", ADMIN_ENV)
     worker = Worker(
-        engine, key=args.key, token=token, idle_timeout_s=args.idle_timeout, orphan_timeout_s=orphan_s
+        engine,
+        key=args.key,
+        token=token,
+        idle_timeout_s=args.idle_timeout,
+        orphan_timeout_s=orphan_s,
+        admin=admin or secrets.token_hex(32),
+        allow_token_delay=args.allow_token_delay,
     )
     worker._on_stop.append(functools.partial(_cleanup, paths))
     worker.start()

@@ -42,7 +42,9 @@ def engine(model_dir) -> EngineOptions:
 @pytest.fixture(scope="module")
 def shared(tiny_glm_dir, module_runtime):
     """One worker for the tests that leave it running (starting one costs a torch import)."""
-    made = WorkerClient(engine(tiny_glm_dir), runtime=module_runtime, idle_timeout_s=300)
+    made = WorkerClient(
+        engine(tiny_glm_dir), runtime=module_runtime, idle_timeout_s=300, allow_token_delay=True
+    )
     yield made
     made.stop_worker()
     made.close()
@@ -102,7 +104,7 @@ def test_cancel_stops_the_decode_between_tokens(client):
 
 
 def test_killed_mid_request_errors_then_next_request_works(tiny_glm_dir, runtime):
-    client = WorkerClient(engine(tiny_glm_dir), runtime=runtime, idle_timeout_s=120)
+    client = WorkerClient(engine(tiny_glm_dir), runtime=runtime, idle_timeout_s=120, allow_token_delay=True)
     client.prepare(None)
     for _ in range(2):
         pid = client.pid
