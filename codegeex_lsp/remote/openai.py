@@ -7,21 +7,22 @@ FIM two ways (`fim`):
 - `suffix`: the server builds the FIM prompt from `prompt` (the prefix) and `suffix` (vLLM for
   some models, Ollama, llama-cpp-python for GGUFs with FIM tokens).
 
-Every request streams (`"stream": true`, server-sent events). Cancelling closes the stream: a
-watcher shuts the socket down within a poll interval, even while waiting for the first byte, and
-the server stops generating when its next write fails. Local stops (one line in LINE mode, a
-closed scope via the post-processing filters) close it the same way. Connection errors, timeouts,
-429 and 5xx are retried with exponential backoff before the first token; 4xx are not. The API key
-comes from an environment variable and is only ever sent as the Authorization header. HTTPS uses
-the system CAs or `ca_bundle`; a proxy is taken from `proxy` or the usual environment variables
+The client only generates (`complete.Generator`): raw text under the one stop spec
+(`postprocess.early_stop.stop_spec`); the orchestrator heals and post-processes it.
+
+Transport: httpx. Every request streams (`"stream": true`, server-sent events). Cancelling closes
+the stream: a watcher shuts the connection's socket down within a poll interval, even while waiting
+for the first byte, and the server stops generating when its next write fails. Local stops (one
+line in LINE mode, a closed scope) close it the same way. Connection errors, timeouts, 429 and 5xx
+are retried with exponential backoff before the first token; 4xx are not. The API key comes from
+an environment variable and is only ever sent as the Authorization header. HTTPS uses the system
+CAs or `ca_bundle`; a proxy is taken from `proxy` or the usual environment variables
 (`https_proxy`, `no_proxy`; loopback hosts never go through one).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import http.client
 import ipaddress
 import json
 import logging
@@ -31,10 +32,12 @@ import ssl
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
 
 from codegeex_lsp import __version__
 from codegeex_lsp.config import CompletionOptions
@@ -76,27 +79,43 @@ class OpenAIOptions:
     chars_per_token: float = CHARS_PER_TOKEN
 
 
-class _Stream:
-    """One streaming response and the means to cut it short from another thread."""
+class _Cutter:
+    """The socket of one request's connection, so another thread can cut it short.
 
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
-        self.conn = conn
-        self.response = response
+    httpx has no way to abort a blocked read from another thread; httpcore's trace events hand
+    over each network stream it opens (TCP, then TLS, through a proxy too), and shutting its socket
+    down makes the blocked read return at once. Connections are not pooled, so every request opens
+    its own and is traced from the start: a cut works while waiting for the response headers too.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
         self.cut = False
 
-    def interrupt(self) -> None:
-        """From any thread: shut the socket down, so a blocked read returns at once (the reading
-        thread then closes the connection; closing it here would race with its read)."""
-        self.cut = True
-        sock = self.conn.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        stream = info.get("return_value")
+        if event.endswith(".complete") and hasattr(stream, "get_extra_info"):
+            sock = stream.get_extra_info("socket")
+            if sock is not None:
+                with self._lock:
+                    self._sock = sock
+                    cut = self.cut
+                if cut:
+                    self._shutdown(sock)
 
-    def close(self) -> None:
-        """From the reading thread."""
-        self.interrupt()
-        self.conn.close()
+    def interrupt(self) -> None:
+        """From any thread."""
+        with self._lock:
+            self.cut = True
+            sock = self._sock
+        if sock is not None:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 class OpenAIClient:
@@ -113,13 +132,25 @@ class OpenAIClient:
         self.format = get_format(options.format) if fim == "prompt" and options.format else None
         self.format_name = self.format.name if self.format is not None else "server-fim"
         self.model_name = options.model or "default"
-        self._url = url
         self._base = options.base_url.rstrip("/")
-        self._api_key = _api_key(options.api_key_env)
-        self._ssl = _ssl_context(options.ca_bundle) if url.scheme == "https" else None
+        api_key = _api_key(options.api_key_env)
         self._proxy = _proxy_for(url.scheme, url.hostname, options.proxy)
+        headers = {"User-Agent": f"codegeex-lsp/{__version__}"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        # The proxy is decided here (`_proxy_for`: loopback never goes through one), so httpx does
+        # not read the environment; the CA bundle (or the system's CAs) is an SSLContext.
+        self._http = httpx.Client(
+            base_url=self._base,
+            headers=headers,
+            timeout=httpx.Timeout(options.timeout_s),
+            verify=_ssl_context(options.ca_bundle) if url.scheme == "https" else True,
+            proxy=self._proxy,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         self._lock = threading.Lock()
-        self._streams: set[_Stream] = set()
+        self._cutters: set[_Cutter] = set()
         self.requests = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -165,7 +196,9 @@ class OpenAIClient:
         spec = stop_spec(request, stops)
         body["stop"] = list(spec.strings[:MAX_STOP_STRINGS])
         try:
-            text, finish, n_chunks, usage, served_by, first_s = self._generate(body, spec, cancelled, on_token)
+            text, finish, n_chunks, usage, served_by, first_s = self._generate(
+                body, spec, cancelled, on_token
+            )
         except RemoteError as exc:
             self._failed(str(exc))
             raise
@@ -188,19 +221,14 @@ class OpenAIClient:
         """GET /models once: a rejected API key fails (a configuration error); an unreachable server
         only warns, since requests retry and it may come up later."""
         try:
-            conn = self._connection(timeout_s=min(5.0, self.options.timeout_s))
-            try:
-                conn.request("GET", self._path("/models"), headers=self._headers())
-                response = conn.getresponse()
-                status, payload = response.status, response.read(65536)
-            finally:
-                conn.close()
-        except (OSError, http.client.HTTPException) as exc:
+            response = self._http.get("/models", timeout=min(5.0, self.options.timeout_s))
+        except httpx.HTTPError as exc:
             message = f"{self._base} is not reachable now ({_describe(exc)}); requests will retry"
             log.warning("%s", message)
             progress(message)
             self.last_error = message
             return
+        status, payload = response.status_code, response.content[:65536]
         if status in (401, 403):
             raise RemoteError(f"{self._base} rejected the API key (HTTP {status}): {_error_text(payload)}")
         served = _model_ids(payload) if status == 200 else []
@@ -216,14 +244,14 @@ class OpenAIClient:
             "requests": self.requests,
             "failures": self.failures,
             "lastError": self.last_error,
-            "proxy": self._proxy[0] if self._proxy else None,
+            "proxy": _without_credentials(self._proxy) if self._proxy else None,
         }
 
     def close(self) -> None:
         with self._lock:
-            streams = list(self._streams)
-        for stream in streams:
-            stream.interrupt()
+            cutters = list(self._cutters)
+        for cutter in cutters:
+            cutter.interrupt()
 
     # -- one request -----------------------------------------------------------------------------
 
@@ -235,59 +263,65 @@ class OpenAIClient:
         on_token: OnToken | None,
     ) -> tuple[str, str, int, dict[str, Any], str | None, float]:
         started = time.perf_counter()
-        stream = self._open_stream(body, cancelled)
-        if stream is None:
-            return "", "cancelled", 0, {}, None, 0.0
+        cutter = _Cutter()
         done = threading.Event()
-        watcher = threading.Thread(target=_watch, args=(stream, cancelled, done), daemon=True)
+        watcher = threading.Thread(target=_watch, args=(cutter, cancelled, done), daemon=True)
+        with self._lock:
+            self._cutters.add(cutter)
         watcher.start()
         text, finish, n_chunks = "", "length", 0
         usage: dict[str, Any] = {}
         served_by: str | None = None
         first_s = 0.0
         try:
-            for event in _events(stream.response):
-                if "error" in event:
-                    raise RemoteError(f"{self._base} failed the completion: {_error_text(event)}")
-                served_by = event.get("model", served_by)
-                usage = event.get("usage") or usage
-                choices = event.get("choices") or []
-                if not choices:
-                    continue
-                choice = choices[0]
-                delta = choice.get("text") or ""
-                if delta:
-                    if not n_chunks:
-                        first_s = time.perf_counter() - started
-                    n_chunks += 1
-                    text += delta
-                    cut = spec.cut(text)
-                    if cut is not None:
-                        text, finish = text[:cut], "stop"
-                    elif "\n" in delta and spec.check(text):
-                        finish = "stop"
-                    if on_token is not None:
-                        on_token(0, -1, text)
-                    if finish == "stop":
-                        break  # the rest would be cut anyway: close the stream, the server stops
-                if choice.get("finish_reason"):
-                    finish = "length" if choice["finish_reason"] == "length" else "stop"
-        except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
-            if not stream.cut:
-                raise RemoteError(f"{self._base}: the stream broke off ({_describe(exc)})") from exc
+            response = self._open_stream(body, cancelled, cutter)
+            if response is None:
+                return "", "cancelled", 0, {}, None, 0.0
+            try:
+                for event in _events(response.iter_lines()):
+                    if "error" in event:
+                        raise RemoteError(f"{self._base} failed the completion: {_error_text(event)}")
+                    served_by = event.get("model", served_by)
+                    usage = event.get("usage") or usage
+                    choices = event.get("choices") or []
+                    if not choices:
+                        continue
+                    choice = choices[0]
+                    delta = choice.get("text") or ""
+                    if delta:
+                        if not n_chunks:
+                            first_s = time.perf_counter() - started
+                        n_chunks += 1
+                        text += delta
+                        cut = spec.cut(text)
+                        if cut is not None:
+                            text, finish = text[:cut], "stop"
+                        elif "\n" in delta and spec.check(text):
+                            finish = "stop"
+                        if on_token is not None:
+                            on_token(0, -1, text)
+                        if finish == "stop":
+                            break  # the rest would be cut anyway: close the stream, the server stops
+                    if choice.get("finish_reason"):
+                        finish = "length" if choice["finish_reason"] == "length" else "stop"
+            except (httpx.HTTPError, OSError, ValueError, AttributeError) as exc:
+                if not cutter.cut:
+                    raise RemoteError(f"{self._base}: the stream broke off ({_describe(exc)})") from exc
+            finally:
+                cutter.interrupt()  # closing a stream read halfway must not wait for the rest
+                response.close()
         finally:
             done.set()
-            stream.close()
             with self._lock:
-                self._streams.discard(stream)
+                self._cutters.discard(cutter)
         if cancelled():
             finish = "cancelled"
         return text, finish, n_chunks, usage, served_by, first_s
 
-    def _open_stream(self, body: dict[str, Any], cancelled: IsCancelled) -> _Stream | None:
+    def _open_stream(
+        self, body: dict[str, Any], cancelled: IsCancelled, cutter: _Cutter
+    ) -> httpx.Response | None:
         """POST the request, retrying what may pass; None if cancelled meanwhile."""
-        payload = json.dumps(body).encode()
-        headers = {**self._headers(), "Content-Type": "application/json", "Accept": "text/event-stream"}
         attempts = self.options.retries + 1
         last = "no attempt"
         for attempt in range(attempts):
@@ -295,65 +329,36 @@ class OpenAIClient:
                 return None
             self.requests += 1
             retry_after_s = 0.0
-            conn = self._connection(timeout_s=self.options.timeout_s)
+            request = self._http.build_request(
+                "POST",
+                "/completions",
+                json=body,
+                headers={"Accept": "text/event-stream"},
+                extensions={"trace": cutter.trace},
+            )
             try:
-                conn.request("POST", self._path("/completions"), body=payload, headers=headers)
-                response = conn.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
+                response = self._http.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                if cancelled():
+                    return None
                 last = _describe(exc)
             else:
-                if response.status == 200:
-                    stream = _Stream(conn, response)
-                    with self._lock:
-                        self._streams.add(stream)
-                    return stream
-                detail = _error_text(response.read(4096))
-                conn.close()
-                last = f"HTTP {response.status}: {detail}"
-                if response.status not in RETRY_STATUSES:
+                if response.status_code == 200:
+                    return response
+                try:
+                    detail = _error_text(response.read()[:4096])
+                finally:
+                    response.close()
+                last = f"HTTP {response.status_code}: {detail}"
+                if response.status_code not in RETRY_STATUSES:
                     raise RemoteError(f"{self._base} refused the completion ({last})")
-                retry_after_s = _retry_after_s(response.getheader("Retry-After"))
+                retry_after_s = _retry_after_s(response.headers.get("Retry-After"))
             if attempt + 1 < attempts:
                 wait_s = max(retry_after_s, self.options.backoff_s * 2**attempt)
                 log.info("%s: %s; retrying in %.1f s", self._base, last, min(wait_s, _MAX_BACKOFF_S))
                 if _sleep_unless(cancelled, min(wait_s, _MAX_BACKOFF_S)):
                     return None
         raise RemoteError(f"cannot get a completion from {self._base}: {last} (tried {attempts} times)")
-
-    # -- plumbing --------------------------------------------------------------------------------
-
-    def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
-        host = self._url.hostname or ""
-        port = self._url.port or (443 if self._url.scheme == "https" else 80)
-        if self._proxy is not None:
-            proxy_url, proxy_headers = self._proxy
-            proxy = urlsplit(proxy_url)
-            proxy_host, proxy_port = proxy.hostname or "", proxy.port or 8080
-            if self._url.scheme == "https":
-                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                    proxy_host, proxy_port, timeout=timeout_s, context=self._ssl
-                )
-                conn.set_tunnel(host, port, headers=proxy_headers)
-                return conn
-            return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout_s)
-        if self._url.scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=timeout_s, context=self._ssl)
-        return http.client.HTTPConnection(host, port, timeout=timeout_s)
-
-    def _path(self, endpoint: str) -> str:
-        path = (self._url.path.rstrip("/") or "") + endpoint
-        if self._proxy is not None and self._url.scheme == "http":
-            return f"http://{self._url.netloc}{path}"  # absolute form through an HTTP proxy
-        return path
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"User-Agent": f"codegeex-lsp/{__version__}"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        if self._proxy is not None and self._url.scheme == "http":
-            headers.update(self._proxy[1])
-        return headers
 
     def _failed(self, message: str) -> None:
         self.failures += 1
@@ -364,14 +369,10 @@ class OpenAIClient:
         self._last_ok = time.monotonic()
 
 
-def _events(response: http.client.HTTPResponse):
+def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     """The JSON objects of a server-sent-events stream, until `[DONE]` or its end."""
     data: list[str] = []
-    while True:
-        raw = response.readline()
-        if not raw:
-            break
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+    for line in lines:
         if line.startswith("data:"):
             data.append(line[5:].lstrip())
             continue
@@ -385,10 +386,10 @@ def _events(response: http.client.HTTPResponse):
         yield json.loads(payload)
 
 
-def _watch(stream: _Stream, cancelled: IsCancelled, done: threading.Event) -> None:
+def _watch(cutter: _Cutter, cancelled: IsCancelled, done: threading.Event) -> None:
     while not done.wait(_CANCEL_POLL_S):
         if cancelled():
-            stream.interrupt()
+            cutter.interrupt()
             return
 
 
@@ -418,8 +419,9 @@ def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
         raise CodegeexError(f"cannot use the CA bundle {ca_bundle!r}: {exc}") from exc
 
 
-def _proxy_for(scheme: str, host: str, explicit: str | None) -> tuple[str, dict[str, str]] | None:
-    """(proxy URL, headers) or None: the explicit proxy, else the environment's, never for loopback."""
+def _proxy_for(scheme: str, host: str, explicit: str | None) -> str | None:
+    """The proxy URL (credentials kept, httpx sends them) or None: the explicit proxy, else the
+    environment's, never for loopback."""
     if _is_loopback(host) and not explicit:
         return None
     proxy = explicit
@@ -432,14 +434,15 @@ def _proxy_for(scheme: str, host: str, explicit: str | None) -> tuple[str, dict[
     if "://" not in proxy:
         proxy = "http://" + proxy
     parsed = urlsplit(proxy)
-    if parsed.scheme != "http" or not parsed.hostname:
-        raise CodegeexError(f"proxy {proxy!r}: only http://[user:pass@]host:port proxies are supported")
-    headers: dict[str, str] = {}
-    if parsed.username:
-        creds = f"{unquote(parsed.username)}:{unquote(parsed.password or '')}"
-        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(creds.encode()).decode()
-    netloc = parsed.hostname + (f":{parsed.port}" if parsed.port else "")
-    return f"http://{netloc}", headers
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise CodegeexError(f"proxy {proxy!r}: only http(s)://[user:pass@]host:port proxies are supported")
+    return proxy
+
+
+def _without_credentials(url: str) -> str:
+    parsed = urlsplit(url)
+    netloc = (parsed.hostname or "") + (f":{parsed.port}" if parsed.port else "")
+    return urlunsplit((parsed.scheme, netloc, "", "", ""))
 
 
 def _is_loopback(host: str) -> bool:
@@ -459,12 +462,20 @@ def _retry_after_s(value: str | None) -> float:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
+    """A short reason for logs and the user: the cause under httpx's and httpcore's wrappers."""
+    chain: list[BaseException] = []
+    err: BaseException | None = exc
+    while err is not None and len(chain) < 8:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    for err in chain:
+        if isinstance(err, ssl.SSLError):
+            return f"TLS error: {err.reason or err}"
+    for err in chain:
+        if isinstance(err, ConnectionRefusedError) or "connection refused" in str(err).lower():
+            return "connection refused"
+        if isinstance(err, httpx.TimeoutException | TimeoutError | socket.timeout):
+            return "timed out"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
