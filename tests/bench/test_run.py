@@ -53,7 +53,7 @@ def test_execution_resumes_and_reruns_only_changed_samples(
     tasks = load_tasks("python")[:3]
     calls: list[str] = []
 
-    def fake_execute(task, code, toolchain):
+    def fake_execute(task, code, toolchain, isolation=None):
         calls.append(task.task_id)
         return SandboxResult("passed" if "pass" in code else "failed", 0, "", "", 0.01)
 
@@ -71,7 +71,33 @@ def test_execution_resumes_and_reruns_only_changed_samples(
     assert [record["status"] for record in second[tasks[1].task_id]] == ["passed", "passed"]
 
 
+def test_a_sandbox_error_is_recorded_and_run_again_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = load_tasks("python")[:2]
+    calls: list[str] = []
+
+    def flaky_execute(task, code, toolchain, isolation=None):
+        calls.append(task.task_id)
+        if task.task_id == tasks[0].task_id and calls.count(task.task_id) == 1:
+            raise OSError("cannot make the temp dir")
+        return SandboxResult("passed", 0, "", "", 0.01)
+
+    monkeypatch.setattr(run, "execute", flaky_execute)
+    toolchain = Toolchain("python", available=True)
+    path = tmp_path / "exec.jsonl"
+    samples = {task.task_id: ["    pass\n"] for task in tasks}
+    first = run.execute_language(tasks, samples, toolchain, path, workers=1, truncate=True)
+    assert first[tasks[0].task_id][0]["status"] == "error"
+    assert "cannot make the temp dir" in first[tasks[0].task_id][0]["detail"]
+    assert first[tasks[1].task_id][0]["status"] == "passed"  # the benchmark went on
+    second = run.execute_language(tasks, samples, toolchain, path, workers=1, truncate=True)
+    assert calls == [tasks[0].task_id, tasks[1].task_id, tasks[0].task_id]  # only the error ran again
+    assert second[tasks[0].task_id][0]["status"] == "passed"
+
+
 def _small_results(variant: str, pass1: float) -> dict:
+    """Greedy results on Go/0 and Go/95 (known bad, failing): pass@1 0.5 means Go/0 passed."""
     entry = {
         "available": True,
         "n_tasks": 2,
@@ -80,7 +106,7 @@ def _small_results(variant: str, pass1: float) -> dict:
         "known_bad": {"Go/95": {"why": "flaky", "n": 1, "c": 0}},
         "wall_s": {"generate": 1.0, "execute": 2.0},
         "tasks": {
-            "Go/0": {"n": 1, "c": 1, "known_bad": None},
+            "Go/0": {"n": 1, "c": int(pass1 == 0.5), "known_bad": None},
             "Go/95": {"n": 1, "c": 0, "known_bad": "flaky"},
         },
     }
@@ -94,7 +120,7 @@ def _small_results(variant: str, pass1: float) -> dict:
 
 
 def test_report_files_from_a_small_result_set(tmp_path: Path) -> None:
-    for variant, pass1 in (("fp", 0.5), ("int4", 0.25)):
+    for variant, pass1 in (("fp", 0.5), ("int4", 0.0)):
         (tmp_path / variant).mkdir()
         write_results(tmp_path / variant, _small_results(variant, pass1))
 
@@ -104,7 +130,8 @@ def test_report_files_from_a_small_result_set(tmp_path: Path) -> None:
     table = (tmp_path / REPORT_FILE).read_text()
     header = "| Language | fp pass@1 | int4 pass@1 | CodeGeeX-13B pass@1 | CodeGeeX2-6B pass@1 |"
     assert header + " model card pass@1 |" in table
-    assert "| Go | 50.0 | 25.0 | 14.4 | 22.5 | 21.0 |" in table
+    assert "| Go | 50.0 [9.5, 90.5] n=2 | 0.0 [0.0, 65.8] n=2 | 14.4 | 22.5 | 21.0 |" in table
+    assert "- Go: fp vs int4: 1 only fp, 0 only int4, 0 both, 1 neither (n=2), exact McNemar p=1" in table
     assert "| Rust | n/a | n/a | 4.3 | 18.1 |  |" in table
     assert "known-bad Go/95 (0/1 passed)" in table
     assert "Rust: unavailable, skipped (rustc not found)" in table

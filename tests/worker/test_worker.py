@@ -73,7 +73,8 @@ def test_complete_and_stream(client):
     # Streamed tokens arrive before the result, each the candidate's text so far.
     assert len(texts) == result.generated_tokens and texts[-1] == result.raw[0]
     again = client.complete(REQUEST, CompletionOptions(max_tokens=12))
-    assert again.completion == result.completion  # greedy: the same answer
+    assert again.raw == result.raw  # greedy: the same answer
+    assert result.completion == ""  # the worker only generates; the server post-processes
 
 
 def test_cancel_stops_the_decode_between_tokens(client):
