@@ -1,0 +1,121 @@
+"""The peer's driver: llama.vscode's provider logic against a fake `/infill` (httpx's MockTransport)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+
+import httpx
+
+from codegeex_lsp.bench.latency import peer
+from codegeex_lsp.bench.latency.peer import ResultCache, Token, VscodeLlama
+from codegeex_lsp.bench.latency.replay import replay_peer
+from codegeex_lsp.bench.latency.typist import Session, schedule, split_keystrokes
+
+
+def fake_server(answer, delay_s: float = 0.0, bodies: list | None = None):
+    async def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if bodies is not None:
+            bodies.append(body)
+        await asyncio.sleep(delay_s)
+        content = answer(body) if callable(answer) else answer
+        timings = {"prompt_ms": 12.5, "predicted_ms": 30.0, "prompt_n": 3, "predicted_n": 4}
+        return httpx.Response(200, json={"content": content, "timings": timings})
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handle), base_url="http://peer")
+
+
+def test_the_infill_body_is_llama_vscodes():
+    body = peer.infill_body("a\n", "\nb\n", "x = ", 4)
+    assert body["n_predict"] == 128 and body["t_max_prompt_ms"] == 500 and body["t_max_predict_ms"] == 500
+    assert body["samplers"] == ["top_k", "top_p", "infill"] and body["top_k"] == 40 and body["top_p"] == 0.99
+    assert body["cache_prompt"] is True and body["id_slot"] == 0 and body["n_indent"] == 4
+    assert (body["input_prefix"], body["prompt"], body["input_suffix"], body["input_extra"]) == (
+        "a\n",
+        "x = ",
+        "\nb\n",
+        [],
+    )
+    assert "n_cmpl" not in body and "n_indent" not in peer.infill_body("", "", "", 0)
+    assert peer.infill_body("", "", "", 0, n_cmpl=3)["n_cmpl"] == 3
+    assert peer.infill_body("", "", "", 0, greedy=True)["top_k"] == 1
+
+
+def test_suggestions_that_repeat_the_text_below_are_dropped():
+    doc = ["def f():", "    ", "    return 1", ""]
+    assert peer.should_discard(["return 1"], doc, 1, "    ", "")
+    assert not peer.should_discard(["x = 2"], doc, 1, "    ", "")
+    assert peer.should_discard([], doc, 1, "    ", "")
+    assert peer.should_discard(["  "], doc, 1, "    ", "")
+    assert peer.should_discard(["", "    return 1"], doc, 1, "    ", "")
+    assert not peer.should_discard(["anything"], ["last line"], 0, "", "")
+
+
+def test_a_suggestion_is_cut_at_the_text_right_of_the_cursor():
+    assert peer.update_suggestion(["a, b)"], ")") == "a, b"
+    assert peer.update_suggestion(["a", "b"], ")") == "a"
+    assert peer.update_suggestion(["a", "b"], "") == "a\nb"
+    assert peer.remove_leading_spaces("    x", 2) == "  x"
+
+
+def test_the_cache_serves_exact_hits_and_typed_through_prefixes():
+    cache = ResultCache(max_keys=2)
+    cache.put(cache.key("p", "s", "x = "), ["foo(1)"])
+    assert cache.lookup("p", "s", "x = ") == (["foo(1)"], "cache")
+    assert cache.lookup("p", "s", "x = fo") == (["o(1)"], "typed-through")
+    assert cache.lookup("p", "s", "x = b") == (None, None)
+    cache.put(cache.key("p", "s", "a"), ["1"])
+    cache.put(cache.key("p", "s", "b"), ["2"])
+    assert cache.lookup("p", "s", "x = ") == (None, None)  # evicted: 2 keys at most
+
+
+async def test_provide_sends_line_windows_and_caches():
+    bodies: list = []
+    async with fake_server("foo()\n", bodies=bodies) as http:
+        llama = VscodeLlama(http)
+        doc = ["import os", "x = ", "print(x)"]
+        answer = await llama.provide(doc, 1, 4, Token(), time.monotonic())
+        assert (answer.text, answer.source) == ("foo()", "model")
+        assert answer.first_token_ms is not None and answer.first_token_ms >= 12.5
+        assert bodies[0]["input_prefix"] == "import os\n" and bodies[0]["prompt"] == "x = "
+        assert bodies[0]["input_suffix"] == "\nprint(x)\n"
+        await llama.settle()  # the background request for the suggestion after this one
+        assert len(bodies) == 2 and bodies[1]["prompt"] == "x = foo()"
+        again = await llama.provide(["import os", "x = f", "print(x)"], 1, 5, Token(), time.monotonic())
+        assert (again.text, again.source) == ("oo()", "typed-through") and len(bodies) == 2
+
+
+async def test_no_automatic_completion_with_a_long_line_suffix():
+    async with fake_server("zzz") as http:
+        answer = await VscodeLlama(http).provide(["f(a, bbbbbbbbbbbb)"], 0, 2, Token(), time.monotonic())
+        assert answer.text == "" and answer.source is None
+
+
+async def test_a_request_waits_for_the_one_in_flight_and_gives_up_when_cancelled():
+    async with fake_server("1", delay_s=0.4) as http:
+        llama = VscodeLlama(http)
+        first = asyncio.ensure_future(llama.provide(["a = "], 0, 4, Token(), time.monotonic()))
+        await asyncio.sleep(0.05)
+        token = Token()
+        second = asyncio.ensure_future(llama.provide(["a = 1"], 0, 5, token, time.monotonic()))
+        await asyncio.sleep(0.05)
+        token.cancelled = True
+        assert (await second).cancelled  # gave up while polling, before any request of its own
+        assert (await first).text == "1"  # the first one's HTTP request is never aborted
+
+
+async def test_replay_classifies_the_peers_answers():
+    typed = "x = 1\ny = 2"
+    keys = schedule(split_keystrokes(typed), random.Random(0), cps=20.0)
+    session = Session(0, "a.py", "file:///a.py", "python", "import os\n\n", 1, keys, typed)
+    async with fake_server(lambda body: "1" if body["prompt"].endswith("= ") else "", delay_s=0.02) as http:
+        requests, first_tokens = await replay_peer(VscodeLlama(http), session, tail_s=2.0)
+    assert len(requests) == len(keys) and first_tokens
+    outcomes = {r.outcome for r in requests}
+    assert outcomes <= {"shown", "typed-through", "empty", "superseded", "cancelled"}
+    assert "shown" in outcomes and "empty" in outcomes
+    assert all(r.answered_s is not None for r in requests)
+    assert requests[0].rest == typed[1:] + "\n"
