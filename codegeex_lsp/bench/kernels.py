@@ -1,7 +1,8 @@
 """`codegeex-lsp bench kernels`: the int4 decode kernels on the embedded model's real matrix shapes.
 
 Per shape (Qwen2.5-Coder-0.5B: qkv, o, gate_up, down, lm head) and one activation row (decode):
-µs and GB/s of packed weights for our kernel, its share of a memory-read probe measured in the same
+µs and GB/s of packed weights for our kernel on its active CPU path (`--cpu-path`, default the best
+this CPU runs; `--compare-paths` adds our other SIMD paths as `ours_<path>`), its share of a memory-read probe measured in the same
 run, and the same call through torch fp32 / bf16 F.linear, torch's own int4 op
 (`_weight_int4pack_mm_for_cpu`, fed the very same quantized weights), llama.cpp's ggml mul_mat on
 Q4_0 / Q4_K weights (from the installed llama-cpp-python, see ggml_gemv.py) and bitsandbytes nf4 / int8
@@ -74,6 +75,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=1, help="activation rows (1 = decode; 256 = a prefill chunk)")
     p.add_argument("--shapes", default=",".join(s[0] for s in SHAPES), help="comma-separated subset")
     p.add_argument("--cold", action="store_true", help="rotate weight copies so every call reads DRAM")
+    p.add_argument(
+        "--cpu-path", default="auto", choices=["auto", *ops.CPU_PATHS], help="our kernel's CPU path"
+    )
+    p.add_argument(
+        "--compare-paths", action="store_true", help="also time our other SIMD paths (ours_avx2 ...)"
+    )
     p.add_argument("--no-bnb", action="store_true", help="skip bitsandbytes even where it runs")
     p.add_argument("--no-llama-cpp", action="store_true", help="skip llama.cpp (ggml) even where it runs")
     p.add_argument("--no-errors", action="store_true", help="skip the quantization-error table")
@@ -207,6 +214,14 @@ def _bench_shape(
         "fp32": _rotating(lambda ww: torch.nn.functional.linear(x, ww), w, cold=cold),
         "bf16": _rotating(lambda ww: torch.nn.functional.linear(xb, ww), wb, cold=cold),
     }
+    if args.compare_paths:
+        for path in ops.supported_cpu_paths():
+            if path not in {"ref", ops.cpu_path()}:
+                cands[f"ours_{path}"] = _rotating(
+                    lambda p, path=path: torch.ops.codegeex_lsp.int4_gemm_impl(x, p, k, g, None, path),
+                    packed,
+                    cold=cold,
+                )
     notes: dict[str, str] = {}
     for qtype in llama_qtypes:
         fn, notes[f"llama_cpp_{qtype}"] = _llama_cpp(w, x, qtype, cold, stack)
@@ -317,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    try:
+        ops.set_cpu_path(args.cpu_path)
+    except ValueError as exc:
+        print(f"error: --cpu-path {args.cpu_path}: {exc}", file=sys.stderr)
+        return 2
     names = [s.strip() for s in args.shapes.split(",") if s.strip()]
     unknown = set(names) - {s[0] for s in SHAPES}
     if unknown:
@@ -341,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         token_us = {
             impl: LAYERS * sum(per_token[s].others_us[impl] for s in layer)
             + per_token["output"].others_us[impl]
-            for impl in ["torch_int4", "fp32", "bf16", *(f"llama_cpp_{q}" for q in llama_qtypes)]
+            for impl in sorted({key for r in per_token.values() for key in r.others_us})
             if all(impl in r.others_us for r in per_token.values())
         }
         token_us["ours"] = LAYERS * sum(per_token[s].ours_us for s in layer) + per_token["output"].ours_us
@@ -349,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "ours_compiled_avx2": bool(ops.extension().COMPILED_AVX2),
+        "ours_cpu_path": ops.cpu_path(),
+        "ours_cpu_paths": ops.supported_cpu_paths(),
         "layout_version": LAYOUT_VERSION,
         "rows": args.rows,
         "group_size": args.group_size,
@@ -372,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     print(
-        f"threads={env['threads']} torch={env['torch']} ({env['torch_cpu_capability']}) rows={args.rows} "
+        f"ours=cpp/{env['ours_cpu_path']} threads={env['threads']} torch={env['torch']} "
+        f"({env['torch_cpu_capability']}) rows={args.rows} "
         f"G={args.group_size} {'cold (DRAM)' if args.cold else 'hot (cache-resident where it fits)'}; "
         f"bandwidth probe {probe:.1f} GB/s"
     )

@@ -1,4 +1,4 @@
-"""The int4 ops and the choice of kernel behind them: `ref` (PyTorch), `cpp` (AVX2), `triton` (CUDA).
+"""The int4 ops and the choice of kernel behind them: `ref` (PyTorch), `cpp` (C++), `triton` (CUDA).
 
 `torch.ops.codegeex_lsp.int4_gemm(x, packed, in_features, group_size, bias)` and
 `torch.ops.codegeex_lsp.int4_dequantize(packed, in_features, group_size)` always exist once this
@@ -6,8 +6,12 @@ module is imported: the C++ extension `codegeex_lsp._kernels` registers their CP
 the same schemas are defined here with the reference as the CPU kernel. Fake (meta) kernels are
 registered here either way, and the CUDA kernel is the Triton one when triton imports.
 
-The kernel is picked per call: the `kernel` argument, else `CODEGEEX_LSP_KERNEL`, else `cpp` when the
-extension imports and `ref` (with one warning per process) when it does not.
+The kernel is picked per call: the `kernel` argument, else `CODEGEEX_LSP_KERNEL`, else `cpp`. The C++
+kernels hold three CPU paths (see kernels/cpu/int4_kernels.h): `ref` (scalar), `avx2` and `avx512`
+(VNNI); the best one the CPU runs is active unless `CODEGEEX_LSP_CPU_KERNEL` (or `set_cpu_path`)
+forces one. A missing extension is an error (the install must build it), except when kernels were
+skipped on purpose with `CODEGEEX_LSP_NO_KERNELS=1`: then the slow PyTorch reference runs, with one
+loud warning per process.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ log = logging.getLogger(__name__)
 
 KERNELS: tuple[str, ...] = ("ref", "cpp", "triton")
 KERNEL_ENV = "CODEGEEX_LSP_KERNEL"
+CPU_PATHS: tuple[str, ...] = ("ref", "avx2", "avx512")  # the C++ paths, slowest first
+CPU_KERNEL_ENV = "CODEGEEX_LSP_CPU_KERNEL"  # auto | one of CPU_PATHS
+NO_KERNELS_ENV = "CODEGEEX_LSP_NO_KERNELS"
 
 _GEMM_SCHEMA = (
     "int4_gemm(Tensor x, Tensor packed, int in_features, int group_size, Tensor? bias=None) -> Tensor"
@@ -37,7 +44,11 @@ _DEQUANT_SCHEMA = "int4_dequantize(Tensor packed, int in_features, int group_siz
 
 
 class KernelFallbackWarning(RuntimeWarning):
-    """The fast kernels are unavailable; the (slow) PyTorch reference runs instead."""
+    """The fast kernels were skipped on purpose; the (slow) PyTorch reference runs instead."""
+
+
+class KernelsMissingError(RuntimeError):
+    """codegeex_lsp._kernels did not load although nobody asked to skip it: a broken install."""
 
 
 # --- the reference kernels -------------------------------------------------------------------------
@@ -64,14 +75,20 @@ def _dequant_fake(packed, in_features, group_size):
 
 _extension: ModuleType | None = None
 _extension_error: str | None = None
+_cpu_path_error: str | None = None
 _fallback_lib: torch.library.Library | None = None
 _warned_fallback = False
 
 
+def kernels_skipped() -> bool:
+    """Whether the user asked to run without the compiled kernels (CODEGEEX_LSP_NO_KERNELS=1)."""
+    return os.environ.get(NO_KERNELS_ENV) == "1"
+
+
 def _load_extension() -> None:
-    global _extension, _extension_error, _fallback_lib
-    if os.environ.get("CODEGEEX_LSP_NO_KERNELS") == "1":
-        _extension_error = "disabled by CODEGEEX_LSP_NO_KERNELS=1"
+    global _extension, _extension_error, _fallback_lib, _cpu_path_error
+    if kernels_skipped():
+        _extension_error = f"disabled by {NO_KERNELS_ENV}=1"
     else:
         try:
             _extension = importlib.import_module("codegeex_lsp._kernels")
@@ -84,6 +101,11 @@ def _load_extension() -> None:
                     f"this package packs v{LAYOUT_VERSION}; rebuild it (pip install -e .)"
                 )
                 _extension = None
+    if _extension is not None:
+        try:
+            set_cpu_path(os.environ.get(CPU_KERNEL_ENV) or "auto")
+        except ValueError as exc:
+            _cpu_path_error = f"{exc} (from {CPU_KERNEL_ENV})"
     if not hasattr(torch.ops.codegeex_lsp, "int4_gemm"):
         _fallback_lib = torch.library.Library("codegeex_lsp", "FRAGMENT")
         _fallback_lib.define(_GEMM_SCHEMA)
@@ -105,6 +127,41 @@ def extension() -> ModuleType | None:
 def extension_error() -> str | None:
     """Why the compiled kernels are unavailable (None when they loaded)."""
     return _extension_error
+
+
+def set_cpu_path(name: str) -> str:
+    """Make `name` (auto or one of CPU_PATHS) the path of the default C++ ops; returns the path now
+    active. ValueError for an unknown name or one this CPU (or build) cannot run."""
+    if _extension is None:
+        raise KernelsMissingError(f"codegeex_lsp._kernels is not loaded ({_extension_error})")
+    if name != "auto" and name not in CPU_PATHS:
+        raise ValueError(f"unknown CPU kernel path {name!r}; expected auto or one of {CPU_PATHS}")
+    try:
+        return str(_extension.set_path(name))
+    except RuntimeError as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+
+
+def cpu_path() -> str | None:
+    """The C++ path the default ops run now (ref, avx2, avx512), or None without the extension."""
+    return None if _extension is None else str(_extension.active_path())
+
+
+def supported_cpu_paths() -> list[str]:
+    """The C++ paths this build holds and this CPU runs, slowest first ([] without the extension)."""
+    return [] if _extension is None else [str(p) for p in _extension.supported_paths()]
+
+
+def kernel_label(kernel: str | None = None) -> str:
+    """What a call with `kernel` runs, for reports: "cpp/avx512", "ref (PyTorch)", "triton" ...;
+    never raises (a misconfiguration is reported in the label)."""
+    try:
+        name = resolve_kernel(kernel)
+    except (ValueError, KernelsMissingError) as exc:
+        return f"unusable ({exc})"
+    if name == "cpp":
+        return f"cpp/{cpu_path()}"
+    return "ref (PyTorch)" if name == "ref" else name
 
 
 # --- Triton ---------------------------------------------------------------------------------------
@@ -146,23 +203,30 @@ def _warn_fallback(reason: str) -> None:
         return
     _warned_fallback = True
     message = (
-        f"codegeex_lsp: fast int4 CPU kernels unavailable ({reason}); using the PyTorch reference, "
-        "which is several times slower. Reinstall with a C++ compiler (pip install -e .) to build them."
+        f"codegeex_lsp: int4 CPU kernels unavailable ({reason}); running the PyTorch reference, which is "
+        f"several times slower. Unset {NO_KERNELS_ENV} and reinstall (pip install -e .) to build them."
     )
     log.warning(message)
     warnings.warn(message, KernelFallbackWarning, stacklevel=3)
 
 
 def resolve_kernel(kernel: str | None = None) -> str:
-    """The kernel a call will use: argument > CODEGEEX_LSP_KERNEL > cpp if built > ref (warns once)."""
-    name = kernel or os.environ.get(KERNEL_ENV) or ("cpp" if _extension is not None else "ref")
+    """The kernel a call will use: argument > CODEGEEX_LSP_KERNEL > cpp. Without the extension, cpp is
+    KernelsMissingError unless CODEGEEX_LSP_NO_KERNELS=1 asked for that (then ref, warned once)."""
+    name = kernel or os.environ.get(KERNEL_ENV) or "cpp"
     if name not in KERNELS:
         raise ValueError(f"unknown int4 kernel {name!r} (from {KERNEL_ENV} or argument); expected {KERNELS}")
     if name == "cpp" and _extension is None:
+        if not kernels_skipped():
+            raise KernelsMissingError(
+                f"codegeex_lsp._kernels did not load ({_extension_error}): the install is broken. Reinstall "
+                f"with a C++ compiler (pip install -e .), or set {NO_KERNELS_ENV}=1 to run the slow PyTorch "
+                "reference on purpose."
+            )
         _warn_fallback(_extension_error or "not built")
         return "ref"
-    if name == "ref" and kernel is None and _extension is None:
-        _warn_fallback(_extension_error or "not built")
+    if name == "cpp" and _cpu_path_error:
+        raise ValueError(_cpu_path_error)
     return name
 
 

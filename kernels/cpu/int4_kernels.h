@@ -1,8 +1,12 @@
 // Int4-weight x int8-activation GEMV / GEMM (any number of activation rows), ggml q4 x q8 style.
 //
-// Each public kernel has a scalar `_ref` and an `_avx2` twin with the same signature. Without
-// AVX2+FMA+F16C at compile time the `_avx2` names are the reference (see the bottom of this file),
-// so callers never need their own #if ladder.
+// Three paths with the same signatures, all in one build, picked at run time (int4_ops.cpp):
+//   _ref     scalar loops, compiled without any SIMD flag: the spec, and what runs on any CPU;
+//   _avx2    AVX2 + FMA + F16C (maddubs dot products);
+//   _avx512  AVX-512 F/BW/VL + VNNI (vpdpbusd dot products, 32 vector registers for wider tiles).
+// The SIMD twins are compiled from one body (int4_simd_body.h) under `#pragma GCC target`, so the
+// global compile flags carry no -m options and nothing outside those functions may use the ISA.
+// They exist on x86-64 with GCC or Clang (CG_Q4_X86_SIMD); elsewhere only the reference does.
 //
 // Activations are quantized once per call, per row and per block of CG_Q4_ACT_BLOCK (32) inputs, to
 // int8 with da = absmax / 127 (round half to even, never -128), stored in the order of the weight
@@ -15,6 +19,10 @@
 
 #include "int4_layout.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define CG_Q4_X86_SIMD 1
+#endif
+
 // Quantized activation rows, as the GEMV kernels read them.
 typedef struct {
     const int8_t* qa;    // [M, K] in kernel order (cg_q4_act_pos)
@@ -23,28 +31,33 @@ typedef struct {
 } cg_q8_act;
 
 // x [M, K] fp32 (K % 32 == 0) -> qa [M, K] in kernel order, da [M, K / 32], asum [M, K / 32]
-void cg_q8_quantize_rows_ref(const float* x, int64_t M, int64_t K, int8_t* qa, float* da, float* asum);
-void cg_q8_quantize_rows_avx2(const float* x, int64_t M, int64_t K, int8_t* qa, float* da, float* asum);
-
+#define CG_Q8_QUANTIZE_ROWS_SIG(name) \
+    void name(const float* x, int64_t M, int64_t K, int8_t* qa, float* da, float* asum)
 // y[m * ldy + n] for m < M and n0 <= n < n1; bias may be NULL.
-void cg_q4_gemm_rows_ref(const cg_q8_act* act, int64_t M, const uint8_t* packed, int64_t K, int64_t G,
-                         int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy);
-void cg_q4_gemm_rows_avx2(const cg_q8_act* act, int64_t M, const uint8_t* packed, int64_t K, int64_t G,
-                          int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy);
-
+#define CG_Q4_GEMM_ROWS_SIG(name)                                                                     \
+    void name(const cg_q8_act* act, int64_t M, const uint8_t* packed, int64_t K, int64_t G, int64_t n0, \
+              int64_t n1, const float* bias, float* y, int64_t ldy)
 // out[(n - n0) * K + k] = w[n, k] for n0 <= n < n1 (float32, exact: d * small integer).
-void cg_q4_dequant_rows_ref(const uint8_t* packed, int64_t K, int64_t G, int64_t n0, int64_t n1, float* out);
-void cg_q4_dequant_rows_avx2(const uint8_t* packed, int64_t K, int64_t G, int64_t n0, int64_t n1, float* out);
+#define CG_Q4_DEQUANT_ROWS_SIG(name) \
+    void name(const uint8_t* packed, int64_t K, int64_t G, int64_t n0, int64_t n1, float* out)
+
+CG_Q8_QUANTIZE_ROWS_SIG(cg_q8_quantize_rows_ref);
+CG_Q4_GEMM_ROWS_SIG(cg_q4_gemm_rows_ref);
+CG_Q4_DEQUANT_ROWS_SIG(cg_q4_dequant_rows_ref);
+
+#if defined(CG_Q4_X86_SIMD)
+CG_Q8_QUANTIZE_ROWS_SIG(cg_q8_quantize_rows_avx2);
+CG_Q4_GEMM_ROWS_SIG(cg_q4_gemm_rows_avx2);
+CG_Q4_DEQUANT_ROWS_SIG(cg_q4_dequant_rows_avx2);
+
+CG_Q8_QUANTIZE_ROWS_SIG(cg_q8_quantize_rows_avx512);
+CG_Q4_GEMM_ROWS_SIG(cg_q4_gemm_rows_avx512);
+CG_Q4_DEQUANT_ROWS_SIG(cg_q4_dequant_rows_avx512);
+#endif
 
 // IEEE binary16 bits -> float, exact, portable.
 float cg_fp16_to_fp32(uint16_t h);
 
-// Whether the running CPU can execute the _avx2 twins.
+// Whether the running CPU (and OS) can execute each path; false where the path is not compiled.
 bool cg_cpu_has_avx2(void);
-
-#if !(defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
-#define CG_Q4_NO_AVX2 1
-#define cg_q8_quantize_rows_avx2 cg_q8_quantize_rows_ref
-#define cg_q4_gemm_rows_avx2 cg_q4_gemm_rows_ref
-#define cg_q4_dequant_rows_avx2 cg_q4_dequant_rows_ref
-#endif
+bool cg_cpu_has_avx512(void);

@@ -4,22 +4,100 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include <atomic>
 #include <string>
+#include <vector>
 
 #include "cpu/int4_kernels.h"
 
 namespace {
 
-enum class Impl { kRef, kAvx2 };
+// The CPU paths of int4_kernels.h; the default op runs the active one (best the CPU supports, or
+// what set_path chose: CODEGEEX_LSP_CPU_KERNEL through codegeex_lsp/quant/ops.py).
+enum class Impl : int { kRef = 0, kAvx2 = 1, kAvx512 = 2 };
+constexpr const char* kImplNames[] = {"ref", "avx2", "avx512"};
+
+bool compiled(Impl impl) {
+#if defined(CG_Q4_X86_SIMD)
+    (void)impl;
+    return true;
+#else
+    return impl == Impl::kRef;
+#endif
+}
+
+bool supported(Impl impl) {
+    switch (impl) {
+        case Impl::kAvx512: return compiled(impl) && cg_cpu_has_avx512();
+        case Impl::kAvx2: return compiled(impl) && cg_cpu_has_avx2();
+        default: return true;
+    }
+}
+
+Impl best_impl() {
+    if (supported(Impl::kAvx512)) return Impl::kAvx512;
+    if (supported(Impl::kAvx2)) return Impl::kAvx2;
+    return Impl::kRef;
+}
+
+std::atomic<int> g_active{static_cast<int>(best_impl())};
 
 Impl parse_impl(c10::string_view name) {
-    if (name == "ref") return Impl::kRef;
-    if (name == "avx2") {
-        TORCH_CHECK(cg_cpu_has_avx2(), "codegeex_lsp: impl='avx2' but this CPU lacks AVX2/FMA/F16C");
-        return Impl::kAvx2;
+    if (name == "auto") return static_cast<Impl>(g_active.load(std::memory_order_relaxed));
+    for (int i = 0; i < 3; ++i) {
+        if (name == kImplNames[i]) {
+            const Impl impl = static_cast<Impl>(i);
+            TORCH_CHECK(compiled(impl), "codegeex_lsp: impl='", std::string(name),
+                        "' is not compiled into this build (x86-64 GCC/Clang only)");
+            TORCH_CHECK(supported(impl), "codegeex_lsp: impl='", std::string(name), "' needs ",
+                        impl == Impl::kAvx2 ? "AVX2/FMA/F16C" : "AVX-512 F/BW/VL + VNNI",
+                        ", which this CPU lacks");
+            return impl;
+        }
     }
-    TORCH_CHECK(name == "auto", "codegeex_lsp: impl must be auto|ref|avx2, got ", std::string(name));
-    return cg_cpu_has_avx2() ? Impl::kAvx2 : Impl::kRef;
+    TORCH_CHECK(false, "codegeex_lsp: impl must be auto|ref|avx2|avx512, got '", std::string(name), "'");
+}
+
+std::string set_path(const std::string& name) {
+    const Impl impl = name == "auto" ? best_impl() : parse_impl(name);
+    g_active.store(static_cast<int>(impl), std::memory_order_relaxed);
+    return kImplNames[static_cast<int>(impl)];
+}
+
+std::string active_path() { return kImplNames[g_active.load(std::memory_order_relaxed)]; }
+
+std::vector<std::string> paths(bool only_supported) {
+    std::vector<std::string> out;
+    for (int i = 0; i < 3; ++i) {
+        const Impl impl = static_cast<Impl>(i);
+        if (only_supported ? supported(impl) : compiled(impl)) out.emplace_back(kImplNames[i]);
+    }
+    return out;
+}
+
+void quantize_rows(Impl impl, const float* x, int64_t M, int64_t K, int8_t* qa, float* da, float* asum) {
+#if defined(CG_Q4_X86_SIMD)
+    if (impl == Impl::kAvx512) return cg_q8_quantize_rows_avx512(x, M, K, qa, da, asum);
+    if (impl == Impl::kAvx2) return cg_q8_quantize_rows_avx2(x, M, K, qa, da, asum);
+#endif
+    cg_q8_quantize_rows_ref(x, M, K, qa, da, asum);
+}
+
+void gemm_rows(Impl impl, const cg_q8_act* act, int64_t M, const uint8_t* w, int64_t K, int64_t G, int64_t n0,
+               int64_t n1, const float* bias, float* y, int64_t ldy) {
+#if defined(CG_Q4_X86_SIMD)
+    if (impl == Impl::kAvx512) return cg_q4_gemm_rows_avx512(act, M, w, K, G, n0, n1, bias, y, ldy);
+    if (impl == Impl::kAvx2) return cg_q4_gemm_rows_avx2(act, M, w, K, G, n0, n1, bias, y, ldy);
+#endif
+    cg_q4_gemm_rows_ref(act, M, w, K, G, n0, n1, bias, y, ldy);
+}
+
+void dequant_rows(Impl impl, const uint8_t* w, int64_t K, int64_t G, int64_t n0, int64_t n1, float* out) {
+#if defined(CG_Q4_X86_SIMD)
+    if (impl == Impl::kAvx512) return cg_q4_dequant_rows_avx512(w, K, G, n0, n1, out);
+    if (impl == Impl::kAvx2) return cg_q4_dequant_rows_avx2(w, K, G, n0, n1, out);
+#endif
+    cg_q4_dequant_rows_ref(w, K, G, n0, n1, out);
 }
 
 void check_packed(const at::Tensor& packed, int64_t K, int64_t G) {
@@ -41,13 +119,7 @@ at::Tensor dequantize(const at::Tensor& packed, int64_t K, int64_t G, Impl impl)
     at::Tensor out = at::empty({N, K}, packed.options().dtype(at::kFloat));
     const uint8_t* w = packed.data_ptr<uint8_t>();
     float* o = out.data_ptr<float>();
-    at::parallel_for(0, N, kGrainRows, [&](int64_t b, int64_t e) {
-        if (impl == Impl::kAvx2) {
-            cg_q4_dequant_rows_avx2(w, K, G, b, e, o + b * K);
-        } else {
-            cg_q4_dequant_rows_ref(w, K, G, b, e, o + b * K);
-        }
-    });
+    at::parallel_for(0, N, kGrainRows, [&](int64_t b, int64_t e) { dequant_rows(impl, w, K, G, b, e, o + b * K); });
     return out;
 }
 
@@ -57,13 +129,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_act(const at::Tensor& x2
     at::Tensor qa = at::empty({M, K}, x2.options().dtype(at::kChar));
     at::Tensor da = at::empty({M, K / CG_Q4_ACT_BLOCK}, x2.options());
     at::Tensor asum = at::empty({M, K / CG_Q4_ACT_BLOCK}, x2.options());
-    if (impl == Impl::kAvx2) {
-        cg_q8_quantize_rows_avx2(x2.data_ptr<float>(), M, K, qa.data_ptr<int8_t>(), da.data_ptr<float>(),
-                                 asum.data_ptr<float>());
-    } else {
-        cg_q8_quantize_rows_ref(x2.data_ptr<float>(), M, K, qa.data_ptr<int8_t>(), da.data_ptr<float>(),
-                                asum.data_ptr<float>());
-    }
+    quantize_rows(impl, x2.data_ptr<float>(), M, K, qa.data_ptr<int8_t>(), da.data_ptr<float>(),
+                  asum.data_ptr<float>());
     return {qa, da, asum};
 }
 
@@ -80,7 +147,7 @@ at::Tensor gemm(const at::Tensor& x, const at::Tensor& packed, int64_t K, int64_
         TORCH_CHECK(bias->numel() == N, "codegeex_lsp: bias has ", bias->numel(), " elements, expected ", N);
         b = bias->to(at::kFloat).contiguous();
     }
-    // Any number of rows takes the int8 path: on AVX2 its maddubs dot products outrun an fp32 GEMM on
+    // Any number of rows takes the int8 path: its integer dot products outrun an fp32 GEMM on
     // the dequantized weight even for prefill-sized M (`bench kernels --rows 256`), and the kernels block
     // over output rows so the weights stream once whatever M is.
     at::Tensor y = at::empty({M, N}, x2.options());
@@ -90,13 +157,8 @@ at::Tensor gemm(const at::Tensor& x, const at::Tensor& packed, int64_t K, int64_
         const uint8_t* w = packed.data_ptr<uint8_t>();
         const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
         float* yp = y.data_ptr<float>();
-        at::parallel_for(0, N, kGrainRows, [&](int64_t n0, int64_t n1) {
-            if (impl == Impl::kAvx2) {
-                cg_q4_gemm_rows_avx2(&act, M, w, K, G, n0, n1, bp, yp, N);
-            } else {
-                cg_q4_gemm_rows_ref(&act, M, w, K, G, n0, n1, bp, yp, N);
-            }
-        });
+        at::parallel_for(0, N, kGrainRows,
+                         [&](int64_t n0, int64_t n1) { gemm_rows(impl, &act, M, w, K, G, n0, n1, bp, yp, N); });
     }
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
     shape.back() = N;
@@ -148,10 +210,9 @@ TORCH_LIBRARY_IMPL(codegeex_lsp, CPU, m) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "codegeex_lsp int4 CPU kernels; importing registers the torch.ops.codegeex_lsp ops";
     m.attr("LAYOUT_VERSION") = CG_Q4_LAYOUT_VERSION;
-    m.def("has_avx2", &cg_cpu_has_avx2, "whether this CPU runs the AVX2 twins");
-#if defined(CG_Q4_NO_AVX2)
-    m.attr("COMPILED_AVX2") = false;
-#else
-    m.attr("COMPILED_AVX2") = true;
-#endif
+    m.def("compiled_paths", [] { return paths(false); }, "the CPU paths in this build, slowest first");
+    m.def("supported_paths", [] { return paths(true); }, "the compiled paths this CPU can run");
+    m.def("active_path", &active_path, "the path the default ops run now");
+    m.def("set_path", &set_path, "make `name` (auto|ref|avx2|avx512) the default ops' path; returns it",
+          pybind11::arg("name"));
 }

@@ -1,5 +1,6 @@
-// Scalar reference kernels: the spec the _avx2 twins are tested against. Plain loops, no intrinsics;
-// every index goes through the layout functions of int4_layout.h.
+// Scalar reference kernels: the spec the SIMD twins are tested against. Plain loops, no intrinsics;
+// every index goes through the layout functions of int4_layout.h. This file is compiled without any
+// -m flag (setup.py), so the extension loads and this path runs on any CPU.
 #include <math.h>
 #include <string.h>
 
@@ -29,10 +30,24 @@ float cg_fp16_to_fp32(uint16_t h) {
 }
 
 bool cg_cpu_has_avx2(void) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(CG_Q4_X86_SIMD)
     static const bool has = [] {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }();
+    return has;
+#else
+    return false;
+#endif
+}
+
+bool cg_cpu_has_avx512(void) {
+#if defined(CG_Q4_X86_SIMD)
+    // libgcc's table checks XCR0 too, so an OS that does not save the AVX-512 state reports false
+    static const bool has = [] {
+        __builtin_cpu_init();
+        return cg_cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
     }();
     return has;
 #else

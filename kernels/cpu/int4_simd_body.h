@@ -1,4 +1,11 @@
-// AVX2 + FMA + F16C twins of int4_ref.cpp (same signatures, same results up to float summation order).
+// The SIMD kernels, included once per target by int4_avx2.cpp and int4_avx512.cpp inside a
+// `#pragma GCC target` region (deliberately no include guard). Same signatures as int4_ref.cpp, same
+// results up to float summation order. The includer defines:
+//   CG_SIMD_VNNI     1: 32-bit dot products with vpdpbusd (AVX-512 VNNI), 0: maddubs + madd (AVX2)
+//   CG_SIMD_TILE_M   activation rows sharing one unpacked weight vector (registers permitting)
+//   CG_SIMD_QUANTIZE, CG_SIMD_GEMM, CG_SIMD_DEQUANT   the public names of this path's kernels
+// Every standard header is included before the target region, so no std template is instantiated
+// with the wider ISA (a COMDAT copy of it could otherwise be what the scalar path links to).
 //
 // The dot product is ggml's q4 x q8 trick with unsigned codes: _mm256_maddubs_epi16(codes 0..15,
 // int8 activations) needs no sign fix-up, and the zero point is applied once per 32-input block
@@ -6,20 +13,13 @@
 // of every unpacked vector belongs to one 32-input block, so the int16 products of the whole
 // super-block are added lane-wise (8 pair sums of at most 2 * 15 * 127 = 3810 each: <= 30480, no
 // overflow), widened once, converted once and scaled by one FMA: per 64 inputs that is 3 ALU ops
-// to unpack, 2 maddubs and 2 adds. The 128-input half-block (K % 256 == 128, as for K = 896) is the
-// same over 4 blocks, each spread over two lanes.
-#include "cpu/int4_kernels.h"
-
-#if !defined(CG_Q4_NO_AVX2)
-#include <immintrin.h>
-#include <string.h>
-
-#include <algorithm>
-#include <vector>
+// to unpack, 2 maddubs and 2 adds. With VNNI, one vpdpbusd per 32 inputs does the multiply, the
+// 4-way sum and the accumulation into the block's int32 lane. The 128-input half-block
+// (K % 256 == 128, as for K = 896) is the same over 4 blocks, each spread over two lanes.
 
 namespace {
 
-constexpr int kTileM = 4;                  // activation rows sharing one unpacked weight vector
+constexpr int kTileM = CG_SIMD_TILE_M;     // activation rows sharing one unpacked weight vector
 constexpr int64_t kBlockBytes = 16 << 10;  // weight rows revisited by every activation tile (L1)
 // Long rows (K = 4864: 2.9 KB) read three interleaved streams (codes, scales, zero points) that the
 // hardware prefetchers pick up late; fetching 4 KB ahead took the DRAM-bound 896 x 4864 GEMV from
@@ -51,20 +51,39 @@ template <int MT>
 inline void isums_superblock(const cg_q4_superblock* blk, const int8_t* const* a, __m256i* out) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256i s[MT];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) s[m] = _mm256_setzero_si256();
+#if CG_SIMD_VNNI
+    __m256i t[MT];  // a second chain per row: vpdpbusd's latency, not its throughput, would bound it
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; ++m) t[m] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
         const __m256i w = _mm256_loadu_si256((const __m256i*)blk->qs[i]);
         const __m256i lo = _mm256_and_si256(w, m4);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+#pragma GCC unroll 8
+        for (int m = 0; m < MT; ++m) {
+            s[m] = _mm256_dpbusd_epi32(s[m], lo, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i)));
+            t[m] = _mm256_dpbusd_epi32(t[m], hi, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i + 32)));
+        }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; ++m) out[m] = _mm256_add_epi32(s[m], t[m]);
+#else
 #pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        const __m256i w = _mm256_loadu_si256((const __m256i*)blk->qs[i]);
+        const __m256i lo = _mm256_and_si256(w, m4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+#pragma GCC unroll 8
         for (int m = 0; m < MT; ++m) {
             s[m] = _mm256_add_epi16(s[m], _mm256_add_epi16(maddubs_at(lo, a[m] + 64 * i), maddubs_at(hi, a[m] + 64 * i + 32)));
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) out[m] = _mm256_madd_epi16(s[m], _mm256_set1_epi16(1));
+#endif
 }
 
 // The half-block (128 inputs): out[m] = int32 lanes [b0 b1 b2 b3 | b0 b1 b2 b3], each block's sum
@@ -73,20 +92,30 @@ template <int MT>
 inline void isums_halfblock(const cg_q4_halfblock* blk, const int8_t* const* a, __m256i* out) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256i s[MT];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) s[m] = _mm256_setzero_si256();
 #pragma GCC unroll 2
     for (int i = 0; i < 2; ++i) {
         const __m256i w = _mm256_loadu_si256((const __m256i*)blk->qs[i]);
         const __m256i lo = _mm256_and_si256(w, m4);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int m = 0; m < MT; ++m) {
+#if CG_SIMD_VNNI
+            s[m] = _mm256_dpbusd_epi32(s[m], lo, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i)));
+            s[m] = _mm256_dpbusd_epi32(s[m], hi, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i + 32)));
+#else
             s[m] = _mm256_add_epi16(s[m], _mm256_add_epi16(maddubs_at(lo, a[m] + 64 * i), maddubs_at(hi, a[m] + 64 * i + 32)));
+#endif
         }
     }
-#pragma GCC unroll 4
+#if CG_SIMD_VNNI
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; ++m) out[m] = s[m];
+#else
+#pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) out[m] = _mm256_madd_epi16(s[m], _mm256_set1_epi16(1));
+#endif
 }
 
 // Scales and zero points of the half-block's 4 blocks of 32 (first group g0), exact-size loads.
@@ -131,24 +160,24 @@ inline void isums_remainder(const cg_q4_chunk* chunks, const cg_q4_tail* tail, c
                 const __m256i w = _mm256_loadu_si256((const __m256i*)chunks[j].qs);
                 const __m256i lo = _mm256_and_si256(w, m4);
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int m = 0; m < MT; ++m) {
                     h[jj][m] = _mm256_hadd_epi16(maddubs_at(lo, a[m] + 64 * j), maddubs_at(hi, a[m] + 64 * j + 32));
                 }
             } else if (2 * j < NB) {  // odd count: the last block is the row's 32-input tail
                 const __m128i t = _mm_loadu_si128((const __m128i*)tail->qs);
                 const __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), m4);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int m = 0; m < MT; ++m) h[jj][m] = _mm256_hadd_epi16(maddubs_at(w, a[m] + 64 * j), zero);
             } else {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int m = 0; m < MT; ++m) h[jj][m] = zero;
             }
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int m = 0; m < MT; ++m) q[i][m] = _mm256_hadd_epi16(h[0][m], h[1][m]);
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) {
         const __m256i t = _mm256_hadd_epi16(q[0][m], q[1][m]);  // per lane: [b0 .. b7] half sums
         out[m] = _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(t)),
@@ -225,7 +254,7 @@ void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t 
     const float* as[MT];
     alignas(32) float da_rem[MT][8] = {};  // zero-padded: lanes past the remainder contribute 0
     alignas(32) float as_rem[MT][8] = {};
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) {
         qa[m] = act->qa + (m0 + m) * K;
         da[m] = act->da + (m0 + m) * nblk;
@@ -250,14 +279,14 @@ void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t 
         __m256i is[MT];
         const int8_t* a[MT];
         __m256 dv, zv;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int m = 0; m < MT; ++m) acc[m] = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; ++sb) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int m = 0; m < MT; ++m) a[m] = qa[m] + sb * 256;
             isums_superblock<MT>(r.blocks + sb, a, is);
             block_scales<G>(r, sb, &dv, &zv);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int m = 0; m < MT; ++m) {
                 const __m256 c = _mm256_mul_ps(dv, _mm256_loadu_ps(da[m] + sb * 8));
                 acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
@@ -266,11 +295,11 @@ void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t 
         }
         if (has_half) {
             __m128 d4, z4;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int m = 0; m < MT; ++m) a[m] = qa[m] + nsb * 256;
             isums_halfblock<MT>(r.half, a, is);
             halfblock_scales<G>(r, nsb * 256 / G, &d4, &z4);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int m = 0; m < MT; ++m) {
                 const __m128 c4 = _mm_mul_ps(d4, _mm_loadu_ps(da[m] + nsb * 8));
                 const __m128 corr = _mm_mul_ps(_mm_mul_ps(c4, z4), _mm_loadu_ps(as[m] + nsb * 8));
@@ -279,11 +308,11 @@ void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t 
             }
         }
         if (nrem) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int m = 0; m < MT; ++m) a[m] = qa[m] + rem0 * CG_Q4_ACT_BLOCK;
             isums_remainder_n<MT>(nrem, r, a, is);
             remainder_scales<G>(r, rem0 * CG_Q4_ACT_BLOCK / G, rem_groups, &dv, &zv);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int m = 0; m < MT; ++m) {
                 const __m256 c = _mm256_mul_ps(dv, _mm256_load_ps(da_rem[m]));
                 acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
@@ -291,34 +320,39 @@ void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t 
             }
         }
         const float b = bias ? bias[n] : 0.0f;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int m = 0; m < MT; ++m) y[(m0 + m) * ldy + n] = hsum_ps(acc[m]) + b;
     }
+}
+
+// rows_tile<G, mt> for a run-time mt in 1..MT.
+template <int G, int MT>
+void rows_tile_n(int mt, const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t K, int64_t n0,
+                 int64_t n1, const float* bias, float* y, int64_t ldy) {
+    if constexpr (MT > 1) {
+        if (mt < MT) return rows_tile_n<G, MT - 1>(mt, act, m0, packed, K, n0, n1, bias, y, ldy);
+    }
+    rows_tile<G, MT>(act, m0, packed, K, n0, n1, bias, y, ldy);
 }
 
 template <int G>
 void gemm_rows(const cg_q8_act* act, int64_t M, const uint8_t* packed, int64_t K, int64_t n0, int64_t n1,
                const float* bias, float* y, int64_t ldy) {
-    // Activation tiles of up to 4 rows share each unpacked weight vector. With more tiles, output
+    // Activation tiles of up to kTileM rows share each unpacked weight vector. With more tiles, output
     // rows go in blocks that stay in L1 while every tile passes over them, so the weights stream
     // from memory once whatever M is.
     const int64_t block = M <= kTileM ? n1 - n0 : std::max<int64_t>(1, kBlockBytes / cg_q4_row_bytes(K, G));
     for (int64_t b0 = n0; b0 < n1; b0 += block) {
         const int64_t b1 = std::min(n1, b0 + block);
         for (int64_t m0 = 0; m0 < M; m0 += kTileM) {
-            switch (std::min<int64_t>(kTileM, M - m0)) {
-                case 1: rows_tile<G, 1>(act, m0, packed, K, b0, b1, bias, y, ldy); break;
-                case 2: rows_tile<G, 2>(act, m0, packed, K, b0, b1, bias, y, ldy); break;
-                case 3: rows_tile<G, 3>(act, m0, packed, K, b0, b1, bias, y, ldy); break;
-                default: rows_tile<G, 4>(act, m0, packed, K, b0, b1, bias, y, ldy); break;
-            }
+            rows_tile_n<G, kTileM>((int)std::min<int64_t>(kTileM, M - m0), act, m0, packed, K, b0, b1, bias, y, ldy);
         }
     }
 }
 
 }  // namespace
 
-void cg_q8_quantize_rows_avx2(const float* x, int64_t M, int64_t K, int8_t* qa, float* da, float* asum) {
+CG_Q8_QUANTIZE_ROWS_SIG(CG_SIMD_QUANTIZE) {
     const int64_t nb = K / CG_Q4_ACT_BLOCK;
     const int64_t nsb = K / CG_Q4_SUPERBLOCK_ELEMS;
     const int64_t half_end = cg_q4_half_end(K);
@@ -365,8 +399,7 @@ void cg_q8_quantize_rows_avx2(const float* x, int64_t M, int64_t K, int8_t* qa, 
     }
 }
 
-void cg_q4_gemm_rows_avx2(const cg_q8_act* act, int64_t M, const uint8_t* packed, int64_t K, int64_t G,
-                          int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy) {
+CG_Q4_GEMM_ROWS_SIG(CG_SIMD_GEMM) {
     switch (G) {
         case 32: gemm_rows<32>(act, M, packed, K, n0, n1, bias, y, ldy); break;
         case 64: gemm_rows<64>(act, M, packed, K, n0, n1, bias, y, ldy); break;
@@ -375,7 +408,7 @@ void cg_q4_gemm_rows_avx2(const cg_q8_act* act, int64_t M, const uint8_t* packed
     }
 }
 
-void cg_q4_dequant_rows_avx2(const uint8_t* packed, int64_t K, int64_t G, int64_t n0, int64_t n1, float* out) {
+CG_Q4_DEQUANT_ROWS_SIG(CG_SIMD_DEQUANT) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int64_t nsb = K / CG_Q4_SUPERBLOCK_ELEMS;
     std::vector<uint8_t> codes(K);  // one row of codes in natural order
@@ -425,4 +458,3 @@ void cg_q4_dequant_rows_avx2(const uint8_t* packed, int64_t K, int64_t G, int64_
     }
 }
 
-#endif  // !CG_Q4_NO_AVX2

@@ -22,3 +22,16 @@ def _two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def compiled_kernels():
+    """codegeex_lsp._kernels, loaded. Missing is a failure (a broken build must fail the tests), not a
+    skip, unless the kernels were skipped on purpose with CODEGEEX_LSP_NO_KERNELS=1."""
+    from codegeex_lsp.quant import ops
+
+    if ops.extension() is None:
+        if ops.kernels_skipped():
+            pytest.skip(f"{ops.NO_KERNELS_ENV}=1: kernels skipped on purpose")
+        pytest.fail(f"codegeex_lsp._kernels did not load: {ops.extension_error()}", pytrace=False)
+    return ops.extension()

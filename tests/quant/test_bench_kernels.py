@@ -11,7 +11,7 @@ from codegeex_lsp.bench import kernels as bench
 from codegeex_lsp.quant import ops
 
 
-@pytest.mark.skipif(ops.extension() is None, reason=f"_kernels not built: {ops.extension_error()}")
+@pytest.mark.usefixtures("compiled_kernels")
 def test_bench_kernels_json(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--json", "--threads", "1", "--repeat", "2", "--shapes", "wo", "--no-bnb", "--no-llama-cpp"]
     argv += ["--rows", "2"]
@@ -22,12 +22,13 @@ def test_bench_kernels_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert shape["ours_us"] > 0 and shape["ours_gbps"] > 0 and report["env"]["probe_gbps"] > 0
     assert set(shape["others_us"]) == {"torch_int4", "fp32", "bf16"}
     assert report["env"]["llama_cpp"] == "skipped" and shape["notes"] == {}
+    assert report["env"]["ours_cpu_path"] == ops.cpu_path() == ops.supported_cpu_paths()[-1]
     errors = report["quant_error"]["wo"]
     assert set(errors) == {"sym", "asym", "rowwise", "awq", "gptq", "asym+kernel"}
     assert errors["awq"] < errors["asym"] < errors["rowwise"]  # outlier channels: AWQ helps
 
 
-@pytest.mark.skipif(ops.extension() is None, reason=f"_kernels not built: {ops.extension_error()}")
+@pytest.mark.usefixtures("compiled_kernels")
 @pytest.mark.skipif(ggml_gemv.unavailable_reason() is not None, reason=f"{ggml_gemv.unavailable_reason()}")
 def test_bench_kernels_times_llama_cpp(capsys: pytest.CaptureFixture[str]) -> None:
     """Q4_0 on both shapes; Q4_K (256-element super-blocks) only where K = 4864, n/a where K = 896."""
@@ -53,7 +54,7 @@ def test_bench_kernels_table_shows_llama_cpp_na(capsys: pytest.CaptureFixture[st
     assert "llama_cpp_q4_k n/a on wo (q4_k needs in_features divisible by 256, got K=896)" in out
 
 
-@pytest.mark.skipif(ops.extension() is None, reason=f"_kernels not built: {ops.extension_error()}")
+@pytest.mark.usefixtures("compiled_kernels")
 def test_bench_kernels_without_llama_cpp_reports_why(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,6 +78,23 @@ def test_bench_kernels_without_llama_cpp_reports_why(
     (shape,) = json.loads(capsys.readouterr().out)["shapes"]
     assert set(shape["others_us"]) == {"torch_int4", "fp32", "bf16"}
     assert shape["notes"]["llama_cpp_q4_0"] == "n/a (libggml-cpu has no ggml_mul_mat)"
+
+
+@pytest.mark.usefixtures("compiled_kernels")
+def test_bench_kernels_times_each_cpu_path(capsys: pytest.CaptureFixture[str]) -> None:
+    """--cpu-path ref makes the scalar path ours; --compare-paths adds every other SIMD path."""
+    argv = ["--json", "--threads", "1", "--repeat", "1", "--shapes", "wo", "--no-bnb", "--no-llama-cpp"]
+    before = ops.cpu_path()
+    try:
+        assert bench.main([*argv, "--no-errors", "--cpu-path", "ref", "--compare-paths"]) == 0
+        report = json.loads(capsys.readouterr().out)
+    finally:
+        ops.set_cpu_path(before)
+    assert report["env"]["ours_cpu_path"] == "ref"
+    simd = [p for p in ops.supported_cpu_paths() if p != "ref"]
+    (shape,) = report["shapes"]
+    assert set(shape["others_us"]) == {"torch_int4", "fp32", "bf16", *(f"ours_{p}" for p in simd)}
+    assert all(shape["others_us"][f"ours_{p}"] > 0 for p in simd)
 
 
 def test_bench_kernels_rejects_unknown_shapes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,12 +1,22 @@
-"""C++ kernels: scalar _ref vs AVX2 twin vs the torch reference vs an fp64 dot, on odd sizes.
+"""C++ kernels: every CPU path (scalar ref, AVX2, AVX-512 VNNI) vs the scalar path, the torch reference
+and an fp64 dot, on odd sizes.
 
-Skipped only when codegeex_lsp._kernels did not build; the fallback path (warning + reference) is
-tested unconditionally at the bottom.
+The extension must be built: a missing one fails (`compiled_kernels`), it never skips, unless
+CODEGEEX_LSP_NO_KERNELS=1 asked for that. Which paths must exist is read from /proc/cpuinfo, and
+every path the host supports runs; a path it does not support must refuse with a clear error.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,28 +25,62 @@ from codegeex_lsp.quant import ops, packing
 from codegeex_lsp.quant import reference as R
 from tests.quant.conftest import randn
 
-# ref / avx2 vs the kernel's own arithmetic in fp64 (int8 activations, exact integer sums): only
-# fp32 rounding of ~K/G group terms remains. Relative to max |y| of the case.
+# every path vs the kernel's own arithmetic in fp64 (int8 activations, exact integer sums): only
+# fp32 rounding of ~K/32 block terms remains. Relative to max |y| of the case.
 KERNEL_VS_FP64_RTOL = 2e-6
-# avx2 vs scalar ref: same math, different fp32 summation order.
-AVX2_VS_REF_RTOL = 2e-6
+# a SIMD path vs the scalar ref path: same math, different fp32 summation order.
+SIMD_VS_REF_RTOL = 2e-6
 # kernel vs the fp32 dequantize-then-matmul reference: each activation moves by at most half an int8
 # step (da / 2) of its group, so |dy| <= sum_k |w_k| * da_k * ACT_ROUNDING_STEPS (+ fp32 noise).
 ACT_ROUNDING_STEPS = 0.5 + 1e-4
 # the same on N(0, 1) activations without outliers, as a relative Frobenius error.
 ACT_INT8_REL_TOL = 1.5e-2
 
-needs_ext = pytest.mark.skipif(ops.extension() is None, reason=f"_kernels not built: {ops.extension_error()}")
+# /proc/cpuinfo flags each path needs (the kernels' own check is __builtin_cpu_supports).
+PATH_CPU_FLAGS = {
+    "avx2": {"avx2", "fma", "f16c"},
+    "avx512": {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"},
+}
 
-# (N, K, G): N odd (and > the 64-row parallel grain), K = G x odd group counts: super-blocks of 256,
-# remainders of 1..7 blocks of 32 (chunks and the 32-input tail), and no super-block at all.
+needs_ext = pytest.mark.usefixtures("compiled_kernels")
+
+
+def _cpu_flags() -> set[str] | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^flags\s*:(.*)$", text, re.MULTILINE)
+    return set(match.group(1).split()) if match else None
+
+
+def _host_paths() -> list[str]:
+    """The paths this host must run: ref everywhere, the SIMD ones where x86 flags allow."""
+    flags = _cpu_flags() or set()
+    x86 = platform.machine().lower() in {"x86_64", "amd64", "i686", "i386"}
+    out = ["ref"]
+    if x86 and PATH_CPU_FLAGS["avx2"] <= flags:
+        out.append("avx2")
+        if PATH_CPU_FLAGS["avx512"] <= flags:
+            out.append("avx512")
+    return out
+
+
+HOST_PATHS = _host_paths()
+SIMD_PATHS = [p for p in HOST_PATHS if p != "ref"]
+MISSING_PATHS = [p for p in ops.CPU_PATHS if p not in HOST_PATHS]
+
+# (N, K, G): N odd (1 .. 1023, some above the 64-row parallel grain), K = G x odd group counts:
+# super-blocks of 256, the 128-input half-block, remainders of 1..3 blocks of 32 (chunks and the
+# 32-input tail), and no super-block at all. K % G != 0 is not a valid layout (see test_bad_arguments).
 SHAPES = [
     (1, 32, 32),
     (3, 96, 32),
     (5, 160, 32),
     (17, 352, 32),  # 11 groups: one super-block, a chunk and the tail
     (129, 224, 32),
-    (3, 480, 32),  # 15 groups: remainder of 7 blocks
+    (3, 480, 32),  # 15 groups: half-block, chunk, tail
+    (33, 896, 32),  # the model's q/o/gate_up K: three super-blocks and a half-block
     (7, 64, 64),
     (33, 192, 64),
     (9, 576, 64),  # 9 groups: two super-blocks and one chunk
@@ -44,9 +88,12 @@ SHAPES = [
     (3, 128, 128),
     (65, 384, 128),
     (5, 1152, 128),  # 9 groups
-    (3, 896, 128),  # the model's K: three super-blocks and one group of 128
+    (3, 896, 128),
+    (1023, 160, 32),
+    (5, 4864, 128),  # the model's down-projection K: 19 super-blocks
 ]
-ROWS = [1, 2, 3, 4, 5, 7, 8, 11, 16]
+# activation rows: decode (1), the AVX2 tile (4) and the AVX-512 tile (8), and what is left over
+ROWS = [1, 2, 3, 4, 5, 7, 8, 9, 11, 17]
 
 
 def _case(n: int, k: int, g: int, m: int, mode: str, seed: int):
@@ -61,20 +108,53 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).abs().max() / b.double().abs().max().clamp(min=1e-30))
 
 
+def _gemm(x, packed, k, g, bias, path):
+    return torch.ops.codegeex_lsp.int4_gemm_impl(x, packed, k, g, bias, path)
+
+
+@needs_ext
+def test_paths_match_the_host_cpu() -> None:
+    """The build holds every path, and the CPU check agrees with /proc/cpuinfo."""
+    if _cpu_flags() is None:
+        assert "ref" in ops.supported_cpu_paths()
+        return
+    if platform.machine().lower() in {"x86_64", "amd64"}:
+        assert list(ops.extension().compiled_paths()) == list(ops.CPU_PATHS)
+    assert ops.supported_cpu_paths() == HOST_PATHS
+    assert ops.cpu_path() == (os.environ.get(ops.CPU_KERNEL_ENV) or HOST_PATHS[-1])
+    assert ops.kernel_label() == f"cpp/{ops.cpu_path()}"
+
+
+@needs_ext
+@pytest.mark.parametrize("path", MISSING_PATHS or ["none"])
+def test_unsupported_path_refuses(path: str) -> None:
+    """A path this CPU cannot run raises instead of faulting (on an AVX-512 host: nothing to refuse)."""
+    if path == "none":
+        assert list(ops.CPU_PATHS) == HOST_PATHS
+        return
+    x, _, packed, _ = _case(5, 96, 32, 1, "sym", seed=1)
+    with pytest.raises(RuntimeError, match="this CPU lacks"):
+        _gemm(x, packed, 96, 32, None, path)
+    with pytest.raises(ValueError, match="this CPU lacks"):
+        ops.set_cpu_path(path)
+
+
 @needs_ext
 @pytest.mark.parametrize(("n", "k", "g"), SHAPES)
 @pytest.mark.parametrize("mode", ["sym", "asym"])
-def test_gemm_ref_avx2_torch_fp64(n: int, k: int, g: int, mode: str) -> None:
+def test_gemm_every_path_vs_ref_torch_fp64(n: int, k: int, g: int, mode: str) -> None:
     for i, m in enumerate(ROWS):
         x, qw, packed, bias = _case(n, k, g, m, mode, seed=1000 * i + n + k)
         y64 = R.linear_w4a8_ref(x, qw, bias)  # the kernel's math in fp64
-        y_ref = torch.ops.codegeex_lsp.int4_gemm_impl(x, packed, k, g, bias, "ref")
-        y_avx = torch.ops.codegeex_lsp.int4_gemm_impl(x, packed, k, g, bias, "avx2")
+        y_ref = _gemm(x, packed, k, g, bias, "ref")
         assert _rel(y_ref, y64) <= KERNEL_VS_FP64_RTOL, (m, "ref")
-        assert _rel(y_avx, y64) <= KERNEL_VS_FP64_RTOL, (m, "avx2")
-        assert _rel(y_avx, y_ref) <= AVX2_VS_REF_RTOL, m
+        bound = _act_rounding_bound(x, qw)
         y_torch = R.linear_ref(x, qw, bias)  # fp32 activations, the ground truth
-        assert (y_avx - y_torch).abs().le(_act_rounding_bound(x, qw) + 1e-5 * y_torch.abs().max()).all(), m
+        for path in SIMD_PATHS:
+            y = _gemm(x, packed, k, g, bias, path)
+            assert _rel(y, y64) <= KERNEL_VS_FP64_RTOL, (m, path)
+            assert _rel(y, y_ref) <= SIMD_VS_REF_RTOL, (m, path)
+            assert (y - y_torch).abs().le(bound + 1e-5 * y_torch.abs().max()).all(), (m, path)
 
 
 def _act_rounding_bound(x: torch.Tensor, qw: R.Int4Weight) -> torch.Tensor:
@@ -85,12 +165,13 @@ def _act_rounding_bound(x: torch.Tensor, qw: R.Int4Weight) -> torch.Tensor:
 
 
 @needs_ext
+@pytest.mark.parametrize("path", HOST_PATHS)
 @pytest.mark.parametrize(("k", "g"), [(896, 32), (896, 128), (4864, 128)])
-def test_activation_rounding_error_is_small_on_gaussian_rows(k: int, g: int) -> None:
+def test_activation_rounding_error_is_small_on_gaussian_rows(path: str, k: int, g: int) -> None:
     w = randn(67, k, seed=k)
     x = randn(4, k, seed=k + 1)
     qw = R.quantize(w, "sym", g)
-    y = torch.ops.codegeex_lsp.int4_gemm(x, packing.pack_int4(qw), k, g, None)
+    y = _gemm(x, packing.pack_int4(qw), k, g, None, path)
     y_torch = R.linear_ref(x, qw)
     assert float((y - y_torch).norm() / y_torch.norm()) <= ACT_INT8_REL_TOL
 
@@ -103,34 +184,107 @@ def test_activation_quantization_bit_exact(k: int) -> None:
     x[4, :3] = torch.tensor([127.0, 62.5, -3.5])  # da = 1 exactly: x / da are ties, half to even
     qa, da, asum = R.quantize_activations_int8(x)
     pos = packing.act_positions(k)
-    for impl in ("ref", "avx2"):
-        got_qa, got_da, got_asum = torch.ops.codegeex_lsp.int8_quantize_activations(x, impl)
-        assert torch.equal(got_qa[:, pos], qa), impl  # kernel order, see cg_q4_act_pos
-        assert torch.equal(got_da, da) and torch.equal(got_asum, asum), impl
+    for path in HOST_PATHS:
+        got_qa, got_da, got_asum = torch.ops.codegeex_lsp.int8_quantize_activations(x, path)
+        assert torch.equal(got_qa[:, pos], qa), path  # kernel order, see cg_q4_act_pos
+        assert torch.equal(got_da, da) and torch.equal(got_asum, asum), path
         assert got_qa[4, pos[:3]].tolist() == [127, 62, -4]
 
 
 @needs_ext
-@pytest.mark.parametrize(("n", "k", "g"), [(5, 96, 32), (33, 192, 64), (65, 384, 128)])
+@pytest.mark.parametrize(("n", "k", "g"), [(5, 96, 32), (33, 192, 64), (65, 384, 128), (3, 480, 32)])
 def test_dequantize_exact(n: int, k: int, g: int) -> None:
     qw = R.quantize(randn(n, k, seed=n), "asym", g)
     packed = packing.pack_int4(qw)
     want = R.dequantize_groupwise(qw)
-    for impl in ("ref", "avx2"):
-        assert torch.equal(torch.ops.codegeex_lsp.int4_dequantize_impl(packed, k, g, impl), want)
+    for path in HOST_PATHS:
+        assert torch.equal(torch.ops.codegeex_lsp.int4_dequantize_impl(packed, k, g, path), want), path
 
 
 @needs_ext
-@pytest.mark.parametrize("m", [17, 37])
+@pytest.mark.parametrize("m", [17, 37, 130])
 def test_prefill_sized_inputs_match_fp64(m: int) -> None:
-    """Many rows: tiles of 4 activation rows over L1-sized blocks of output rows, same arithmetic."""
+    """Many rows: tiles of 4 (AVX2) or 8 (AVX-512) activation rows over L1-sized blocks of output rows."""
     x, qw, packed, bias = _case(131, 352, 32, m, "asym", seed=7)
     y64 = R.linear_w4a8_ref(x, qw, bias)
-    for impl in ("ref", "avx2"):
-        assert (
-            _rel(torch.ops.codegeex_lsp.int4_gemm_impl(x, packed, 352, 32, bias, impl), y64)
-            <= KERNEL_VS_FP64_RTOL
-        )
+    for path in HOST_PATHS:
+        assert _rel(_gemm(x, packed, 352, 32, bias, path), y64) <= KERNEL_VS_FP64_RTOL, path
+
+
+@needs_ext
+def test_default_op_runs_the_active_path() -> None:
+    """set_cpu_path switches what the default op (the engine's) runs; auto is the best path."""
+    x, _, packed, bias = _case(129, 896, 32, 3, "asym", seed=5)
+    before = ops.cpu_path()
+    try:
+        for path in HOST_PATHS:
+            assert ops.set_cpu_path(path) == path and ops.cpu_path() == path
+            assert torch.equal(
+                torch.ops.codegeex_lsp.int4_gemm(x, packed, 896, 32, bias),
+                _gemm(x, packed, 896, 32, bias, path),
+            )
+        assert ops.set_cpu_path("auto") == HOST_PATHS[-1]
+        with pytest.raises(ValueError, match="unknown CPU kernel path"):
+            ops.set_cpu_path("sse9")
+    finally:
+        ops.set_cpu_path(before)
+
+
+def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k not in {ops.CPU_KERNEL_ENV, ops.NO_KERNELS_ENV}}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+_REPORT = (
+    "import json\nfrom codegeex_lsp.quant import ops\n"
+    "print(json.dumps({'path': ops.cpu_path(), 'label': ops.kernel_label()}))"
+)
+
+
+@needs_ext
+def test_cpu_kernel_env_forces_a_path_and_rejects_bad_values() -> None:
+    forced = SIMD_PATHS[0] if SIMD_PATHS else "ref"
+    done = _run_python(_REPORT, **{ops.CPU_KERNEL_ENV: forced})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"path": forced, "label": f"cpp/{forced}"}
+    done = _run_python(_REPORT, **{ops.CPU_KERNEL_ENV: "sse9"})
+    assert done.returncode == 0, done.stderr
+    assert "unknown CPU kernel path 'sse9'" in json.loads(done.stdout)["label"]
+    for missing in MISSING_PATHS:
+        done = _run_python(_REPORT, **{ops.CPU_KERNEL_ENV: missing})
+        assert "this CPU lacks" in json.loads(done.stdout)["label"], missing
+
+
+@needs_ext
+def test_simd_code_stays_in_the_simd_functions() -> None:
+    """The build has no global -m flag: only the SIMD paths' functions contain VEX/EVEX code, so the
+    extension loads, and the ref path runs, on any x86-64 CPU."""
+    if platform.machine().lower() not in {"x86_64", "amd64"}:
+        pytest.skip("x86-64 only: elsewhere the build holds the ref path alone")
+    objdump = shutil.which("objdump")
+    assert objdump, "objdump (binutils, installed with gcc) is needed to inspect the build"
+    lib = ops.extension().__file__
+    text = subprocess.run(
+        [objdump, "-d", "-C", "--no-show-raw-insn", lib], capture_output=True, text=True, check=True
+    ).stdout
+    offenders, function, simd_functions = set(), "", set()
+    for line in text.splitlines():
+        head = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
+        if head:
+            function = head.group(1)
+            continue
+        insn = re.match(r"^\s+[0-9a-f]+:\s+(\S+)\s*(.*)$", line)
+        if insn and (insn.group(1).startswith("v") or re.search(r"%[yz]mm|%k[0-7]", insn.group(2))):
+            if "_avx2" in function or "_avx512" in function or "(anonymous namespace)" in function:
+                simd_functions.add(function)
+            else:
+                offenders.add(function)
+    assert not offenders, sorted(offenders)[:10]
+    assert any("cg_q4_gemm_rows_avx512" in f for f in simd_functions)
+    assert any("cg_q4_gemm_rows_avx2" in f for f in simd_functions)
 
 
 @needs_ext
@@ -169,12 +323,26 @@ def test_fake_kernel_gives_shapes() -> None:
     assert torch.ops.codegeex_lsp.int4_dequantize(packed, 96, 32).shape == (7, 96)
 
 
-def test_fallback_warns_once_and_uses_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the extension the default kernel is the reference, announced by exactly one warning."""
+def test_missing_extension_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken build must not quietly run the reference: the default kernel raises, saying how to fix it."""
     monkeypatch.setattr(ops, "_extension", None)
-    monkeypatch.setattr(ops, "_extension_error", "ImportError: simulated missing compiler")
+    monkeypatch.setattr(ops, "_extension_error", "ImportError: simulated failed build")
+    monkeypatch.delenv(ops.KERNEL_ENV, raising=False)
+    monkeypatch.delenv(ops.NO_KERNELS_ENV, raising=False)
+    x, _, packed, bias = _case(5, 96, 32, 2, "asym", seed=3)
+    with pytest.raises(ops.KernelsMissingError, match=r"simulated failed build.*CODEGEEX_LSP_NO_KERNELS=1"):
+        ops.int4_gemm(x, packed, 96, 32, bias)
+    assert "simulated failed build" in ops.kernel_label()
+    assert ops.resolve_kernel("ref") == "ref"  # asking for the reference by name still works
+
+
+def test_skipped_kernels_warn_once_and_use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CODEGEEX_LSP_NO_KERNELS=1: the reference runs, announced by exactly one warning."""
+    monkeypatch.setattr(ops, "_extension", None)
+    monkeypatch.setattr(ops, "_extension_error", "disabled by CODEGEEX_LSP_NO_KERNELS=1")
     monkeypatch.setattr(ops, "_warned_fallback", False)
     monkeypatch.delenv(ops.KERNEL_ENV, raising=False)
+    monkeypatch.setenv(ops.NO_KERNELS_ENV, "1")
     x, qw, packed, bias = _case(5, 96, 32, 2, "asym", seed=3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -183,11 +351,10 @@ def test_fallback_warns_once_and_uses_reference(monkeypatch: pytest.MonkeyPatch)
         assert ops.resolve_kernel("cpp") == "ref"
     fallback = [w for w in caught if issubclass(w.category, ops.KernelFallbackWarning)]
     assert len(fallback) == 1
-    assert "simulated missing compiler" in str(fallback[0].message) and "reference" in str(
-        fallback[0].message
-    )
+    assert "CODEGEEX_LSP_NO_KERNELS" in str(fallback[0].message) and "reference" in str(fallback[0].message)
     assert torch.equal(y1, y2)
     assert torch.allclose(y1, R.linear_ref(x, qw, bias), rtol=0, atol=1e-5)
+    assert ops.kernel_label() == "ref (PyTorch)"
 
 
 def test_kernel_env_selects_and_validates(monkeypatch: pytest.MonkeyPatch) -> None:
