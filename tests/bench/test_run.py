@@ -147,7 +147,7 @@ def test_main_canonical_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert python["n_tasks"] == 3
     assert results["settings"]["canonical"] is True
     assert (tmp_path / REPORT_FILE).exists()
-    assert "| Python | 100.0 |" in capsys.readouterr().out
+    assert "| Python | 100.0 [43.9, 100.0] n=3 |" in capsys.readouterr().out
 
     # Same dir, other sampling settings: refused rather than mixed into the cache.
     assert run.main([*argv, "-n", "2"]) == 2

@@ -1,9 +1,15 @@
-"""The engine-backed HumanEval-X generator: the editor's prompt path, prefix-only, one function.
+"""The engine-backed HumanEval-X generator, in one of three protocols (`stops.PROTOCOLS`).
 
-Each task prompt goes through the same prompt-format registry as an editor request (a FIM request
-with the prompt as prefix and an empty suffix), decoding stops as soon as the function is complete
-(the harness's own truncation rule, checked at each finished line), and the raw samples go back to
-the harness, which truncates them the same way before execution.
+- `codegeex` (the default; the protocol CodeGeeX's published numbers use): the raw task prompt,
+  tokenized as plain text with no FIM wrapper, continued left to right; decoding stops by CodeGeeX's
+  own `is_code_generation_finished` rule, checked at each finished line.
+- `fim`: the editor's prompt path: a FIM request with the prompt as prefix and an empty suffix,
+  through the same prompt-format registry as an editor request; decoding stops as soon as the
+  function is complete (our truncation rule).
+- `instruct`: the chat model's own template with EvalPlus's request (`instruct`); decoding stops
+  at the end of the reply.
+
+The raw samples go back to the harness, which cuts them by the protocol's rule before execution.
 """
 
 from __future__ import annotations
@@ -11,13 +17,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 from codegeex_lsp.bench.humaneval_x.generator import GeneratorInfo
-from codegeex_lsp.bench.humaneval_x.stops import truncate_completion
+from codegeex_lsp.bench.humaneval_x.instruct import user_message
+from codegeex_lsp.bench.humaneval_x.stops import PROTOCOLS, codegeex_finished, truncate_completion
 from codegeex_lsp.config import DEFAULT_MODEL, CompletionOptions, EngineOptions
-from codegeex_lsp.engine.decode import generate
+from codegeex_lsp.engine.decode import SamplingParams, generate
 from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.engine.service import CompletionService
 from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
 from codegeex_lsp.prompt.types import FimRequest
+
+END_OF_TURN = "<|im_end|>"
+"""ChatML's end of a turn (Qwen2.5's chat template)."""
 
 LSP_LANGUAGE = {
     "python": "python",
@@ -30,11 +40,54 @@ LSP_LANGUAGE = {
 
 
 class EngineGenerator:
-    def __init__(self, service: CompletionService, prompt_tokens: int = 1536) -> None:
+    def __init__(self, service: CompletionService, prompt_tokens: int = 1536, protocol: str = "fim") -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
         self.service = service
         self.prompt_tokens = prompt_tokens
+        self.protocol = protocol
 
     def generate(
+        self, prompt: str, language: str, *, n: int, temperature: float, max_tokens: int
+    ) -> list[str]:
+        if self.protocol == "fim":
+            return self._generate_fim(prompt, language, n=n, temperature=temperature, max_tokens=max_tokens)
+        tokenizer = self.service.loaded.tokenizer
+        if self.protocol == "codegeex":
+            token_ids = list(tokenizer.encode(prompt, add_special_tokens=False))
+
+            def stop_check(text: str) -> bool:
+                return codegeex_finished(language, text)
+        else:
+            messages = [{"role": "user", "content": user_message(prompt)}]
+            token_ids = chat_token_ids(tokenizer, messages)
+
+            def stop_check(text: str) -> bool:
+                return False
+
+        stop_ids = list(self.service.loaded.eos_token_ids)
+        if self.protocol == "instruct":  # the end of the assistant's turn, whatever the config's eos
+            end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+            if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
+                stop_ids.append(end_of_turn)
+        params = SamplingParams(
+            max_new_tokens=max_tokens,
+            temperature=temperature,
+            n=n,
+            stop_token_ids=tuple(dict.fromkeys(stop_ids)),
+            seed=0,
+        )
+        result = generate(
+            self.service.loaded.model,
+            tokenizer,
+            token_ids,
+            params,
+            stop_check=stop_check,
+            lookup=self.service.lookup,  # greedy-identical prompt-lookup speculation
+        )
+        return [c.text for c in result.candidates]
+
+    def _generate_fim(
         self, prompt: str, language: str, *, n: int, temperature: float, max_tokens: int
     ) -> list[str]:
         request = FimRequest(prefix=prompt, suffix="", language=LSP_LANGUAGE[language], mode="BLOCK")
@@ -61,14 +114,23 @@ class EngineGenerator:
         return [heal(c.text, trailing) for c in result.candidates]
 
 
-def make_generator(model: str | None, quant: str) -> tuple[EngineGenerator, GeneratorInfo]:
+def chat_token_ids(tokenizer: object, messages: list[dict[str, str]]) -> list[int]:
+    """The model's chat template rendered with the assistant turn opened, as token ids."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)  # type: ignore[attr-defined]
+    return list(tokenizer.encode(text, add_special_tokens=False))  # type: ignore[attr-defined]
+
+
+def make_generator(
+    model: str | None, quant: str, protocol: str = "fim"
+) -> tuple[EngineGenerator, GeneratorInfo]:
     """Load the model once; `quant` is `none` or `int4` (the int4 path swaps in QuantLinear)."""
     options = EngineOptions(model=model or DEFAULT_MODEL, quant=quant)
     service = CompletionService.load(options)
     loaded = service.loaded
+    prompt_format = service.format.name if protocol == "fim" else protocol
     info = GeneratorInfo(
-        name=f"{loaded.name} ({service.format.name})",
+        name=f"{loaded.name} ({prompt_format})",
         model_hash=loaded.source_sha256 or "unknown",
         quant=quant_label(quant),
     )
-    return EngineGenerator(service), info
+    return EngineGenerator(service, protocol=protocol), info

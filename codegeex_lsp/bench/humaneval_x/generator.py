@@ -3,7 +3,7 @@
 The engine-backed generator lives in `codegeex_lsp.bench.humaneval_x.generate` (owned by the engine
 work) and is imported only when a model run asks for it, so that this package never imports torch:
 
-    def make_generator(model: str | None, quant: str) -> tuple[Generator, GeneratorInfo]: ...
+    def make_generator(model: str | None, quant: str, protocol: str) -> tuple[Generator, GeneratorInfo]: ...
 
 `CanonicalGenerator` answers every prompt with the dataset's own solution: with it every task must
 pass except the known-bad ones, which is how the harness checks itself without a model.
@@ -64,7 +64,9 @@ class CanonicalGenerator:
             raise KeyError(f"no canonical solution for this {language} prompt") from None
 
 
-def load_model_generator(model: str | None, quant: str) -> tuple[Generator, GeneratorInfo]:
+def load_model_generator(
+    model: str | None, quant: str, protocol: str = "codegeex"
+) -> tuple[Generator, GeneratorInfo]:
     """Import the engine-backed generator lazily (it brings torch) and build it."""
     try:
         module = importlib.import_module(MODEL_GENERATOR_MODULE)
@@ -75,4 +77,4 @@ def load_model_generator(model: str | None, quant: str) -> tuple[Generator, Gene
             f"model generation is not available yet ({MODEL_GENERATOR_MODULE}.make_generator); "
             "use --canonical to check the harness"
         ) from None
-    return module.make_generator(model, quant)
+    return module.make_generator(model, quant, protocol)

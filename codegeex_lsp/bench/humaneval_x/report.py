@@ -10,7 +10,11 @@ results.json (schema 1): {schema, variant, created, git_commit, model{name, mode
 settings{...}, languages{lang: {available, reason, versions, notes, n_tasks, n_samples, pass_at_k,
 n_tasks_all_passed, statuses, known_bad{task_id: {why, n, c}}, wall_s{generate, execute} (this
 invocation only), sandbox_s_total (summed over all samples, cached ones too), tasks{task_id: {n, c,
-pass_at_k, statuses, known_bad, first_failure}}}}}; pass@k values are fractions in [0, 1].
+pass_at_k, statuses, known_bad, first_failure}}}}}; pass@k values are fractions in [0, 1]. Later
+additions: `host` (CPU and SIMD flags) and settings `protocol` (absent: the FIM protocol).
+
+Every greedy pass@1 (one sample per task) carries its 95 % Wilson interval; variants run on the same
+tasks are compared per language with the exact McNemar test (fp vs int4, one protocol vs another).
 """
 
 from __future__ import annotations
@@ -21,12 +25,26 @@ from pathlib import Path
 from typing import Any
 
 from codegeex_lsp.bench.humaneval_x.dataset import DISPLAY_NAMES, LANGUAGES
+from codegeex_lsp.bench.stats import format_host, format_paired, mcnemar, wilson_interval
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 CHART_FILE = "pass_at_1.png"
-VARIANT_ORDER: tuple[str, ...] = ("canonical", "fp", "int4")
+VARIANT_ORDER: tuple[str, ...] = (
+    "canonical",
+    "fp",
+    "int4",
+    "fp-fim",
+    "int4-fim",
+    "fp-instruct",
+    "int4-instruct",
+)
+PROTOCOL_NOTES: dict[str, str] = {
+    "codegeex": "raw prompt continued left to right, CodeGeeX's stop and cleanup rules",
+    "fim": "FIM request with the prompt as prefix and an empty suffix, our function-end cut",
+    "instruct": "chat template, EvalPlus request, code block extracted and sanitized",
+}
 
 PUBLISHED_PASS1: dict[str, dict[str, float]] = {
     "CodeGeeX-13B": {"python": 22.9, "cpp": 17.1, "java": 20.0, "js": 17.6, "go": 14.4, "rust": 4.3},
@@ -86,12 +104,14 @@ def render_markdown(variants: Mapping[str, Results], model_card: Mapping[str, fl
     lines = [
         "# HumanEval-X",
         "",
-        "pass@k in percent (unbiased estimator, Chen et al. 2021). Published figures are CodeGeeX's own,",
-        "with their sampling settings; ours are below with each variant's settings.",
+        "pass@k in percent (unbiased estimator, Chen et al. 2021); a greedy pass@1 (one sample per task)",
+        "carries its 95 % Wilson interval and n. Published figures are CodeGeeX's own, with their",
+        "sampling settings; ours are below with each variant's settings and protocol.",
         "",
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
     ]
+    lines += _comparisons(variants)
     for variant, results in variants.items():
         lines += _variant_notes(variant, results)
     return "\n".join(lines)
@@ -134,6 +154,14 @@ def plot_pass_at_1(
     return path
 
 
+def _protocol(settings: Mapping[str, Any]) -> str:
+    if settings.get("canonical"):
+        return "canonical solutions (harness check)"
+    protocol = settings.get("protocol", "fim")
+    recorded = "" if "protocol" in settings else " (recorded before the setting existed)"
+    return f"{protocol}: {PROTOCOL_NOTES.get(protocol, '?')}{recorded}"
+
+
 def _ks(variants: Mapping[str, Results]) -> list[int]:
     keys = {
         key
@@ -155,7 +183,40 @@ def _cell(entry: Mapping[str, Any], k: int) -> str:
     if not entry.get("available", False):
         return "n/a"
     value = entry.get("pass_at_k", {}).get(f"pass@{k}")
-    return "" if value is None else f"{100 * value:.1f}"
+    if value is None:
+        return ""
+    outcomes = task_outcomes(entry)
+    if k == 1 and outcomes is not None:
+        low, high = wilson_interval(sum(outcomes.values()), len(outcomes))
+        return f"{100 * value:.1f} [{100 * low:.1f}, {100 * high:.1f}] n={len(outcomes)}"
+    return f"{100 * value:.1f}"
+
+
+def task_outcomes(entry: Mapping[str, Any]) -> dict[str, bool] | None:
+    """task id -> passed for a greedy language entry (one sample per task); None when sampled."""
+    tasks = entry.get("tasks", {})
+    if not tasks or any(task["n"] != 1 for task in tasks.values()):
+        return None
+    return {task_id: task["c"] == 1 for task_id, task in tasks.items()}
+
+
+def _comparisons(variants: Mapping[str, Results]) -> list[str]:
+    """Exact McNemar between every two model variants, per language, on the tasks both ran."""
+    names = [name for name in variants if name != "canonical"]
+    lines: list[str] = []
+    for language in _languages(variants):
+        for index, a in enumerate(names):
+            for b in names[index + 1 :]:
+                first = task_outcomes(variants[a]["languages"].get(language, {}))
+                second = task_outcomes(variants[b]["languages"].get(language, {}))
+                if first is None or second is None:
+                    continue
+                paired = mcnemar(first, second)
+                if paired.n:
+                    lines.append(f"- {DISPLAY_NAMES.get(language, language)}: {format_paired(paired, a, b)}")
+    if not lines:
+        return []
+    return ["## Paired comparisons (greedy, same tasks)", "", *lines, ""]
 
 
 def _variant_notes(variant: str, results: Results) -> list[str]:
@@ -166,6 +227,8 @@ def _variant_notes(variant: str, results: Results) -> list[str]:
         "",
         f"- model: {model.get('name')} (hash {model.get('model_hash')}, quant {model.get('quant')}); "
         f"git {results.get('git_commit')}",
+        f"- protocol: {_protocol(settings)}",
+        f"- {format_host(results.get('host'))}",
         f"- samples per task n={settings.get('n')}, temperature {settings.get('temperature')}, "
         f"max_tokens {settings.get('max_tokens')}, sandbox: {settings.get('isolation')}",
     ]

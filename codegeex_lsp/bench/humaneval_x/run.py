@@ -1,7 +1,11 @@
 """`codegeex-lsp bench humanevalx`: generate, execute and report, resumable at every step.
 
+`--protocol` (`stops.PROTOCOLS`): `codegeex` (default: the raw prompt continued left to right,
+CodeGeeX's stop and cleanup rules, as their published numbers), `fim` (the editor's FIM path, an
+empty suffix) or `instruct` (Python: the chat template and EvalPlus's answer extraction).
+
 Layout under `--out ROOT` (default test-artifacts/humanevalx): `ROOT/<variant>/` with variant
-`canonical`, `fp` or `int4`, holding `settings.json`, `generations/<lang>.jsonl` (one line per task:
+`canonical`, `fp` or `int4`, suffixed `-fim` or `-instruct` for those protocols, holding `settings.json`, `generations/<lang>.jsonl` (one line per task:
 the raw samples), `executions/<lang>.jsonl` (one line per executed sample) and `results.json`; the
 report (`ROOT/report.md`, `ROOT/pass_at_1.png`) covers every variant present. An interrupted run
 started again with the same settings skips the tasks and samples already on disk; different
@@ -43,8 +47,9 @@ from codegeex_lsp.bench.humaneval_x.generator import (
 )
 from codegeex_lsp.bench.humaneval_x.metric import KS, mean_pass_at_k, pass_at_k
 from codegeex_lsp.bench.humaneval_x.sandbox import Isolation, SandboxResult, require_isolation
-from codegeex_lsp.bench.humaneval_x.stops import truncate_completion
+from codegeex_lsp.bench.humaneval_x.stops import PROTOCOLS, postprocess
 from codegeex_lsp.bench.humaneval_x.toolchains import Toolchain, find_toolchain
+from codegeex_lsp.bench.stats import host_info
 from codegeex_lsp.errors import CodegeexError, InputError
 
 log = logging.getLogger(__name__)
@@ -52,7 +57,9 @@ log = logging.getLogger(__name__)
 DEFAULT_OUT = Path("test-artifacts/humanevalx")
 FAILURE_TAIL_CHARS = 800
 # Settings that change what a cached generation means; the rest (workers, limit, langs) may vary.
-_CACHE_KEYS = ("model", "model_hash", "quant", "n", "temperature", "max_tokens", "canonical")
+_CACHE_KEYS = ("model", "model_hash", "quant", "n", "temperature", "max_tokens", "canonical", "protocol")
+# What a key meant in runs recorded before it existed (those sent the prompt as a FIM request).
+_LEGACY_SETTINGS: dict[str, Any] = {"protocol": "fim"}
 
 
 @dataclass(frozen=True)
@@ -72,12 +79,14 @@ class RunOptions:
     canonical: bool = False
     model_card: dict[str, float] = field(default_factory=dict)
     unsafe_no_sandbox: bool = False
+    protocol: str = "codegeex"
 
     @property
     def variant(self) -> str:
         if self.canonical:
             return "canonical"
-        return "int4" if self.quant == "int4" else "fp"
+        base = "int4" if self.quant == "int4" else "fp"
+        return base if self.protocol == "codegeex" else f"{base}-{self.protocol}"
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -88,6 +97,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--model", default=None, help="model name or path (default: the engine's default)")
     parser.add_argument("--quant", choices=("none", "int4"), default="none")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="codegeex",
+        help="codegeex: raw prompt left to right with CodeGeeX's stop rules (default); fim: the "
+        "editor's FIM path; instruct: chat template + code-block extraction (Python only)",
+    )
     parser.add_argument(
         "-n", "--samples", dest="n", type=int, default=1, help="samples per task (pass@k needs n >= k)"
     )
@@ -125,6 +141,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise InputError(f"unknown language(s) {', '.join(unknown)}; choose from {','.join(LANGUAGES)}")
     if args.n < 1 or args.workers < 1 or (args.limit is not None and args.limit < 1):
         raise InputError("--samples, --workers and --limit must be positive")
+    if args.protocol == "instruct" and languages != ("python",):
+        raise InputError("--protocol instruct is HumanEval, Python only (--langs python)")
     return RunOptions(
         languages=languages,
         model=args.model,
@@ -138,6 +156,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         data=args.data,
         canonical=args.canonical,
         model_card=_parse_model_card(args.model_card),
+        protocol=args.protocol,
         unsafe_no_sandbox=args.unsafe_no_sandbox,
     )
 
@@ -153,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             generator: Generator = CanonicalGenerator(task for group in tasks.values() for task in group)
             info = CanonicalGenerator.info
         else:
-            generator, info = load_model_generator(options.model, options.quant)
+            generator, info = load_model_generator(options.model, options.quant, options.protocol)
         results = run_benchmark(options, tasks, generator, info)
     except CodegeexError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -180,6 +199,7 @@ def run_benchmark(
         "variant": options.variant,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
+        "host": host_info(),
         "model": {"name": info.name, "model_hash": info.model_hash, "quant": info.quant},
         "settings": settings,
         "languages": {},
@@ -202,6 +222,7 @@ def run_benchmark(
             directory / "executions" / f"{language}.jsonl",
             workers=options.workers,
             truncate=not info.complete_programs,
+            protocol=options.protocol,
             isolation=isolation,
         )
         wall_s = {"generate": generated - started, "execute": time.monotonic() - generated}
@@ -246,6 +267,7 @@ def execute_language(
     *,
     workers: int,
     truncate: bool,
+    protocol: str = "fim",
     isolation: Isolation | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """task_id -> one record per sample; samples already executed (same text) are reused.
@@ -258,7 +280,7 @@ def execute_language(
     jobs: list[tuple[Task, int, str, str]] = []
     for task in tasks:
         for index, raw in enumerate(samples[task.task_id]):
-            code = truncate_completion(task.language, task.prompt, raw) if truncate else raw
+            code = postprocess(protocol, task.language, task.prompt, raw) if truncate else raw
             sha = hashlib.sha256(code.encode()).hexdigest()[:16]
             # An "error" (sandbox or cleanup trouble, not the program's fault) is run again.
             if cached.get((task.task_id, index, sha), {}).get("status", "error") != "error":
@@ -375,6 +397,7 @@ def _settings(options: RunOptions, info: GeneratorInfo, isolation: Isolation) ->
         "temperature": options.temperature,
         "max_tokens": options.max_tokens,
         "canonical": options.canonical,
+        "protocol": options.protocol,
         "languages": list(options.languages),
         "limit": options.limit,
         "workers": options.workers,
@@ -384,7 +407,9 @@ def _settings(options: RunOptions, info: GeneratorInfo, isolation: Isolation) ->
         },
         "isolation": isolation.note,
         "sandbox_mode": isolation.mode,
-        "postprocess": "none (complete programs)" if info.complete_programs else "stops.truncate_completion",
+        "postprocess": "none (complete programs)"
+        if info.complete_programs
+        else f"stops.postprocess({options.protocol!r})",
     }
 
 
@@ -393,7 +418,9 @@ def _claim_directory(directory: Path, settings: Mapping[str, Any]) -> None:
     path = directory / "settings.json"
     if path.exists():
         previous = json.loads(path.read_text())
-        changed = [key for key in _CACHE_KEYS if previous.get(key) != settings.get(key)]
+        changed = [
+            key for key in _CACHE_KEYS if previous.get(key, _LEGACY_SETTINGS.get(key)) != settings.get(key)
+        ]
         if changed:
             raise InputError(
                 f"{directory} holds a run with other settings ({', '.join(changed)}); use another --out"

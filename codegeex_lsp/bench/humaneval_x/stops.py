@@ -183,3 +183,68 @@ def _skip_template(text: str, i: int) -> tuple[int, bool]:
             return i + 2, True
         i += 1
     return len(text), False
+
+
+PROTOCOLS: tuple[str, ...] = ("codegeex", "fim", "instruct")
+"""How a HumanEval-X prompt is put to the model and its answer cut (see `postprocess`)."""
+
+CODEGEEX_PYTHON_END_WORDS: tuple[str, ...] = ("\ndef", "\nclass", "\nif", "\n#", "\nprint", "\nassert")
+"""CodeGeeX's `cleanup_code` end words for Python (its generation check omits `\\nassert`)."""
+
+
+def codegeex_finished(language: str, completion: str) -> bool:
+    """CodeGeeX's `is_code_generation_finished`: stop decoding here.
+
+    Python: a non-blank line that starts unindented, or an end word. Brace languages: the
+    completion holds one more `}` than `{` (counted naively, as theirs does); Rust, which CodeGeeX's
+    harness predates, gets the same rule.
+    """
+    if language == "python":
+        if any(line.strip() and line[0] not in " \t" for line in completion.split("\n")):
+            return True
+        return any(word in completion for word in CODEGEEX_PYTHON_END_WORDS[:-1])
+    if language in BRACE_LANGUAGES:
+        return completion.count("{") + 1 == completion.count("}")
+    raise ValueError(f"no stop rule for language {language!r}")
+
+
+def codegeex_cleanup(language: str, completion: str) -> str:
+    """CodeGeeX's `cleanup_code` for HumanEval: the completion as their harness executes it."""
+    code = completion
+    if language == "python":
+        for word in CODEGEEX_PYTHON_END_WORDS:
+            if word in code:
+                code = code[: code.rfind(word)]
+        return code
+    if language == "java":
+        main = code.find("public static void main")
+        if main != -1:
+            code = code[:main] + "}"
+        if "}" in code:
+            code = code[: code.rfind("}")] + "}"
+        if code.count("{") + 1 == code.count("}"):
+            code += "\n}"
+        return code
+    if language == "go":
+        for word in ("\n//", "\nfunc main("):
+            if word in code:
+                code = code[: code.rfind(word)]
+    if language in BRACE_LANGUAGES:
+        if "}" in code:
+            code = code[: code.rfind("}")] + "}"
+        return code
+    raise ValueError(f"no stop rule for language {language!r}")
+
+
+def postprocess(protocol: str, language: str, prompt: str, completion: str) -> str:
+    """The text executed after `prompt`: CodeGeeX's cleanup, our function-end cut for the FIM
+    protocol, or the code extracted from an instruct model's reply."""
+    if protocol == "codegeex":
+        return codegeex_cleanup(language, completion)
+    if protocol == "fim":
+        return truncate_completion(language, prompt, completion)
+    if protocol == "instruct":
+        from codegeex_lsp.bench.humaneval_x.instruct import completion_from_reply
+
+        return completion_from_reply(completion)
+    raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")

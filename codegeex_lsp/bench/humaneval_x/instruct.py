@@ -1,0 +1,67 @@
+"""HumanEval with an instruct model: the chat request and the usual answer extraction.
+
+The request is EvalPlus's (the harness behind the Qwen2.5-Coder report's instruct HumanEval
+figures): one user turn asking for a self-contained script in a markdown code block, the task
+prompt inside a fence, rendered by the model's own chat template. The answer is the first fenced
+block that defines a function (else the first block, else the whole reply), sanitized as EvalPlus
+does: only imports, definitions and top-level assignments are kept, so example calls, prints,
+asserts or a `__main__` block in the reply do not run with the tests.
+
+The executed program is the task prompt (its imports and the stub, whose body is the docstring),
+then the extracted code, which redefines the function, then the hidden tests.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+INSTRUCTION = "Please provide a self-contained Python script that solves the following problem in a markdown code block:"
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_KEPT = (
+    ast.Import,
+    ast.ImportFrom,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Assign,
+    ast.AnnAssign,
+)
+
+
+def user_message(prompt: str) -> str:
+    """The one user turn for a HumanEval prompt."""
+    return f"{INSTRUCTION}\n```\n{prompt.strip()}\n```\n"
+
+
+def extract_code(reply: str) -> str:
+    """The code of the reply: the first fenced block with a `def`, else the first block, else all."""
+    blocks = [body for _lang, body in _FENCE.findall(reply)]
+    for body in blocks:
+        if re.search(r"^\s*def ", body, re.MULTILINE):
+            return body
+    return blocks[0] if blocks else reply
+
+
+def sanitize(code: str) -> str:
+    """Keep imports, definitions and top-level assignments; code that does not parse stays as is."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    lines = code.splitlines(keepends=True)
+    kept = []
+    for node in tree.body:
+        if isinstance(node, _KEPT):
+            start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            kept.append("".join(lines[start - 1 : node.end_lineno]))
+    return "\n".join(kept)
+
+
+def completion_from_reply(reply: str) -> str:
+    """What follows the task prompt in the executed program: the sanitized code at column 0, or, when
+    the reply holds only a function body (no top-level definition), that body as is."""
+    code = extract_code(reply)
+    if re.search(r"^(def|async def|class|import|from) ", code, re.MULTILINE):
+        return "\n" + sanitize(code) + "\n"
+    return code

@@ -1,0 +1,169 @@
+"""HumanEval-X protocols: CodeGeeX's stop and cleanup rules, the instruct extraction, the prompts the
+tiny model is given in each protocol, and runs that record their protocol."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from codegeex_lsp.bench.humaneval_x import generate as generate_module
+from codegeex_lsp.bench.humaneval_x import run
+from codegeex_lsp.bench.humaneval_x.dataset import load_tasks
+from codegeex_lsp.bench.humaneval_x.execute import execute
+from codegeex_lsp.bench.humaneval_x.instruct import INSTRUCTION, completion_from_reply, extract_code, sanitize
+from codegeex_lsp.bench.humaneval_x.report import REPORT_FILE, RESULTS_FILE
+from codegeex_lsp.bench.humaneval_x.stops import codegeex_cleanup, codegeex_finished, postprocess
+from codegeex_lsp.bench.humaneval_x.toolchains import find_toolchain, installed
+from codegeex_lsp.errors import InputError
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_codegeex_python_rules() -> None:
+    body = "    return x + 1\n"
+    assert not codegeex_finished("python", body)
+    assert codegeex_finished("python", body + "\nprint(f(1))\n")
+    assert codegeex_finished("python", body + "x = 3\n")  # any unindented line ends the function
+    # cleanup cuts at the last occurrence of each end word, in CodeGeeX's order
+    assert codegeex_cleanup("python", body + "\n\ndef g():\n    pass\n") == body + "\n"
+    assert codegeex_cleanup("python", body + "\nassert f(1) == 2\n") == body
+    assert codegeex_cleanup("python", body) == body
+
+
+def test_codegeex_brace_rules() -> None:
+    assert codegeex_finished("cpp", "  return 1;\n}")
+    assert not codegeex_finished("cpp", "  if (x) {\n    return 1;\n  }")
+    assert codegeex_cleanup("cpp", "  return 1;\n}\nint main() {}\n") == "  return 1;\n}\nint main() {}"
+    assert codegeex_cleanup("js", "  return 1;\n}\n\nconsole.log(f(2));\n") == "  return 1;\n}"
+    assert codegeex_cleanup("go", "  return 1\n}\n\n// Example\nfunc main() {\n}\n") == "  return 1\n}"
+    # Java: the class the prompt opened is closed again
+    assert codegeex_cleanup("java", "        return 1;\n    }") == "        return 1;\n    }\n}"
+    main = "        return 1;\n    }\n    public static void main(String[] a) {\n    }\n}\n"
+    assert codegeex_cleanup("java", main) == "        return 1;\n    }\n    }"
+    with pytest.raises(ValueError):
+        codegeex_finished("cobol", "")
+
+
+@pytest.mark.parametrize("language", ["python", "cpp", "java", "js", "go", "rust"])
+def test_codegeex_cleanup_keeps_canonical_solutions_executable(language: str) -> None:
+    if not installed(language) or not find_toolchain(language).available:
+        pytest.skip(f"{language} toolchain unavailable: {find_toolchain(language).reason}")
+    task = load_tasks(language)[0]
+    junk = "\n\nprint(1)\n" if language == "python" else "\n\n// trailing\n"
+    code = postprocess("codegeex", language, task.prompt, task.canonical_solution + junk)
+    assert execute(task, code, find_toolchain(language)).status == "passed"
+
+
+REPLY = """Here is the solution:
+```python
+from typing import List
+
+
+def has_close_elements(numbers: List[float], threshold: float) -> bool:
+    for i, a in enumerate(numbers):
+        for j, b in enumerate(numbers):
+            if i != j and abs(a - b) < threshold:
+                return True
+    return False
+
+
+print(has_close_elements([1.0, 2.0], 0.5))
+assert has_close_elements([1.0], 0.5) is True
+if __name__ == "__main__":
+    input()
+```
+This checks every pair."""
+
+
+def test_instruct_extraction_and_sanitizing() -> None:
+    code = extract_code(REPLY)
+    assert code.startswith("from typing import List") and "input()" in code
+    clean = sanitize(code)
+    assert "def has_close_elements" in clean
+    assert "print(" not in clean and "assert" not in clean and "__main__" not in clean
+    assert extract_code("no fence at all") == "no fence at all"
+    assert extract_code("```\nx = 1\n```\n```python\ndef f():\n    pass\n```") == "def f():\n    pass\n"
+    assert completion_from_reply("```python\n    return 1\n```") == "    return 1\n"
+    assert sanitize("def broken(:\n") == "def broken(:\n"
+
+
+def test_instruct_answers_run_with_the_tests() -> None:
+    if not installed("python") or not find_toolchain("python").available:
+        pytest.skip("python toolchain unavailable")
+    task = load_tasks("python")[0]
+    toolchain = find_toolchain("python")
+    assert execute(task, postprocess("instruct", "python", task.prompt, REPLY), toolchain).status == "passed"
+    wrong = REPLY.replace("return True\n    return False", "return False\n    return False")
+    assert execute(task, postprocess("instruct", "python", task.prompt, wrong), toolchain).status == "failed"
+
+
+@pytest.fixture
+def chat_model_dir(tiny_model_factory, tmp_path: Path) -> Path:
+    """The tiny Qwen2 model with a ChatML chat template, like the Instruct model's."""
+    path = tmp_path / "tiny-chat"
+    shutil.copytree(tiny_model_factory("qwen2"), path)
+    (path / "chat_template.jinja").write_text(CHATML)
+    return path
+
+
+def test_each_protocol_gives_the_model_its_own_prompt(chat_model_dir: Path, monkeypatch) -> None:
+    seen: list[list[int]] = []
+    real_generate = generate_module.generate
+
+    def spy(model, tokenizer, token_ids, params, **kwargs):
+        seen.append(list(token_ids))
+        return real_generate(model, tokenizer, token_ids, params, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate", spy)
+    prompt = load_tasks("python")[0].prompt
+    for protocol in ("codegeex", "fim", "instruct"):
+        generator, info = generate_module.make_generator(str(chat_model_dir), "none", protocol)
+        samples = generator.generate(prompt, "python", n=1, temperature=0.0, max_tokens=4)
+        assert len(samples) == 1 and isinstance(samples[0], str)
+        assert protocol in info.name or protocol == "fim"
+    tokenizer = generator.service.loaded.tokenizer
+    codegeex_ids, fim_ids, instruct_ids = seen
+    assert codegeex_ids == tokenizer.encode(prompt, add_special_tokens=False)  # raw, no FIM wrapper
+    assert tokenizer.decode(fim_ids).count("<|fim_") >= 2 and fim_ids != codegeex_ids
+    chat = tokenizer.decode(instruct_ids)
+    assert chat.startswith("<|im_start|>user\n" + INSTRUCTION) and chat.endswith("<|im_start|>assistant\n")
+    assert prompt.strip() in chat
+
+
+def test_runs_record_their_protocol_and_keep_variants_apart(chat_model_dir: Path, tmp_path: Path) -> None:
+    if not installed("python") or not find_toolchain("python").available:
+        pytest.skip("python toolchain unavailable")
+    out = tmp_path / "out"
+    base = ["--langs", "python", "--limit", "2", "--max-tokens", "8", "--model", str(chat_model_dir)]
+    base += ["--out", str(out), "--workers", "2"]
+    for protocol, variant in (("codegeex", "fp"), ("fim", "fp-fim"), ("instruct", "fp-instruct")):
+        assert run.main([*base, "--protocol", protocol]) == 0
+        results = json.loads((out / variant / RESULTS_FILE).read_text())
+        assert results["settings"]["protocol"] == protocol
+        assert results["languages"]["python"]["n_tasks"] == 2
+        assert results["host"]["cpu"]
+    report = (out / REPORT_FILE).read_text()
+    assert "fp vs fp-fim" in report and "exact McNemar" in report
+    assert "protocol: codegeex: raw prompt continued left to right" in report
+
+
+def test_instruct_is_python_only() -> None:
+    args = run.build_parser().parse_args(["--langs", "python,java", "--protocol", "instruct"])
+    with pytest.raises(InputError, match="Python only"):
+        run.options_from_args(args)
+
+
+def test_a_fim_run_is_not_resumed_as_codegeex(tmp_path: Path) -> None:
+    legacy = {"model": "m", "model_hash": "h", "quant": "none", "n": 1, "temperature": 0.0}
+    legacy |= {"max_tokens": 512, "canonical": False}
+    (tmp_path / "fp").mkdir()
+    (tmp_path / "fp" / "settings.json").write_text(json.dumps(legacy))  # recorded before --protocol
+    with pytest.raises(InputError, match="protocol"):
+        run._claim_directory(tmp_path / "fp", {**legacy, "protocol": "codegeex"})
+    run._claim_directory(tmp_path / "fp", {**legacy, "protocol": "fim"})
