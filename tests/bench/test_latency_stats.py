@@ -28,6 +28,9 @@ def req(sent, answered, *, next_key=None, text="", error=None, source=None, paus
 
 def test_every_outcome():
     assert classify(req(0, None)) == "timeout"
+    late = req(0, 9.0, text="abc", source="model")
+    late.timed_out = True  # answered after the session's tail: not counted as shown
+    assert classify(late) == "timeout"
     assert classify(req(0, 0.5, next_key=0.2, error=-32800)) == "cancelled"
     assert classify(req(0, 0.1, error=-32603)) == "error"
     assert classify(req(0, 0.3, next_key=0.2, text="abc")) == "superseded"  # the editor had moved on

@@ -69,6 +69,8 @@ async def replay_ours(
         previous = (msg_id, future)
     if futures:
         await asyncio.wait(futures, timeout=tail_s)
+    for request in requests:
+        request.timed_out = request.answered_s is None
     client.close(uri)
     decodes = {d.get("requestId"): d for d in (await client.status()).get("recentDecodes", [])}
     attach_sources(requests, [k.text for k in session.keys], decodes)
@@ -76,6 +78,8 @@ async def replay_ours(
 
 
 def _answered(request: Request, future: Future[Any]) -> None:
+    if request.timed_out:
+        return
     request.answered_s = time.monotonic()
     if future.cancelled():
         request.error_code = CANCELLED_CODE
@@ -124,10 +128,9 @@ async def replay_peer(
     doc = session.text.split("\n")
     line, col = session.line, 0
     if prewarm:  # an invoked request, as when the user pauses on the opened file; not measured
-        await asyncio.wait(
-            [asyncio.ensure_future(peer.provide(list(doc), line, col, Token(), time.monotonic()))],
-            timeout=tail_s,
-        )
+        warm = asyncio.ensure_future(peer.provide(list(doc), line, col, Token(), time.monotonic()))
+        await asyncio.wait([warm], timeout=tail_s)
+        warm.cancel()
         await peer.settle()
     requests: list[Request] = []
     tasks: list[asyncio.Task[None]] = []
@@ -155,7 +158,8 @@ async def replay_peer(
         )
     if tasks:
         await asyncio.wait(tasks, timeout=tail_s)
-    for task in tasks:
+    for request, task in zip(requests, tasks, strict=True):
+        request.timed_out = not task.done()
         task.cancel()
     await peer.settle()
     return requests, first_tokens

@@ -44,6 +44,7 @@ class Request:
     mode: str | None = None  # LINE | BLOCK, where the server reported it
     first_token_ms: float | None = None
     request_id: str = ""
+    timed_out: bool = False  # the session's tail passed first; a later answer is not counted
 
     @property
     def latency_ms(self) -> float | None:
@@ -55,7 +56,7 @@ class Request:
 
 
 def classify(r: Request) -> str:
-    if r.answered_s is None:
+    if r.timed_out or r.answered_s is None:
         return "timeout"
     if r.error_code == CANCELLED_CODE:
         return "cancelled"
