@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import codegeex_lsp
-from codegeex_lsp.bench.humaneval_x.dataset import DEFAULT_DATA_DIR, LANGUAGES, data_dir, load_tasks
+from codegeex_lsp.bench.humaneval_x.dataset import (
+    DEFAULT_DATA_DIR,
+    LANGUAGES,
+    data_dir,
+    load_tasks,
+    sample_tasks,
+)
 
 PACKAGE_ROOT = Path(codegeex_lsp.__file__).resolve().parent
 
@@ -29,3 +35,13 @@ def test_environment_and_argument_override_the_package_copy(monkeypatch, tmp_pat
     monkeypatch.setenv("CODEGEEX_HUMANEVALX", str(tmp_path))
     assert data_dir() == tmp_path
     assert data_dir("/elsewhere") == Path("/elsewhere")
+
+
+def test_sample_is_seeded_the_same_in_every_language_and_not_the_first_n():
+    python = sample_tasks(load_tasks("python"), 5, seed=1234)
+    java = sample_tasks(load_tasks("java"), 5, seed=1234)
+    numbers = [task.number for task in python]
+    assert numbers == sorted(numbers) and numbers != list(range(5))
+    assert [task.number for task in java] == numbers
+    assert [task.number for task in sample_tasks(load_tasks("python"), 5, seed=7)] != numbers
+    assert {t.number for t in sample_tasks(load_tasks("python"), 3, seed=1234)} <= set(numbers)

@@ -7,8 +7,10 @@ names and file stems, and the tasks known to be bad in the dataset itself (repor
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -87,6 +89,17 @@ def load_tasks(language: str, directory: str | os.PathLike[str] | None = None) -
     with gzip.open(path, "rt", encoding="utf-8") as lines:
         tasks = [_task_from_row(language, json.loads(line)) for line in lines if line.strip()]
     return sorted(tasks, key=lambda task: task.number)
+
+
+def draw_order(tasks: Sequence[Task], seed: int) -> list[Task]:
+    """`tasks` in a seeded order that depends on each task's number only (the same draw in every
+    language, whichever tasks are present): a sample is a prefix of it, never the first N problems."""
+    return sorted(tasks, key=lambda task: hashlib.sha256(f"{seed}:draw:{task.number}".encode()).digest())
+
+
+def sample_tasks(tasks: Sequence[Task], size: int, seed: int) -> list[Task]:
+    """`size` tasks drawn with `seed`, returned in task-number order."""
+    return sorted(draw_order(tasks, seed)[:size], key=lambda task: task.number)
 
 
 def _task_from_row(language: str, row: dict[str, str]) -> Task:

@@ -37,7 +37,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from codegeex_lsp.bench.humaneval_x import report
-from codegeex_lsp.bench.humaneval_x.dataset import LANGUAGES, Task, data_dir, load_tasks
+from codegeex_lsp.bench.humaneval_x.dataset import LANGUAGES, Task, data_dir, load_tasks, sample_tasks
 from codegeex_lsp.bench.humaneval_x.execute import execute
 from codegeex_lsp.bench.humaneval_x.generator import (
     CanonicalGenerator,
@@ -73,6 +73,8 @@ class RunOptions:
     temperature: float = 0.0
     max_tokens: int = 512
     limit: int | None = None
+    sample: int | None = None
+    seed: int = 1234
     workers: int = 1
     out: Path = DEFAULT_OUT
     data: Path | None = None
@@ -110,6 +112,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--limit", type=int, default=None, help="only the first N tasks of each language")
+    parser.add_argument(
+        "--sample", type=int, default=None, help="N tasks per language drawn with --seed (not the first N)"
+    )
+    parser.add_argument("--seed", type=int, default=1234, help="seed of --sample (default %(default)s)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
@@ -139,8 +145,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     languages = tuple(name.strip() for name in args.langs.split(",") if name.strip())
     if unknown := [name for name in languages if name not in LANGUAGES]:
         raise InputError(f"unknown language(s) {', '.join(unknown)}; choose from {','.join(LANGUAGES)}")
-    if args.n < 1 or args.workers < 1 or (args.limit is not None and args.limit < 1):
-        raise InputError("--samples, --workers and --limit must be positive")
+    if args.n < 1 or args.workers < 1 or any(v is not None and v < 1 for v in (args.limit, args.sample)):
+        raise InputError("--samples, --workers, --limit and --sample must be positive")
     if args.protocol == "instruct" and languages != ("python",):
         raise InputError("--protocol instruct is HumanEval, Python only (--langs python)")
     return RunOptions(
@@ -151,6 +157,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         temperature=args.temperature,
         max_tokens=args.max_tokens,
         limit=args.limit,
+        sample=args.sample,
+        seed=args.seed,
         workers=args.workers,
         out=args.out,
         data=args.data,
@@ -384,6 +392,8 @@ def _load(language: str, options: RunOptions) -> list[Task]:
         tasks = load_tasks(language, options.data)
     except FileNotFoundError as exc:
         raise InputError(f"HumanEval-X data not found: {exc.filename} (pass --data DIR)") from None
+    if options.sample:
+        tasks = sample_tasks(tasks, options.sample, options.seed)
     return tasks[: options.limit] if options.limit else tasks
 
 
@@ -400,6 +410,8 @@ def _settings(options: RunOptions, info: GeneratorInfo, isolation: Isolation) ->
         "protocol": options.protocol,
         "languages": list(options.languages),
         "limit": options.limit,
+        "sample": options.sample,
+        "seed": options.seed,
         "workers": options.workers,
         "data_dir": str(directory),
         "data_sha256": {

@@ -41,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from codegeex_lsp.bench.humaneval_x.dataset import Task
+from codegeex_lsp.bench.humaneval_x.dataset import draw_order as dataset_draw_order
 from codegeex_lsp.context import ContextOptions, Document, build_context, language_for
 
 KINDS: tuple[str, ...] = ("single", "multi", "span")
@@ -187,7 +188,7 @@ def problem_split(number: int) -> str:
 def draw_order(problems: Sequence[Task], seed: int = DEFAULT_SEED) -> list[Task]:
     """The problems in a seeded order that depends on each problem's number only (the same draw in
     every language, whichever problems are present)."""
-    return sorted(problems, key=lambda p: hashlib.sha256(f"{seed}:draw:{p.number}".encode()).digest())
+    return dataset_draw_order(problems, seed)
 
 
 def select_tasks(
