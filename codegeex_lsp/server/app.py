@@ -7,6 +7,9 @@ after `initialized` (see loader.py), by default in a model worker process (backe
 Suggestions shown, accepted and dismissed are also counted per language in the local telemetry
 store (telemetry.py), flushed every 30 s and on exit.
 
+Messages are framed by framing.py (not pygls' reader): malformed headers get a ParseError and the
+server resyncs; a body over CODEGEEX_LSP_MAX_MESSAGE_BYTES (default 64 MiB) is skipped unread.
+
 Debugging knob: CODEGEEX_LSP_TOKEN_DELAY_MS=<ms> sleeps that long after every decoded token, so
 cancellation and supersession can be watched (and tested) on a fast model. Never set it otherwise.
 """
@@ -19,6 +22,7 @@ import functools
 import logging
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -30,14 +34,15 @@ from pygls.uris import to_fs_path
 
 from codegeex_lsp import __version__
 from codegeex_lsp.protocol import ACCEPTED, DISMISSED, STATUS
-from codegeex_lsp.server import convert, logs
+from codegeex_lsp.server import convert, logs, transport
 from codegeex_lsp.server.backends import make_backend
 from codegeex_lsp.server.cache import CompletionCache, TypedThrough
 from codegeex_lsp.server.completion import Completer, SuggestRequest
 from codegeex_lsp.server.documents import DocumentStore
+from codegeex_lsp.server.framing import DEFAULT_MAX_BODY_BYTES
 from codegeex_lsp.server.loader import ModelHost
 from codegeex_lsp.server.options import SECTION, BackendOptions, ModelOptions, ServerOptions, parse_options
-from codegeex_lsp.server.rpc import CodegeexProtocol, is_parse_error
+from codegeex_lsp.server.rpc import CodegeexProtocol, is_parse_error, strict_converter
 from codegeex_lsp.server.scheduler import Scheduler
 from codegeex_lsp.server.status import StatusReport
 from codegeex_lsp.telemetry import FLUSH_INTERVAL_S, Telemetry
@@ -45,6 +50,7 @@ from codegeex_lsp.telemetry import FLUSH_INTERVAL_S, Telemetry
 log = logging.getLogger(__name__)
 
 TOKEN_DELAY_ENV = "CODEGEEX_LSP_TOKEN_DELAY_MS"
+MAX_MESSAGE_ENV = "CODEGEEX_LSP_MAX_MESSAGE_BYTES"
 _PROGRESS_CREATE_TIMEOUT_S = 5.0
 
 
@@ -92,6 +98,7 @@ class CodegeexServer(LanguageServer):
             "codegeex-lsp",
             __version__,
             protocol_cls=CodegeexProtocol,
+            converter_factory=strict_converter,
             text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
         )
         self.base = base  # command line (and later initializationOptions) over the defaults
@@ -134,6 +141,19 @@ class CodegeexServer(LanguageServer):
         self.protocol.on_encoding = self._set_encoding
         self.on_loop: Callable[[asyncio.AbstractEventLoop], None] = lambda _loop: None
         self._stopped = False
+
+    # -- transports: pygls' own, read through framing.py ---------------------------------------
+
+    def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
+        self._stop_event = threading.Event()
+        try:
+            transport.run_stdio(self.protocol, self._stop_event, _max_message_bytes(), stdin, stdout)
+        finally:
+            self.shutdown()
+
+    def start_tcp(self, host: str, port: int) -> None:
+        self._stop_event = threading.Event()
+        transport.run_tcp(self.protocol, self._stop_event, _max_message_bytes(), host, port)
 
     # -- plain helpers the handlers call -------------------------------------------------------
 
@@ -210,6 +230,15 @@ class CodegeexServer(LanguageServer):
         self.scheduler.shutdown()
         self.telemetry.flush()
         self.host.close()
+
+
+def _max_message_bytes() -> int:
+    raw = os.environ.get(MAX_MESSAGE_ENV, "")
+    if raw.strip().isdigit() and int(raw) > 0:
+        return int(raw)
+    if raw:
+        log.warning("%s=%r is not a positive byte count: using %d", MAX_MESSAGE_ENV, raw, DEFAULT_MAX_BODY_BYTES)
+    return DEFAULT_MAX_BODY_BYTES
 
 
 def _request_id(server: CodegeexServer, method: str) -> str:

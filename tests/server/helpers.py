@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -205,3 +207,102 @@ class RawServer:
         if self.proc.poll() is None:
             self.proc.kill()
         return self.proc.wait(10)
+
+
+class FramedServer:
+    """`codegeex-lsp serve` over pipes with a reader thread, so every read has its own timeout.
+
+    Replies are framed by a strict reader (exact `Content-Length: N\\r\\n`, an optional Content-Type,
+    `\\r\\n`): the server must
+    frame its own output correctly whatever it was sent. stderr goes to `stderr_path`.
+    """
+
+    def __init__(self, model: str | Path, stderr_path: Path, env: dict[str, str] | None = None) -> None:
+        self.stderr_path = stderr_path
+        self._stderr = open(stderr_path, "wb")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            server_command(model),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env={**os.environ, **(env or {})},
+        )
+        self.replies: queue.Queue[dict[str, Any] | BaseException] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_replies, daemon=True)
+        self._reader.start()
+
+    def _read_replies(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        try:
+            while True:
+                header = stdout.readline()
+                if not header:
+                    raise EOFError("server closed stdout")
+                name, _, value = header.partition(b": ")
+                assert name == b"Content-Length" and header.endswith(b"\r\n"), header
+                line = stdout.readline()
+                if line.startswith(b"Content-Type: "):
+                    line = stdout.readline()
+                assert line == b"\r\n", line
+                self.replies.put(json.loads(stdout.read(int(value))))
+        except BaseException as exc:  # handed to the test thread
+            self.replies.put(exc)
+
+    def send_raw(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, message: dict[str, Any]) -> None:
+        body = json.dumps(message).encode("utf-8")
+        self.send_raw(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def read(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The next reply; a hang is an AssertionError after `timeout_s`."""
+        try:
+            reply = self.replies.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError(f"no reply within {timeout_s} s: the server hangs") from None
+        if isinstance(reply, BaseException):
+            raise AssertionError(f"reading replies failed: {reply!r}")
+        return reply
+
+    def responses_until(self, msg_id: int | str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """Every response (notifications skipped) up to and including the one with `msg_id`."""
+        out = []
+        while True:
+            reply = self.read(timeout_s)
+            if "method" in reply:
+                continue
+            out.append(reply)
+            if reply.get("id") == msg_id:
+                return out
+
+    def initialize(self, settings: dict[str, Any] | None = None, msg_id: int = 0) -> dict[str, Any]:
+        self.send(
+            {
+                "jsonrpc": "2.0",
+                "id": msg_id,
+                "method": "initialize",
+                "params": {
+                    "processId": None,
+                    "rootUri": None,
+                    "capabilities": {
+                        "window": {"workDoneProgress": False},
+                        "textDocument": {"inlineCompletion": {}},
+                    },
+                    "initializationOptions": settings or {},
+                },
+            }
+        )
+        (reply,) = self.responses_until(msg_id)
+        self.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        return reply
+
+    def close(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait(10)
+        self._stderr.close()
+        return code
