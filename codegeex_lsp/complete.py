@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Hashable
-from typing import Protocol
+from typing import Any, Protocol
 
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.context import CompletionContext, to_fim_request
@@ -71,12 +71,8 @@ def complete_request(
     generator: Generator,
     *,
     n_context: int,
-    request_id: str | None = None,
-    is_cancelled: IsCancelled | None = None,
-    cache_key: Hashable | None = None,
+    **generate_args: Any,
 ) -> Completion:
-    """The suggestion for `context` (not NONE mode): plan, generate, post-process."""
+    """The suggestion for `context` (not NONE mode): plan, then `complete_planned`."""
     request, options = plan_request(context, options, n_context)
-    return complete_planned(
-        request, options, generator, request_id=request_id, is_cancelled=is_cancelled, cache_key=cache_key
-    )
+    return complete_planned(request, options, generator, **generate_args)

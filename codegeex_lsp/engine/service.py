@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine.decode import GenerationResult, LookupParams, SamplingParams, generate
@@ -136,18 +137,10 @@ class CompletionService:
         )
 
     def complete(
-        self,
-        request: FimRequest,
-        options: CompletionOptions,
-        *,
-        is_cancelled: Callable[[], bool] | None = None,
-        on_token: Callable[[int, int, str], None] | None = None,
-        cache_key: Hashable | None = None,
+        self, request: FimRequest, options: CompletionOptions, **generate_args: Any
     ) -> CompletionResult:
         """`generate()`, then the candidates healed and post-processed (`finish_candidates`)."""
-        result = self.generate(
-            request, options, is_cancelled=is_cancelled, on_token=on_token, cache_key=cache_key
-        )
+        result = self.generate(request, options, **generate_args)
         texts = finish_candidates(result.raw, request)
         return replace(result, completion=texts[0] if texts else "", candidates=texts)
 

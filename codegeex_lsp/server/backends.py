@@ -15,11 +15,13 @@ session's small interface, so the three backends behave the same to the editor.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from codegeex_lsp.complete import Generator
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.protocol import Completion
@@ -44,23 +46,14 @@ class ModelInfo:
     n_context: int
 
 
-class Session(Protocol):
+class Session(Generator, Protocol):
+    """A loaded backend: a `complete.Generator` (`cache_key` there is the document URI) that also
+    names the cache keys of its requests."""
+
     info: ModelInfo
     owner: object  # what the session holds (a loaded model, a worker connection); shared on reuse
 
     def cache_key(self, request: FimRequest, options: CompletionOptions) -> Hashable: ...
-
-    def generate(
-        self,
-        request: FimRequest,
-        options: CompletionOptions,
-        *,
-        is_cancelled: IsCancelled | None = None,
-        cache_key: Hashable | None = None,
-    ) -> Completion:
-        """Raw candidates; `cache_key` (the document URI) lets a backend keep per-document state,
-        such as a KV cache."""
-        ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -97,23 +90,11 @@ class InProcessSession:
         self.model = model
         self.owner = service.loaded
         self.info = ModelInfo(service.loaded.name, service.format.name, int(service.loaded.model.max_seq_len))
-        self._on_token = token_delay_hook(token_delay_ms)
+        self.generate = functools.partial(service.generate, on_token=token_delay_hook(token_delay_ms))
 
     def cache_key(self, request: FimRequest, options: CompletionOptions) -> Hashable:
         prompt = self.service.build(request, options)
         return (prompt.token_ids, self.service.sampling_params(prompt, request, options))
-
-    def generate(
-        self,
-        request: FimRequest,
-        options: CompletionOptions,
-        *,
-        is_cancelled: IsCancelled | None = None,
-        cache_key: Hashable | None = None,
-    ) -> Completion:
-        return self.service.generate(
-            request, options, is_cancelled=is_cancelled, on_token=self._on_token, cache_key=cache_key
-        )
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "in-process"}
@@ -244,19 +225,10 @@ class OpenAISession:
         self.client = client
         self.owner = client
         self.info = ModelInfo(client.model_name, client.format_name, client.options.n_context)
+        self.generate = client.generate
 
     def cache_key(self, request: FimRequest, options: CompletionOptions) -> Hashable:
         return (request, options)
-
-    def generate(
-        self,
-        request: FimRequest,
-        options: CompletionOptions,
-        *,
-        is_cancelled: IsCancelled | None = None,
-        cache_key: Hashable | None = None,
-    ) -> Completion:
-        return self.client.generate(request, options, is_cancelled=is_cancelled)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "openai", **self.client.describe()}
