@@ -39,7 +39,7 @@ async def replay_ours(
     line, col, version = session.line, 0, 1
     if prewarm:
         _id, future = client.inline(uri, line, col, invoked=True)
-        await asyncio.wait([asyncio.wrap_future(future)], timeout=tail_s)
+        await asyncio.wait([_wrap(future)], timeout=tail_s)
     requests: list[Request] = []
     futures: list[asyncio.Future[Any]] = []
     previous: tuple[int, Future[Any]] | None = None
@@ -65,7 +65,7 @@ async def replay_ours(
         )
         future.add_done_callback(lambda f, r=request: _answered(r, f))
         requests.append(request)
-        futures.append(asyncio.wrap_future(future))
+        futures.append(_wrap(future))
         previous = (msg_id, future)
     if futures:
         await asyncio.wait(futures, timeout=tail_s)
@@ -75,6 +75,13 @@ async def replay_ours(
     decodes = {d.get("requestId"): d for d in (await client.status()).get("recentDecodes", [])}
     attach_sources(requests, [k.text for k in session.keys], decodes)
     return requests
+
+
+def _wrap(future: Future[Any]) -> asyncio.Future[Any]:
+    """An awaitable view of a pygls request future whose error (cancelled, ...) is read in `_answered`."""
+    wrapped = asyncio.wrap_future(future)
+    wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return wrapped
 
 
 def _answered(request: Request, future: Future[Any]) -> None:

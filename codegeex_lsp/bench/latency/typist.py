@@ -99,7 +99,8 @@ def make_sessions(
     cps: float = CPS,
     max_keys: int = MAX_KEYS_PER_SESSION,
 ) -> list[Session]:
-    """Sessions of at most `max_keys` keys, cycling over `files` in a seeded order, `n_keys` in all."""
+    """Sessions of `max_keys` keys (fewer only where a file ends), cycling over `files` in a seeded
+    order, `n_keys` in all."""
     rng = random.Random(seed)
     sources = []
     for path in files:
@@ -117,8 +118,8 @@ def make_sessions(
         path, lines, starts = sources[len(sessions) % len(sources)]
         start = rng.choice(starts)
         end = start + 1
-        while end < len(lines) - 1 and len(split_keystrokes("".join(lines[start : end + 1]))) <= max_keys:
-            end += 1
+        while end < len(lines) - 1 and len(split_keystrokes("".join(lines[start:end]))) < max_keys:
+            end += 1  # enough lines for a full session; the typist may stop inside the last one
         region = "".join(lines[start:end]).rstrip("\n")
         keys = split_keystrokes(region)[: min(max_keys, n_keys - total)]
         if not keys:
