@@ -185,14 +185,20 @@ def _js(task: Task, completion: str, toolchain: Toolchain, marker: str) -> Progr
 
 def _cpp(task: Task, completion: str, toolchain: Toolchain, marker: str) -> Program:
     headers = "".join(f"{header}\n" for header in CPP_HEADERS if header not in task.prompt)
-    # The test's main() becomes a function that a new main() calls, then prints the marker.
-    tests = f"#define main hx_tests\n{task.test}\n#undef main\n"
-    runner = f'int main() {{ hx_tests(); puts("{marker}"); return 0; }}\n'
+    # The test's main() becomes a function that a new main() calls, then prints the marker. Only
+    # main() returns 0 when it falls off its end, so the renamed one gets an explicit return.
+    test = task.test.rstrip()
+    test = f"{test[:-1]}return 0;\n}}" if test.endswith("}") else test
+    tests = f"#define main hx_tests\n{test}\n#undef main\n"
+    runner = (
+        "int main() {\n    int hx_status = hx_tests();\n"
+        f'    if (hx_status == 0) puts("{marker}");\n    return hx_status;\n}}\n'
+    )
     source = f"{headers}{task.prompt}{completion}\n{tests}{runner}"
     libraries = ("-lcrypto", "-lssl") if "openssl/" in source else ()
     compile_step = Step(
         "compile",
-        ("g++", "-std=c++17", "-Wno-return-type", "main.cpp", "-o", "main.out", *libraries),
+        ("g++", "-std=c++17", "main.cpp", "-o", "main.out", *libraries),
         COMPILE_LIMITS,
         writable=True,
     )

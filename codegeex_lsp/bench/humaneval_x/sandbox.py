@@ -293,7 +293,9 @@ class Sandbox:
         returncode = _returncode(proc.returncode, bwrap=self.isolation.sandboxed)
         stdout, stderr = _tail(out_path), _tail(err_path)
         capped = max(out_path.stat().st_size, err_path.stat().st_size) >= limits.fsize_bytes
-        status, detail = _classify(returncode, timed_out, limits, stdout + stderr, capped=capped)
+        # A runtime's verdict may be at the start (Go prints "out of memory", then every goroutine).
+        said = f"{_head(out_path)}\n{_head(err_path)}\n{stdout}\n{stderr}"
+        status, detail = _classify(returncode, timed_out, limits, said, capped=capped)
         return SandboxResult(status, returncode, stdout, stderr, wall_s, detail)
 
     def _bwrap_argv(self, inner: list[str], limits: Limits, *, writable: bool, info_fd: int) -> list[str]:
@@ -503,6 +505,10 @@ def _classify(
             "out-of-memory",
             f"allocation failed under the {limits.memory_bytes >> 20} MiB address-space limit",
         )
+    if returncode == -signal.SIGKILL:
+        # Nothing else here sends SIGKILL: RLIMIT_CPU's hard limit does, where a runtime ignores
+        # SIGXCPU (no cgroup memory killer is in play, see the module docstring).
+        return "timeout", f"killed by SIGKILL at the hard CPU limit ({limits.cpu_s:g} s + 1 s)"
     if returncode < 0:
         return "failed", f"killed by {_signal_name(-returncode)}"
     return "failed", f"exit status {returncode}"
@@ -513,6 +519,11 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+def _head(path: Path) -> str:
+    with open(path, "rb") as stream:
+        return stream.read(TAIL_BYTES).decode("utf-8", errors="replace")
 
 
 def _tail(path: Path) -> str:
