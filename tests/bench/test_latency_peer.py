@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import stat
+import sys
 import time
+from pathlib import Path
 
 import httpx
 
-from codegeex_lsp.bench.latency import peer
+from codegeex_lsp.bench.latency import peer, run
 from codegeex_lsp.bench.latency.peer import ResultCache, Token, VscodeLlama
 from codegeex_lsp.bench.latency.replay import replay_peer
 from codegeex_lsp.bench.latency.typist import Session, schedule, split_keystrokes
@@ -119,3 +122,94 @@ async def test_replay_classifies_the_peers_answers():
     assert "shown" in outcomes and "empty" in outcomes
     assert all(r.answered_s is not None for r in requests)
     assert requests[0].rest == typed[1:] + "\n"
+
+
+STAND_IN = f"""#!{sys.executable}
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+port = int(sys.argv[sys.argv.index("--port") + 1])
+log = os.environ["STAND_IN_LOG"]
+with open(log + ".argv", "w") as f:
+    json.dump(sys.argv[1:], f)
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._send(200 if self.path == "/health" else 404, {{"status": "ok"}})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with open(log, "a") as f:
+            f.write(json.dumps(body) + "\\n")
+        timings = {{"prompt_ms": 5.0, "predicted_ms": 9.0, "prompt_n": 4, "predicted_n": 3}}
+        self._send(200, {{"content": "x", "timings": timings}})
+
+HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def test_a_run_with_both_sides(tiny_model_factory, tmp_path, monkeypatch):
+    """Our real server (tiny model) beside a stand-in llama-server process speaking /health and /infill."""
+    binary = tmp_path / "llama-server"
+    binary.write_text(STAND_IN)
+    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    log = tmp_path / "infill.jsonl"
+    monkeypatch.setenv("STAND_IN_LOG", str(log))
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    out = tmp_path / "out"
+    argv = [
+        *(
+            "--model",
+            str(tiny_model_factory("qwen2")),
+            "--dtype",
+            "float32",
+            "--threads",
+            "1",
+            "--in-process",
+        ),
+        *("--keystrokes", "16", "--session-keys", "8", "--tail-s", "2", "--debounce-ms", "0"),
+        *(
+            "--llama-server",
+            str(binary),
+            "--peer-gguf",
+            str(gguf),
+            "--out",
+            str(out),
+            "--json-out",
+            str(out / "l.json"),
+        ),
+    ]
+    assert run.main(argv) == 0
+    result = json.loads((out / "l.json").read_text())
+    assert result["peer_reason"] is None
+    for side in ("ours", "peer"):
+        summary = result[side]
+        assert summary["requests"] == 16 == sum(summary["outcomes"].values())
+        for key in (
+            "first_token_p50_ms",
+            "first_suggestion_after_pause_p50_ms",
+            "final_p50_ms",
+            "final_p95_ms",
+            "shown",
+            "usefulness",
+        ):
+            assert key in summary
+    assert result["peer"]["first_token_ms"]["n"] > 0 and result["peer"]["outcomes"]["shown"] > 0
+    argv_seen = json.loads(Path(str(log) + ".argv").read_text())
+    assert argv_seen[argv_seen.index("-m") + 1] == str(gguf)
+    assert argv_seen[argv_seen.index("--cache-reuse") + 1] == "256"
+    bodies = [json.loads(line) for line in log.read_text().splitlines()]
+    assert bodies and all(b["n_predict"] == 128 and b["cache_prompt"] for b in bodies)
+    assert "| | ours | peer |" in (out / "latency.md").read_text()

@@ -101,7 +101,7 @@ async def start_peer(args: argparse.Namespace, out: Path, log) -> tuple[LlamaSer
         from codegeex_lsp.bench.infill.peer import model_gguf
         from codegeex_lsp.config import DEFAULT_MODEL
 
-        gguf, _digest = model_gguf(args.model or DEFAULT_MODEL)
+        gguf = Path(args.peer_gguf) if args.peer_gguf else model_gguf(args.model or DEFAULT_MODEL)[0]
     except Exception as exc:
         return None, f"no GGUF for the model: {exc}"
     server = LlamaServer(binary, gguf, env, out / "llama-server.log", threads=args.threads or 0)
@@ -240,6 +240,7 @@ def parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--llama-server", help="a llama-server binary (default: scripts/install-llama-cpp's build)"
     )
+    group.add_argument("--peer-gguf", help="the peer's model file (default: the GGUF of our server's model)")
     group.add_argument("--peer-n-cmpl", type=int, default=1, help="completions per request (llama.vscode: 3)")
     group.add_argument("--peer-greedy", action="store_true", help="top-1 instead of llama.vscode's sampling")
     group = p.add_argument_group("memory")
