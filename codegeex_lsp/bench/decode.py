@@ -1,9 +1,17 @@
-"""`codegeex-lsp bench decode`: our decode loop vs transformers `generate()` in one run.
+"""`codegeex-lsp bench decode`: ours (int4, the default) against llama.cpp on its own ground, one run.
 
-Same model weights (the converted cache dir), same prompt, same thread count, greedy, a fixed
-number of new tokens (eos ignored), all measured in this process one after the other so the
-ratios compare like with like. tok/s is new tokens over the whole call (prefill included), the
-way `generate()` is usually timed; our decode-only rate is reported beside it.
+One process, one host, the same thread count, one after the other:
+- ours int4 (what users run) and, unless `--no-bf16`, ours bf16 (`--quant none`) for comparison;
+- llama.cpp's own `llama-bench` on the shipped GGUF (Q5_0 mix) and on its Q4_0 requantization
+  (`llama-quantize`, made once into the cache): `-p 512` prefill and `-n 128` decode, the figures
+  llama.cpp itself reports.
+Ours is timed the same way: prefill of a 512-token prompt (a fresh cache each run), and the decode
+rate of 128 greedy tokens after a short prompt (first token excluded, like llama-bench's tg). Best of
+`--repeat` after a warm-up for ours; llama-bench averages its own `-r` repetitions.
+
+GB/s is weight bytes read per decoded token times tok/s (embedding rows excluded; the KV cache is
+small at these lengths and left out, so it slightly understates both). The host's read bandwidth is
+measured in the same run (a multi-threaded sum over 1 GiB) to give the fraction of the memory bound.
 """
 
 from __future__ import annotations
@@ -11,180 +19,319 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-DEFAULT_PROMPT = (
+from codegeex_lsp.bench import llama_cpp
+
+SHORT_PROMPT = (
     "<|fim_prefix|>import json\nfrom pathlib import Path\n\n\ndef load_config(path: str) -> dict:\n"
     '    """Read a JSON config file and fill in defaults."""\n    '
     "<|fim_suffix|>\n\n\ndef main() -> None:\n    config = load_config('config.json')\n"
     "    print(config)\n<|fim_middle|>"
 )
+# Fixed source text for the prefill prompt: the package's own bench samples (not benchmark tasks).
+PREFILL_SOURCES = Path(__file__).parent / "data"
+
+
+@dataclass
+class EngineRow:
+    name: str
+    decode_tok_s: float | None
+    prefill_tok_s: float | None
+    weight_bytes_per_token: int | None = None
+    note: str = ""
+
+    @property
+    def decode_gb_s(self) -> float | None:
+        if self.decode_tok_s is None or self.weight_bytes_per_token is None:
+            return None
+        return self.decode_tok_s * self.weight_bytes_per_token / 1e9
 
 
 @dataclass
 class DecodeBench:
     model: str
     threads: int
+    prefill_tokens: int
     new_tokens: int
-    prompt_tokens: int
-    ours_tok_s: float
-    ours_decode_tok_s: float
-    ours_fp32_tok_s: float
-    hf_bf16_tok_s: float
-    hf_fp32_tok_s: float
-    ratio_vs_hf_bf16: float
-    ratio_vs_hf_fp32: float
-    ours_int4_tok_s: float | None = None
-    llama_cpp_tok_s: float | None = None
-    int4_ratio_vs_hf_bf16: float | None = None
-    int4_ratio_vs_llama_cpp: float | None = None
+    cpu_flags: str
+    kernel_path: str | None
+    quant: str | None
+    host_read_gb_s: float
+    rows: list[EngineRow] = field(default_factory=list)
+    llama_cpp_missing: str | None = None
+
+    def row(self, name: str) -> EngineRow | None:
+        return next((r for r in self.rows if r.name == name), None)
+
+    def summary(self) -> dict:
+        """The flat keys scripts read (`--json`)."""
+
+        def get(name: str, attr: str) -> float | None:
+            row = self.row(name)
+            return getattr(row, attr) if row else None
+
+        def ratio(a: float | None, b: float | None) -> float | None:
+            return a / b if a and b else None
+
+        out = {
+            "ours_int4_tok_s": get("ours int4", "decode_tok_s"),
+            "ours_int4_prefill_tok_s": get("ours int4", "prefill_tok_s"),
+            "ours_bf16_tok_s": get("ours bf16", "decode_tok_s"),
+            "ours_bf16_prefill_tok_s": get("ours bf16", "prefill_tok_s"),
+            "llama_cpp_tok_s": get("llama.cpp GGUF", "decode_tok_s"),
+            "llama_cpp_prefill_tok_s": get("llama.cpp GGUF", "prefill_tok_s"),
+            "llama_cpp_q4_0_tok_s": get("llama.cpp Q4_0", "decode_tok_s"),
+            "llama_cpp_q4_0_prefill_tok_s": get("llama.cpp Q4_0", "prefill_tok_s"),
+        }
+        out["decode_ratio_vs_llama_cpp_q4_0"] = ratio(out["ours_int4_tok_s"], out["llama_cpp_q4_0_tok_s"])
+        best_prefill = max(
+            (v for v in (out["llama_cpp_prefill_tok_s"], out["llama_cpp_q4_0_prefill_tok_s"]) if v),
+            default=None,
+        )
+        out["prefill_ratio_vs_llama_cpp"] = ratio(out["ours_int4_prefill_tok_s"], best_prefill)
+        base = {k: v for k, v in asdict(self).items() if k != "rows"}
+        base["rows"] = [{**asdict(r), "decode_gb_s": r.decode_gb_s} for r in self.rows]
+        return {**base, **out}
 
 
-def _best(fn, repeat: int) -> float:
-    """Fastest of `repeat` runs (seconds) after one warm-up: the least-disturbed measurement."""
-    fn()
-    times = []
+def host_read_gb_s(threads: int, gib: float = 1.0, repeat: int = 5) -> float:
+    """Read bandwidth of this host with `threads` threads: best of `repeat` sums over `gib` GiB."""
+    import torch
+
+    torch.set_num_threads(threads)
+    x = torch.ones(int(gib * 2**30) // 4, dtype=torch.float32)
+    best = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
+        x.sum()
+        best = min(best, time.perf_counter() - started)
+    nbytes = x.numel() * 4
+    del x
+    gc.collect()
+    return nbytes / best / 1e9
 
 
-def run(
-    model: str, threads: int, new_tokens: int, repeat: int, cache_dir: str | None, log, int4: bool = True
-) -> DecodeBench:
+def prefill_prompt_ids(tokenizer, n_tokens: int) -> list[int]:
+    """`n_tokens` ids of fixed source text (repeated if short): the same prompt on every host."""
+    text = "\n".join(
+        p.read_text() for p in sorted(PREFILL_SOURCES.iterdir()) if p.suffix != ".md" and p.is_file()
+    )
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    while len(ids) < n_tokens:
+        ids = ids + ids
+    return ids[:n_tokens]
+
+
+def _weight_bytes_per_token(model) -> int:
+    """Bytes of every weight a decode step reads: all tensors but the embedding table (one row).
+
+    Tensors are found as parameters, buffers and plain attributes (oneDNN-packed bf16 weights are
+    attributes in an opaque layout: numel x element size); storages are counted once, so a tied
+    output matrix counts as the output."""
     import torch
-    from transformers import AutoModelForCausalLM
 
+    seen: set[int] = set()
+    total = 0
+    for name, module in model.named_modules():
+        if name.startswith("tok_embeddings"):
+            continue
+        tensors = [*module._parameters.values(), *module._buffers.values()]
+        tensors += [v for v in vars(module).values() if isinstance(v, torch.Tensor)]
+        for tensor in tensors:
+            if tensor is None:
+                continue
+            if tensor.is_mkldnn:
+                total += tensor.numel() * tensor.element_size()
+                continue
+            ptr = tensor.untyped_storage().data_ptr()
+            if ptr not in seen:
+                seen.add(ptr)
+                total += tensor.untyped_storage().nbytes()
+    return total
+
+
+def measure_ours(
+    model: str, quant: str, threads: int, n_prefill: int, n_decode: int, repeat: int, cache, log
+):
+    """(row, loaded model's quant label) for one of our configurations."""
     from codegeex_lsp.config import EngineOptions
     from codegeex_lsp.engine.decode import SamplingParams, generate
     from codegeex_lsp.engine.load import load_model
 
-    torch.set_num_threads(threads)
-    params = SamplingParams(max_new_tokens=new_tokens)
-    results: dict[str, float] = {}
-    decode_only = 0.0
-    hf_dir = None
-    prompt_ids: list[int] = []
-    for dtype in ("bfloat16", "float32"):
-        loaded = load_model(EngineOptions(model=model, dtype=dtype, threads=threads, cache_dir=cache_dir))
-        hf_dir = loaded.hf_dir
-        prompt_ids = loaded.tokenizer.encode(DEFAULT_PROMPT, add_special_tokens=False)
-        last = {}
-
-        def ours(loaded=loaded, last=last, ids=prompt_ids):
-            last["r"] = generate(loaded.model, loaded.tokenizer, ids, params)
-
-        seconds = _best(ours, repeat)
-        assert len(last["r"].candidates[0].token_ids) == new_tokens
-        results[f"ours_{dtype}"] = new_tokens / seconds
-        if dtype == "bfloat16":
-            decode_only = last["r"].decode_tok_s
-        log(f"ours {dtype}: {results[f'ours_{dtype}']:.1f} tok/s")
-        del loaded
-        gc.collect()
-
-    if int4:
-        loaded = load_model(
-            EngineOptions(model=model, quant="int4", threads=threads, cache_dir=cache_dir),
-            progress=log,
-        )
-        results["ours_int4"] = new_tokens / _best(
-            lambda: generate(loaded.model, loaded.tokenizer, prompt_ids, params), repeat
-        )
-        log(f"ours int4: {results['ours_int4']:.1f} tok/s")
-        gguf_path = loaded.hf_dir.parent.parent / "models" / f"{loaded.name}.gguf"
-        del loaded
-        gc.collect()
-        llama = _llama_cpp_tok_s(gguf_path, prompt_ids, new_tokens, threads, repeat, log)
-        if llama is not None:
-            results["llama_cpp"] = llama
-
-    for dtype in (torch.bfloat16, torch.float32):
-        hf = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=dtype).eval()
-        ids = torch.tensor([prompt_ids])
-
-        def theirs(hf=hf, ids=ids):
-            with torch.inference_mode():
-                out = hf.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-            assert out.shape[1] - ids.shape[1] == new_tokens
-
-        name = "hf_bf16" if dtype == torch.bfloat16 else "hf_fp32"
-        results[name] = new_tokens / _best(theirs, repeat)
-        log(f"transformers generate() {name}: {results[name]:.1f} tok/s")
-        del hf
-        gc.collect()
-
-    return DecodeBench(
-        model=model,
-        threads=threads,
-        new_tokens=new_tokens,
-        prompt_tokens=len(prompt_ids),
-        ours_tok_s=results["ours_bfloat16"],
-        ours_decode_tok_s=decode_only,
-        ours_fp32_tok_s=results["ours_float32"],
-        hf_bf16_tok_s=results["hf_bf16"],
-        hf_fp32_tok_s=results["hf_fp32"],
-        ratio_vs_hf_bf16=results["ours_bfloat16"] / results["hf_bf16"],
-        ratio_vs_hf_fp32=results["ours_float32"] / results["hf_fp32"],
-        ours_int4_tok_s=results.get("ours_int4"),
-        llama_cpp_tok_s=results.get("llama_cpp"),
-        int4_ratio_vs_hf_bf16=results["ours_int4"] / results["hf_bf16"] if "ours_int4" in results else None,
-        int4_ratio_vs_llama_cpp=(
-            results["ours_int4"] / results["llama_cpp"]
-            if "llama_cpp" in results and "ours_int4" in results
-            else None
+    loaded = load_model(
+        EngineOptions(
+            model=model,
+            quant=quant,
+            dtype="bfloat16" if quant == "none" else "auto",
+            threads=threads,
+            cache_dir=cache,
+            max_context_tokens=max(4096, n_prefill + 64),
         ),
+        progress=log,
     )
+    long_ids = prefill_prompt_ids(loaded.tokenizer, n_prefill)
+    short_ids = loaded.tokenizer.encode(SHORT_PROMPT, add_special_tokens=False)
+    prefill_s, decode_tok_s, steps = float("inf"), 0.0, 0
+    for _ in range(repeat + 1):  # the first round warms up and counts like the others: best is kept
+        p = generate(loaded.model, loaded.tokenizer, long_ids, SamplingParams(max_new_tokens=1))
+        d = generate(loaded.model, loaded.tokenizer, short_ids, SamplingParams(max_new_tokens=n_decode))
+        prefill_s, decode_tok_s, steps = (
+            min(prefill_s, p.prefill_s),
+            max(decode_tok_s, d.decode_tok_s),
+            d.n_decode_steps,
+        )
+    name = "ours int4" if quant == "int4" else "ours bf16"
+    note = "" if steps == n_decode else f"decode stopped after {steps} tokens"
+    row = EngineRow(name, decode_tok_s, n_prefill / prefill_s, _weight_bytes_per_token(loaded.model), note)
+    label = loaded.extras.get("quant_label") or quant
+    log(f"{name}: prefill {row.prefill_tok_s:.1f} tok/s, decode {row.decode_tok_s:.1f} tok/s")
+    del loaded
+    gc.collect()
+    return row, label
 
 
-def _llama_cpp_tok_s(gguf_path, prompt_ids, new_tokens, threads, repeat, log) -> float | None:
-    """llama.cpp (llama-cpp-python) on the same GGUF and prompt ids: the speed anchor."""
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        log("llama-cpp-python not installed: no llama.cpp anchor")
-        return None
-    if not gguf_path.is_file():
-        log(f"{gguf_path} not found: no llama.cpp anchor")
-        return None
-    llm = Llama(model_path=str(gguf_path), n_threads=threads, n_ctx=1024, verbose=False)
+def gguf_weight_bytes(path: Path) -> int:
+    """Bytes of a GGUF's tensors that one decode step reads (token_embd excluded unless it is the output)."""
+    from gguf import GGUFReader
 
-    def once() -> None:
-        llm.reset()
-        count = 0
-        for _token in llm.generate(prompt_ids, top_k=1, temp=0.0, reset=True):
-            count += 1
-            if count == new_tokens:
-                break
-        assert count == new_tokens
+    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(str(path)).tensors}
+    if "output.weight" in tensors:
+        tensors.pop("token_embd.weight", None)
+    return sum(tensors.values())
 
-    tok_s = new_tokens / _best(once, repeat)
-    log(f"llama.cpp: {tok_s:.1f} tok/s")
-    return tok_s
+
+def measure_llama_cpp(
+    gguf: Path, name: str, threads: int, n_prefill: int, n_decode: int, repeat: int, cache, log
+):
+    """llama-bench's own pp/tg figures for one GGUF."""
+    proc = subprocess.run(
+        [
+            str(llama_cpp.binary("llama-bench", cache)),
+            "-m",
+            str(gguf),
+            "-t",
+            str(threads),
+            "-p",
+            str(n_prefill),
+            "-n",
+            str(n_decode),
+            "-r",
+            str(max(repeat, 1)),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=llama_cpp.run_env(cache),
+        timeout=3600,
+    )
+    if proc.returncode != 0:
+        raise llama_cpp.LlamaCppMissing(f"llama-bench failed on {gguf.name}: {proc.stderr.strip()[-400:]}")
+    entries = json.loads(proc.stdout)
+    pp = next(e["avg_ts"] for e in entries if e["n_prompt"] == n_prefill and e["n_gen"] == 0)
+    tg = next(e["avg_ts"] for e in entries if e["n_gen"] == n_decode and e["n_prompt"] == 0)
+    row = EngineRow(name, tg, pp, gguf_weight_bytes(gguf), entries[0].get("cpu_info", ""))
+    log(f"{name}: prefill {pp:.1f} tok/s, decode {tg:.1f} tok/s")
+    return row
+
+
+def run(args, log) -> DecodeBench:
+    from codegeex_lsp.bench.stats import host_info
+    from codegeex_lsp.config import cache_dir
+    from codegeex_lsp.quant import ops
+
+    bandwidth = host_read_gb_s(args.threads)
+    log(f"host read bandwidth ({args.threads} threads): {bandwidth:.1f} GB/s")
+    host = host_info()
+    bench = DecodeBench(
+        model=args.model,
+        threads=args.threads,
+        prefill_tokens=args.prefill_tokens,
+        new_tokens=args.tokens,
+        cpu_flags=" ".join(host["simd_flags"]),
+        kernel_path=ops.resolve_kernel(),
+        quant=None,
+        host_read_gb_s=bandwidth,
+    )
+    row, bench.quant = measure_ours(
+        args.model, "int4", args.threads, args.prefill_tokens, args.tokens, args.repeat, args.cache_dir, log
+    )
+    bench.rows.append(row)
+    if not args.no_bf16:
+        row, _ = measure_ours(
+            args.model,
+            "none",
+            args.threads,
+            args.prefill_tokens,
+            args.tokens,
+            args.repeat,
+            args.cache_dir,
+            log,
+        )
+        bench.rows.append(row)
+    if not args.no_llama_cpp:
+        gguf = cache_dir(args.cache_dir) / "models" / f"{args.model}.gguf"
+        try:
+            if not gguf.is_file():
+                raise llama_cpp.LlamaCppMissing(f"{gguf} not found (run `codegeex-lsp model install`)")
+            bench.rows.append(
+                measure_llama_cpp(
+                    gguf,
+                    "llama.cpp GGUF",
+                    args.threads,
+                    args.prefill_tokens,
+                    args.tokens,
+                    args.repeat,
+                    args.cache_dir,
+                    log,
+                )
+            )
+            q4 = llama_cpp.quantized(gguf, "Q4_0", args.cache_dir, args.threads)
+            bench.rows.append(
+                measure_llama_cpp(
+                    q4,
+                    "llama.cpp Q4_0",
+                    args.threads,
+                    args.prefill_tokens,
+                    args.tokens,
+                    args.repeat,
+                    args.cache_dir,
+                    log,
+                )
+            )
+        except llama_cpp.LlamaCppMissing as exc:
+            bench.llama_cpp_missing = str(exc)
+            log(f"llama.cpp: {exc}")
+    return bench
 
 
 def format_table(b: DecodeBench) -> str:
-    rows = [
-        ("ours (bf16)", b.ours_tok_s, b.ours_tok_s / b.hf_bf16_tok_s),
-        ("ours (fp32)", b.ours_fp32_tok_s, b.ours_fp32_tok_s / b.hf_bf16_tok_s),
-        ("transformers generate() bf16", b.hf_bf16_tok_s, 1.0),
-        ("transformers generate() fp32", b.hf_fp32_tok_s, b.hf_fp32_tok_s / b.hf_bf16_tok_s),
-    ]
-    if b.ours_int4_tok_s is not None:
-        rows.insert(0, ("ours (int4, AVX2 kernels)", b.ours_int4_tok_s, b.ours_int4_tok_s / b.hf_bf16_tok_s))
-    if b.llama_cpp_tok_s is not None:
-        rows.append(("llama.cpp (same GGUF)", b.llama_cpp_tok_s, b.llama_cpp_tok_s / b.hf_bf16_tok_s))
+    s = b.summary()
     lines = [
-        f"model {b.model}, {b.prompt_tokens}-token prompt, {b.new_tokens} greedy tokens, {b.threads} threads",
-        "| engine | tok/s | vs HF bf16 |",
-        "|---|---:|---:|",
-        *[f"| {name} | {tps:.1f} | {ratio:.2f}x |" for name, tps, ratio in rows],
-        f"ours bf16 decode-only: {b.ours_decode_tok_s:.1f} tok/s; ours fp32 vs HF fp32: {b.ratio_vs_hf_fp32:.2f}x",
+        f"model {b.model} ({b.quant}), {b.threads} threads, prefill {b.prefill_tokens} tokens, "
+        f"decode {b.new_tokens} tokens; kernel path {b.kernel_path}",
+        f"host read bandwidth {b.host_read_gb_s:.1f} GB/s; CPU flags: {b.cpu_flags}",
+        "| engine | prefill tok/s | decode tok/s | decode GB/s | of read bound |",
+        "|---|---:|---:|---:|---:|",
     ]
+    for r in b.rows:
+        gb = r.decode_gb_s
+        lines.append(
+            f"| {r.name} | {r.prefill_tok_s:.1f} | {r.decode_tok_s:.1f} | "
+            f"{gb:.1f} | {gb / b.host_read_gb_s:.0%} |"
+            if gb
+            else f"| {r.name} | {r.prefill_tok_s} | {r.decode_tok_s} | | |"
+        )
+    if b.llama_cpp_missing:
+        lines.append(f"llama.cpp missing: {b.llama_cpp_missing}")
+    for key in ("decode_ratio_vs_llama_cpp_q4_0", "prefill_ratio_vs_llama_cpp"):
+        if s[key] is not None:
+            lines.append(f"{key}: {s[key]:.2f}x")
     return "\n".join(lines)
 
 
@@ -192,21 +339,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="codegeex-lsp bench decode", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--repeat", type=int, default=2, help="timed runs per engine (best is kept)")
+    parser.add_argument("--tokens", type=int, default=128, help="decoded tokens (llama-bench -n)")
+    parser.add_argument("--prefill-tokens", type=int, default=512, help="prompt tokens (llama-bench -p)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per engine")
     parser.add_argument("--cache-dir")
+    parser.add_argument("--no-bf16", action="store_true", help="skip ours bf16 (--quant none)")
+    parser.add_argument("--no-llama-cpp", action="store_true", help="skip llama.cpp")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--no-int4", action="store_true", help="skip our int4 run and the llama.cpp anchor")
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    bench = run(
-        args.model, args.threads, args.tokens, args.repeat, args.cache_dir, log, int4=not args.no_int4
-    )
-    if args.json:
-        print(json.dumps(asdict(bench)))
-    else:
-        print(format_table(bench))
+    bench = run(args, log)
+    print(json.dumps(bench.summary()) if args.json else format_table(bench))
     return 0

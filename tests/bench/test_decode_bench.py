@@ -1,0 +1,46 @@
+"""`bench decode` on the tiny model: ours int4 and bf16 rows, the JSON keys, bytes per token."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from codegeex_lsp.bench import decode
+
+
+@pytest.fixture(scope="module")
+def bench(tiny_model_factory, tmp_path_factory):
+    args = argparse.Namespace(
+        model=str(tiny_model_factory("qwen2")), threads=1, tokens=12, prefill_tokens=40, repeat=1,
+        cache_dir=str(tmp_path_factory.mktemp("cache")), no_bf16=False, no_llama_cpp=True, json=True,
+    )  # fmt: skip
+    return decode.run(args, log=lambda message: None)
+
+
+def test_json_has_the_documented_keys(bench):
+    summary = bench.summary()
+    for key in ("ours_int4_tok_s", "llama_cpp_tok_s", "llama_cpp_q4_0_tok_s", "ours_int4_prefill_tok_s",
+                "llama_cpp_prefill_tok_s", "cpu_flags"):  # fmt: skip
+        assert key in summary
+    assert summary["ours_int4_tok_s"] > 0 and summary["ours_int4_prefill_tok_s"] > 0
+    assert summary["llama_cpp_tok_s"] is None  # --no-llama-cpp: absent, never invented
+
+
+def test_int4_reads_fewer_weight_bytes_than_bf16(bench):
+    int4, bf16 = bench.row("ours int4"), bench.row("ours bf16")
+    assert 0 < int4.weight_bytes_per_token < bf16.weight_bytes_per_token
+    assert int4.decode_gb_s == pytest.approx(int4.decode_tok_s * int4.weight_bytes_per_token / 1e9)
+
+
+def test_table_names_every_engine_and_the_bandwidth(bench):
+    table = decode.format_table(bench)
+    assert "ours int4" in table and "ours bf16" in table and "GB/s" in table
+
+
+def test_prefill_prompt_is_exactly_n_tokens(tiny_model_factory):
+    from codegeex_lsp.engine.load import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model_factory("qwen2"), False)
+    ids = decode.prefill_prompt_ids(tokenizer, 700)
+    assert len(ids) == 700 and ids == decode.prefill_prompt_ids(tokenizer, 700)
