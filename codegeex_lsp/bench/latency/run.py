@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sys
 import time
 from dataclasses import asdict
@@ -62,8 +63,6 @@ def init_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def warmup_session() -> Session:
     text, typed = WARMUP
-    import random
-
     keys = schedule(split_keystrokes(typed), random.Random(0))
     return Session(-1, "warmup.py", "file:///bench/latency/warmup.py", "python", text, 4, keys, typed)
 
