@@ -30,10 +30,12 @@ So the per-run caps are: processes and threads (`nproc`), address space per proc
 (`memory_bytes`; total memory is at most nproc x memory_bytes plus the two tmpfs), file size
 (`fsize_bytes`, which also caps captured stdout/stderr: they go to files, not pipes), CPU time per
 process (`cpu_s`: SIGXCPU, then SIGKILL a second later), no core dumps, and disk through the tmpfs
-size caps (everything else is read-only). cgroups are not used: on cgroup v1 hosts (this one) and
-without delegation a child cgroup cannot be made for an unprivileged harness, and the same limits
-must hold in both modes. The wall clock (`wall_s`) kills bwrap's process group, whose pid-1 takes the
-whole namespace with it; `run` returns only once it is gone.
+size caps (everything else is read-only). cgroups (memory.max, pids.max, cpu.max) are not used:
+they need a delegated cgroup v2 subtree, which an unprivileged harness rarely has, and on hybrid
+hosts (controllers on cgroup v1, an empty v2 hierarchy, as on the team's VMs) v2 offers no memory or
+pids controller at all; the rlimits hold the same way for root and for a user. The wall clock
+(`wall_s`) SIGKILLs bwrap's pid 1 in the namespace, which takes every process in it along (a
+daemon included), and bwrap's group; `run` returns only once they are gone.
 
 Verdicts: "timeout" for the wall clock and the CPU limit (also when a runtime reports it, as Go's
 test binary does), "out-of-memory" when an allocation failed under the address-space limit (read
