@@ -158,6 +158,10 @@ def format_report(result: dict[str, Any], charts: list[str]) -> str:
             "decodes by mode (ours)",
             lambda s: ", ".join(f"{k} {v}" for k, v in sorted(s["modes"].items())) or "n/a",
         ),
+        row(
+            "background /infill for the next suggestion (peer)",
+            lambda s: str(s.get("background_infills", "-")),
+        ),
         "",
         "## Usefulness of shown suggestions",
         "",
