@@ -213,3 +213,10 @@ def test_a_run_with_both_sides(tiny_model_factory, tmp_path, monkeypatch):
     bodies = [json.loads(line) for line in log.read_text().splitlines()]
     assert bodies and all(b["n_predict"] == 128 and b["cache_prompt"] for b in bodies)
     assert "| | ours | peer |" in (out / "latency.md").read_text()
+
+
+async def test_a_missing_llama_server_makes_the_peer_null_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEGEEX_LLAMA_CPP_BIN", str(tmp_path / "nowhere"))
+    args = run.parser().parse_args([])
+    server, reason = await run.start_peer(args, tmp_path, print)
+    assert server is None and reason.startswith("llama-server missing:") and "nowhere" in reason
