@@ -10,7 +10,7 @@ import tree_sitter
 
 from codegeex_lsp.context.document import ContentChange, Document, TreeEdit, path_from_uri, tree_edit
 from codegeex_lsp.context.languages import language_for, parser_for
-from codegeex_lsp.context.positions import ENCODINGS, Position, Range, count_units, point_of_byte
+from codegeex_lsp.context.positions import ENCODINGS, LineIndex, Position, Range, count_units, point_of_byte
 
 from .helpers import make_doc, ref_offset
 
@@ -48,6 +48,9 @@ def tree_signature(tree: tree_sitter.Tree) -> list[tuple[object, ...]]:
 def assert_same_as_fresh(doc: Document, language_id: str) -> None:
     fresh = Document(doc.uri, doc.text, language_id)
     assert doc.data == doc.text.encode("utf-8")
+    fresh_lines = LineIndex.build(doc.text)  # the spliced index equals a fresh one
+    for name in ("starts", "ends", "starts_byte", "ends_byte"):
+        assert list(getattr(doc.lines, name)) == list(getattr(fresh_lines, name)), name
     assert doc.tree is not None and fresh.tree is not None
     assert str(doc.tree.root_node) == str(fresh.tree.root_node)
     assert tree_signature(doc.tree) == tree_signature(fresh.tree)
@@ -242,3 +245,22 @@ def test_edited_tree_nodes_after_the_edit_sit_at_their_new_points() -> None:
                 assert tuple(node.start_point) == point_of_byte(new, node.start_byte)
                 assert tuple(node.end_point) == point_of_byte(new, node.end_byte)
         data, tree = new, parser.parse(new, edited)
+
+
+def test_edits_parse_lazily_once_per_read() -> None:
+    doc = make_doc("def f():\n    return 1\n", "python")
+    parses = 0
+    parse = doc._parse
+
+    def counting(old):
+        nonlocal parses
+        parses += 1
+        return parse(old)
+
+    doc._parse = counting  # type: ignore[method-assign]
+    for i in range(5):
+        doc.apply_change(ContentChange("x", Range(P(1, 10 + i), P(1, 10 + i))))
+    assert parses == 0
+    assert doc.tree is not None and doc.tree is doc.tree
+    assert parses == 1
+    assert_same_as_fresh(doc, "python")

@@ -127,3 +127,22 @@ def test_point_of_byte_breaks_rows_at_newline_only() -> None:
     assert point_of_byte(data, 4) == (0, 4)  # lone \r is no row break for tree-sitter
     assert point_of_byte(data, 5) == (1, 0)
     assert point_of_byte(data, 8) == (1, 3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_spliced_index_equals_a_fresh_one(seed: int) -> None:
+    """Edits that make and break CRLF pairs at both of their edges, in mixed-width text."""
+    rng = random.Random(f"splice-{seed}")
+    alphabet = ["a", "中", "😀", "\n", "\r", "\r\n", "\r", "\n", " "]
+    text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
+    index = LineIndex.build(text)
+    for _ in range(150):
+        start = rng.randrange(len(text) + 1)
+        end = min(start + rng.choice([0, 0, 1, 2, 5, 30]), len(text))
+        inserted = "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 1, 1, 2, 4])))
+        text = text[:start] + inserted + text[end:]
+        index = index.splice(text, start, end, inserted)
+        fresh = LineIndex.build(text)
+        for name in ("starts", "ends", "starts_byte", "ends_byte"):
+            assert list(getattr(index, name)) == list(getattr(fresh, name)), (name, text)
+        assert all(type(v) is int for v in index.starts)
