@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from codegeex_lsp.config import CompletionOptions
-from codegeex_lsp.prompt.types import FimRequest, Reference
+from codegeex_lsp.prompt.types import FimRequest, Reference, ScopeInfo
 
 # -- custom LSP methods ----------------------------------------------------------------------------
 
@@ -430,6 +430,29 @@ def fim_to_wire(request: FimRequest) -> dict[str, Any]:
     return wire
 
 
+_SCOPE_FIELDS = tuple(f.name for f in dataclasses.fields(ScopeInfo))
+
+
+def _scope_from_wire(data: Any) -> ScopeInfo | None:
+    """The request's scope (the decode stops where post-processing would cut a block at its end)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict) or set(data) != set(_SCOPE_FIELDS):
+        raise ProtocolError(
+            f"bad completion request: `scope` must be null or a map of {', '.join(_SCOPE_FIELDS)}"
+        )
+    ints = ("start_byte", "end_byte", "start_line", "end_line")
+    if (
+        data["kind"] not in ("function", "class")
+        or not all(type(data[k]) is int and data[k] >= 0 for k in ints)
+        or not isinstance(data["node_type"], str)
+        or not isinstance(data["indent"], str)
+        or not (data["name"] is None or isinstance(data["name"], str))
+    ):
+        raise ProtocolError("bad completion request: `scope` has a wrongly typed field")
+    return ScopeInfo(**data)
+
+
 _FIM_TEXT_FIELDS = ("prefix", "suffix", "language")
 _FIM_OPTIONAL_TEXT_FIELDS = ("path", "repo_name")
 _MODES = ("LINE", "BLOCK")
@@ -455,11 +478,12 @@ def fim_from_wire(data: Any) -> FimRequest:
         for ref in refs
     ):
         raise ProtocolError("bad completion request: `references` must be a list of [path, text] pairs")
-    # Only the checked fields: the rest of a FimRequest (its scope) stays with the server.
+    # Only the checked fields.
     fields = (*_FIM_TEXT_FIELDS, *_FIM_OPTIONAL_TEXT_FIELDS, "mode")
     return FimRequest(
         **{k: v for k, v in data.items() if k in fields},
         references=tuple(Reference(path, text) for path, text in refs),
+        scope=_scope_from_wire(data.get("scope")),
     )
 
 

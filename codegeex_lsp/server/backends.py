@@ -143,10 +143,8 @@ class WorkerSession:
         is_cancelled: IsCancelled | None = None,
         cache_key: Hashable | None = None,
     ) -> Completion:
-        # The worker generates only (raw candidates); the scope stays here, where post-processing
-        # runs, so the worker's wire format does not carry it.
         return self.client.complete(
-            dataclasses.replace(request, scope=None),
+            request,
             options,
             self._format,
             is_cancelled=is_cancelled or (lambda: False),
