@@ -38,7 +38,7 @@ from codegeex_lsp.server import convert, logs, transport
 from codegeex_lsp.server.backends import make_backend
 from codegeex_lsp.server.cache import CompletionCache, TypedThrough
 from codegeex_lsp.server.completion import Completer, SuggestRequest
-from codegeex_lsp.server.documents import DocumentStore
+from codegeex_lsp.server.documents import DocumentStore, Oversized
 from codegeex_lsp.server.framing import DEFAULT_MAX_BODY_BYTES
 from codegeex_lsp.server.loader import ModelHost
 from codegeex_lsp.server.options import SECTION, BackendOptions, ModelOptions, ServerOptions, parse_options
@@ -198,6 +198,7 @@ class CodegeexServer(LanguageServer):
         self.scheduler.debouncer.options = options.debounce
         self.scheduler.debouncer.line_carry = options.context.carry_line
         self.cache.resize(options.cache.size)
+        self.documents.max_bytes = options.documents.max_bytes
         if self.started and options.model != previous.model:
             log.info("model options changed: reloading %s in the background", options.model.name)
             self.host.load(options.model)
@@ -288,16 +289,20 @@ def create_server(
     async def did_open(params: lsp.DidOpenTextDocumentParams) -> None:
         doc = params.text_document
         logs.request_id.set("didOpen")
-        await ls.scheduler.documents.run(
+        opened = await ls.scheduler.documents.run(
             lambda: ls.documents.open(doc.uri, doc.text, doc.language_id, doc.version)
         )
+        if isinstance(opened, Oversized):
+            ls.show(lsp.MessageType.Warning, opened.message())
 
     @ls.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
     async def did_change(params: lsp.DidChangeTextDocumentParams) -> None:
         doc = params.text_document
         changes = convert.changes_in(params.content_changes)
         logs.request_id.set("didChange")
-        await ls.scheduler.documents.run(lambda: ls.documents.change(doc.uri, changes, doc.version))
+        changed = await ls.scheduler.documents.run(lambda: ls.documents.change(doc.uri, changes, doc.version))
+        if isinstance(changed, Oversized):
+            ls.show(lsp.MessageType.Warning, changed.message())
 
     @ls.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     async def did_close(params: lsp.DidCloseTextDocumentParams) -> None:

@@ -9,7 +9,8 @@ The wire form is the tree below with camelCase keys (snake_case is accepted too)
      "debounce": {"minMs": 25, "maxMs": 300, "initialMs": 75},
      "languages": {"enabled": ["*"], "disabled": ["markdown"]},
      "context": {"prefixTokens": 1024, "suffixTokens": 256, "referenceTokens": 512, "carryLine": true},
-     "cache": {"size": 128}}
+     "cache": {"size": 128},
+     "documents": {"maxBytes": 2000000}}
 
 `"model": "<name>"` is short for `{"model": {"name": "<name>"}}`. An invalid or unknown value never
 fails: it falls back to the base value (the command line's, else the default) and yields a warning
@@ -116,6 +117,13 @@ class CacheOptions:
 
 
 @dataclass(frozen=True)
+class DocumentOptions:
+    """Open documents: one over `max_bytes` (UTF-8) gets no completions and its text is not kept."""
+
+    max_bytes: int = field(default=2_000_000, metadata=_limits(1024, 1 << 30))
+
+
+@dataclass(frozen=True)
 class BackendOptions:
     """Where the model runs. Command line only (`serve` flags): never a client setting.
 
@@ -139,6 +147,7 @@ class ServerOptions:
     languages: LanguageOptions = LanguageOptions()
     context: ContextBudgets = ContextBudgets()
     cache: CacheOptions = CacheOptions()
+    documents: DocumentOptions = DocumentOptions()
 
 
 def _snake(key: str) -> str:

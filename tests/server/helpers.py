@@ -228,6 +228,7 @@ class FramedServer:
             env={**os.environ, **(env or {})},
         )
         self.replies: queue.Queue[dict[str, Any] | BaseException] = queue.Queue()
+        self.notifications: list[dict[str, Any]] = []  # what responses_until skipped
         self._reader = threading.Thread(target=self._read_replies, daemon=True)
         self._reader.start()
 
@@ -274,6 +275,7 @@ class FramedServer:
         while True:
             reply = self.read(timeout_s)
             if "method" in reply:
+                self.notifications.append(reply)
                 continue
             out.append(reply)
             if reply.get("id") == msg_id:
