@@ -13,7 +13,14 @@ from codegeex_lsp.bench.humaneval_x import generate as generate_module
 from codegeex_lsp.bench.humaneval_x import run
 from codegeex_lsp.bench.humaneval_x.dataset import load_tasks
 from codegeex_lsp.bench.humaneval_x.execute import execute
-from codegeex_lsp.bench.humaneval_x.instruct import INSTRUCTION, completion_from_reply, extract_code, sanitize
+from codegeex_lsp.bench.humaneval_x.instruct import (
+    INSTRUCTION,
+    RESPONSE_PREFIX,
+    completion_from_reply,
+    extract_code,
+    reply_finished,
+    sanitize,
+)
 from codegeex_lsp.bench.humaneval_x.report import REPORT_FILE, RESULTS_FILE
 from codegeex_lsp.bench.humaneval_x.stops import codegeex_cleanup, codegeex_finished, postprocess
 from codegeex_lsp.bench.humaneval_x.toolchains import find_toolchain, installed
@@ -93,6 +100,12 @@ def test_instruct_extraction_and_sanitizing() -> None:
     assert sanitize("def broken(:\n") == "def broken(:\n"
 
 
+def test_the_reply_ends_at_its_closing_fence() -> None:
+    assert not reply_finished("def f():\n    return 1\n")
+    assert reply_finished("def f():\n    return 1\n```\n")
+    assert reply_finished("```\n")
+
+
 def test_instruct_answers_run_with_the_tests() -> None:
     if not installed("python") or not find_toolchain("python").available:
         pytest.skip("python toolchain unavailable")
@@ -127,12 +140,15 @@ def test_each_protocol_gives_the_model_its_own_prompt(chat_model_dir: Path, monk
         samples = generator.generate(prompt, "python", n=1, temperature=0.0, max_tokens=4)
         assert len(samples) == 1 and isinstance(samples[0], str)
         assert protocol in info.name or protocol == "fim"
+        if protocol == "instruct":
+            assert samples[0].startswith("```python\n")  # the prefilled fence stays on the sample
     tokenizer = generator.service.loaded.tokenizer
     codegeex_ids, fim_ids, instruct_ids = seen
     assert codegeex_ids == tokenizer.encode(prompt, add_special_tokens=False)  # raw, no FIM wrapper
     assert tokenizer.decode(fim_ids).count("<|fim_") >= 2 and fim_ids != codegeex_ids
     chat = tokenizer.decode(instruct_ids)
-    assert chat.startswith("<|im_start|>user\n" + INSTRUCTION) and chat.endswith("<|im_start|>assistant\n")
+    assert chat.startswith("<|im_start|>user\n" + INSTRUCTION)
+    assert chat.endswith("<|im_start|>assistant\n" + RESPONSE_PREFIX + "\n```python\n")
     assert prompt.strip() in chat
 
 

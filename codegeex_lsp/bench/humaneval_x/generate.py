@@ -6,8 +6,8 @@
 - `fim`: the editor's prompt path: a FIM request with the prompt as prefix and an empty suffix,
   through the same prompt-format registry as an editor request; decoding stops as soon as the
   function is complete (our truncation rule).
-- `instruct`: the chat model's own template with EvalPlus's request (`instruct`); decoding stops
-  at the end of the reply.
+- `instruct`: the chat model's own template with EvalPlus's request and response prefix
+  (`instruct`); decoding stops at the closing fence or the end of the turn.
 
 The raw samples go back to the harness, which cuts them by the protocol's rule before execution.
 """
@@ -17,7 +17,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from codegeex_lsp.bench.humaneval_x.generator import GeneratorInfo
-from codegeex_lsp.bench.humaneval_x.instruct import user_message
+from codegeex_lsp.bench.humaneval_x.instruct import (
+    ANSWER_OPENING,
+    answer_prefill,
+    reply_finished,
+    user_message,
+)
 from codegeex_lsp.bench.humaneval_x.stops import PROTOCOLS, codegeex_finished, truncate_completion
 from codegeex_lsp.config import DEFAULT_MODEL, CompletionOptions, EngineOptions
 from codegeex_lsp.engine.decode import SamplingParams, generate
@@ -60,10 +65,8 @@ class EngineGenerator:
                 return codegeex_finished(language, text)
         else:
             messages = [{"role": "user", "content": user_message(prompt)}]
-            token_ids = chat_token_ids(tokenizer, messages)
-
-            def stop_check(text: str) -> bool:
-                return False
+            token_ids = chat_token_ids(tokenizer, messages, answer_prefill())
+            stop_check = reply_finished
 
         stop_ids = list(self.service.loaded.eos_token_ids)
         if self.protocol == "instruct":  # the end of the assistant's turn, whatever the config's eos
@@ -85,7 +88,8 @@ class EngineGenerator:
             stop_check=stop_check,
             lookup=self.service.lookup,  # greedy-identical prompt-lookup speculation
         )
-        return [c.text for c in result.candidates]
+        opening = ANSWER_OPENING if self.protocol == "instruct" else ""
+        return [opening + c.text for c in result.candidates]
 
     def _generate_fim(
         self, prompt: str, language: str, *, n: int, temperature: float, max_tokens: int
@@ -114,10 +118,10 @@ class EngineGenerator:
         return [heal(c.text, trailing) for c in result.candidates]
 
 
-def chat_token_ids(tokenizer: object, messages: list[dict[str, str]]) -> list[int]:
-    """The model's chat template rendered with the assistant turn opened, as token ids."""
+def chat_token_ids(tokenizer: object, messages: list[dict[str, str]], prefill: str = "") -> list[int]:
+    """The model's chat template rendered with the assistant turn opened (and begun with `prefill`)."""
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)  # type: ignore[attr-defined]
-    return list(tokenizer.encode(text, add_special_tokens=False))  # type: ignore[attr-defined]
+    return list(tokenizer.encode(text + prefill, add_special_tokens=False))  # type: ignore[attr-defined]
 
 
 def make_generator(

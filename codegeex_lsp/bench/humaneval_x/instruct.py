@@ -2,7 +2,9 @@
 
 The request is EvalPlus's (the harness behind the Qwen2.5-Coder report's instruct HumanEval
 figures): one user turn asking for a self-contained script in a markdown code block, the task
-prompt inside a fence, rendered by the model's own chat template. The answer is the first fenced
+prompt inside a fence, rendered by the model's own chat template, and the assistant's turn begun
+with EvalPlus's response prefix and an opened ```python fence (`ANSWER_OPENING`); the reply ends at
+the closing fence (EvalPlus's extra stop "\n```\n") or the end of the turn. The answer is the first fenced
 block that defines a function (else the first block, else the whole reply), sanitized as EvalPlus
 does: only imports, definitions and top-level assignments are kept, so example calls, prints,
 asserts or a `__main__` block in the reply do not run with the tests.
@@ -17,6 +19,13 @@ import ast
 import re
 
 INSTRUCTION = "Please provide a self-contained Python script that solves the following problem in a markdown code block:"
+RESPONSE_PREFIX = (
+    "Below is a Python script with a self-contained function that solves the problem and passes corresponding tests:"
+)
+ANSWER_OPENING = "```python\n"
+"""Where the model's own text begins (after RESPONSE_PREFIX and a newline); kept on the raw sample so
+that it reads as the fenced answer it is."""
+REPLY_END = "\n```"
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _KEPT = (
     ast.Import,
@@ -32,6 +41,16 @@ _KEPT = (
 def user_message(prompt: str) -> str:
     """The one user turn for a HumanEval prompt."""
     return f"{INSTRUCTION}\n```\n{prompt.strip()}\n```\n"
+
+
+def answer_prefill() -> str:
+    """The start of the assistant's turn, appended after the rendered chat template."""
+    return f"{RESPONSE_PREFIX}\n{ANSWER_OPENING}"
+
+
+def reply_finished(text: str) -> bool:
+    """The fence the answer opened is closed (`text` is the model's text after the prefill)."""
+    return REPLY_END in text or text.startswith("```")
 
 
 def extract_code(reply: str) -> str:
