@@ -97,7 +97,22 @@ def _unpermute(weight, n_heads: int):
 def convert_gguf(
     gguf_path: Path, out_dir: Path, *, source_sha256: str, log: Callable[[str], None] = lambda _m: None
 ) -> Path:
-    """Write `out_dir` (HF layout) from `gguf_path`; atomic: the directory appears complete or not at all."""
+    """Write `out_dir` (HF layout) from `gguf_path`; atomic: the directory appears complete or not at all.
+
+    The caller checked the header (`model_check.check_gguf`); what a broken file still makes gguf,
+    numpy or transformers raise here is a ModelError naming the file, not a traceback."""
+    try:
+        return _convert_gguf(gguf_path, out_dir, source_sha256=source_sha256, log=log)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"{gguf_path} could not be converted ({type(exc).__name__}: {str(exc)[:200]}); "
+            "re-download or re-convert it"
+        ) from exc
+
+
+def _convert_gguf(gguf_path: Path, out_dir: Path, *, source_sha256: str, log: Callable[[str], None]) -> Path:
     try:
         import numpy as np
         import torch

@@ -2,7 +2,9 @@
 
 Accepted: the embedded default's name, a GGUF file (converted once into the cache), or a local
 Hugging Face directory with safetensors. Pickled `.bin` weights are refused: loading them can run
-arbitrary code. Every failure is a `ModelError` with a one-line fix.
+arbitrary code. Every failure is a `ModelError` with a one-line fix: a GGUF's header and a
+config.json are checked (`model_check`) before the file is hashed, converted or read, and whatever
+a broken file still makes a library raise while loading is reported as a ModelError too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import torch
 from codegeex_lsp.config import EngineOptions, cache_dir
 from codegeex_lsp.engine.arch import ModelArgs, args_from_hf_config, map_hf_state_dict
 from codegeex_lsp.engine.embedded import EMBEDDED_MODELS, EmbeddedModel, assemble, sha256_file
-from codegeex_lsp.engine.gguf_convert import CONVERTER_VERSION, convert_gguf
+from codegeex_lsp.engine.gguf_convert import CONVERTER_VERSION, SUPPORTED_GGUF_ARCHS, convert_gguf
 from codegeex_lsp.engine.model import Transformer
+from codegeex_lsp.engine.model_check import check_gguf, check_hf_config
 from codegeex_lsp.engine.packed_linear import pack_linears_
 from codegeex_lsp.errors import ModelError
 
@@ -69,6 +72,7 @@ def resolve_hf_dir(
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise ModelError(f"{path} is not a GGUF file; pass a .gguf file or a Hugging Face directory")
+        check_gguf(path, SUPPORTED_GGUF_ARCHS)  # before the hash: a bad header fails in milliseconds
         progress(f"hashing {path.name}")
         digest = sha256_file(path)
         return _converted(path, digest, cache, progress), digest, None
@@ -107,8 +111,10 @@ def read_state_dict(hf_dir: Path) -> dict[str, torch.Tensor]:
     for file in _safetensor_files(hf_dir):
         try:
             tensors.update(load_file(str(file)))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelError(f"{file} is corrupt or truncated ({exc}); re-download or re-convert it") from exc
+        except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as exc:
+            raise ModelError(
+                f"{file} is corrupt or truncated ({str(exc)[:200]}); re-download or re-convert it"
+            ) from exc
     return tensors
 
 
@@ -117,16 +123,24 @@ def read_config(hf_dir: Path) -> dict[str, Any]:
     if not config_path.is_file():
         raise ModelError(f"{hf_dir} has no config.json; pass a Hugging Face model directory")
     try:
-        return json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{config_path} is not valid JSON ({exc}); re-download the model") from exc
+        config = json.loads(config_path.read_bytes())
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, deep nesting
+        raise ModelError(
+            f"{config_path} is not valid JSON ({str(exc)[:200]}); re-download the model"
+        ) from exc
+    except OSError as exc:
+        raise ModelError(f"cannot read {config_path} ({exc.strerror or exc})") from exc
+    return check_hf_config(config, str(config_path))
 
 
 def build_model(
     args: ModelArgs, state: dict[str, torch.Tensor], dtype: torch.dtype, max_seq_len: int
 ) -> Transformer:
     """Construct on the meta device, then adopt the cast tensors (no random init, one copy in RAM)."""
-    mapped = map_hf_state_dict(args, state, torch.cat)
+    try:
+        mapped = map_hf_state_dict(args, state, torch.cat)
+    except RuntimeError as exc:  # torch.cat of tensors whose shapes do not fit together
+        raise ModelError(f"weights do not match the config ({str(exc).splitlines()[0]})") from exc
     with torch.device("meta"):
         model = Transformer(args, max_seq_len=max_seq_len)
     # Copy out of the memory map even when no cast is needed: page-cache pages behind an mmap stream
@@ -363,6 +377,10 @@ def load_tokenizer(hf_dir: Path, trust_remote_code: bool) -> Any:
         raise ModelError(f"cannot load the tokenizer in {hf_dir} ({exc})") from exc
     except OSError as exc:
         raise ModelError(f"cannot load the tokenizer in {hf_dir} ({exc})") from exc
+    except Exception as exc:  # a corrupt tokenizer.json: tokenizers raises a bare Exception
+        raise ModelError(
+            f"cannot load the tokenizer in {hf_dir} ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
 
 
 def eos_ids(tokenizer: Any, config: dict[str, Any]) -> tuple[int, ...]:
@@ -377,6 +395,13 @@ def eos_ids(tokenizer: Any, config: dict[str, Any]) -> tuple[int, ...]:
 
 def load_model(options: EngineOptions, progress: Progress | None = None) -> LoadedModel:
     """Load `options.model` ready for decoding. Raises ModelError with a one-line fix."""
+    try:
+        return _load_model(options, progress)
+    except MemoryError as exc:
+        raise ModelError(f"model {options.model!r} does not fit in memory; the file may be broken") from exc
+
+
+def _load_model(options: EngineOptions, progress: Progress | None) -> LoadedModel:
     progress = progress or (lambda message: log.info("%s", message))
     started = time.perf_counter()
     if options.threads > 0:

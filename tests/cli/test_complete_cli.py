@@ -106,7 +106,7 @@ def test_empty_file_gives_empty_completion(tmp_path):
     ("model", "message"),
     [
         ("/no/such/model", "not found"),
-        ("MODEL_FILE", "not a readable GGUF"),
+        ("MODEL_FILE", "not a valid GGUF"),
     ],
 )
 def test_bad_model_one_line_error(source, tmp_path, model, message):
