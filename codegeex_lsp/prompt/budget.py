@@ -7,9 +7,10 @@ context (`fit_to_context`); estimates without a tokenizer use the one `CHARS_PER
 Pure functions over text and a token counter, so they are testable without a tokenizer. A line is
 text up to and including "\\n" (only "\\n": form feeds and U+2028 inside code do not end a line).
 Per-line counts only pick the candidate cut, so the work is proportional to what is kept, not to the
-file; the kept text is then counted as a whole, so a reported count is exact and within budget,
-unless the line at the cursor alone is larger than the budget (it is kept whole anyway: a cut never
-falls inside a line).
+file; the kept text is then counted as a whole, so a reported count is exact and within budget.
+A cut falls inside a line only where the cursor's own line is over the budget by itself: then the
+part of it nearest the cursor is kept (`cursor_line_tail`, `cursor_line_head`), never the whole
+line, so a 2 MB minified line cannot become a 2-million-token prompt.
 """
 
 from __future__ import annotations
@@ -110,7 +111,47 @@ def cut_prefix(text: str, max_tokens: int, count: Count, step_lines: int = 16) -
             cut = _keep_from(lines, cursor, start, price, max_tokens, count)
             if cut is not None:
                 return cut
-    return Cut(text=cursor, n_tokens=count(cursor), truncated=n_lines > 0, first_line=n_lines)
+    kept, n_tokens = cursor_line_tail(cursor, max_tokens, count)
+    return Cut(text=kept, n_tokens=n_tokens, truncated=n_lines > 0 or kept != cursor, first_line=n_lines)
+
+
+def _utf8_tail(text: str, max_bytes: int) -> str:
+    """The end of `text` within `max_bytes` UTF-8 bytes, starting on a code point."""
+    kept = text[-max_bytes:] if max_bytes > 0 else ""
+    data = kept.encode("utf-8")
+    return kept if len(data) <= max_bytes else data[len(data) - max_bytes :].decode("utf-8", errors="ignore")
+
+
+def _utf8_head(text: str, max_bytes: int) -> str:
+    """The start of `text` within `max_bytes` UTF-8 bytes, ending on a code point."""
+    kept = text[:max_bytes] if max_bytes > 0 else ""
+    data = kept.encode("utf-8")
+    return kept if len(data) <= max_bytes else data[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def cursor_line_tail(line: str, max_tokens: int, count: Count) -> tuple[str, int]:
+    """(kept, n_tokens): `line` whole if it fits `max_tokens`, else the end of it that does.
+
+    Never tokenizes more than MAX_CHARS_PER_TOKEN characters per budget token: a longer line is
+    cut to that first (no token is longer). If that still does not fit, the end within
+    `max_tokens` UTF-8 bytes does, since a token covers at least one byte.
+    """
+    kept = line[-max(max_tokens, 1) * MAX_CHARS_PER_TOKEN :]
+    n_tokens = count(kept)
+    if n_tokens > max_tokens:
+        kept = _utf8_tail(kept, max_tokens)
+        n_tokens = count(kept)
+    return kept, n_tokens
+
+
+def cursor_line_head(line: str, max_tokens: int, count: Count) -> tuple[str, int]:
+    """`cursor_line_tail` for the rest of the cursor line in the suffix: the start of it is kept."""
+    kept = line[: max(max_tokens, 1) * MAX_CHARS_PER_TOKEN]
+    n_tokens = count(kept)
+    if n_tokens > max_tokens:
+        kept = _utf8_head(kept, max_tokens)
+        n_tokens = count(kept)
+    return kept, n_tokens
 
 
 def _keep_from(
@@ -130,10 +171,15 @@ def _keep_from(
 def cut_suffix(text: str, max_tokens: int, count: Count) -> Cut:
     """Keep the lines nearest the cursor (the start of `text`), dropping from the bottom.
 
-    The rest of the cursor's line is always kept. No coarse steps: typing at the cursor does not
-    change the suffix, so its cut stays put while the user types.
+    The rest of the cursor's line is always kept (its start only, if it alone is over the budget).
+    No coarse steps: typing at the cursor does not change the suffix, so its cut stays put while
+    the user types.
     """
     lines = split_lines(text)
+    if lines and len(lines[0]) > max_tokens and len(lines[0].encode("utf-8")) > max_tokens:
+        head, n_head = cursor_line_head(lines[0], max_tokens, count)
+        if n_head > max_tokens or head != lines[0]:
+            return Cut(text=head, n_tokens=n_head, truncated=True)
 
     def fits(n: int) -> bool:
         return count("".join(lines[:n])) <= max_tokens
@@ -229,6 +275,8 @@ def bound_prefix(prefix: str, max_chars: int, grid_lines: int = PREFIX_GRID_LINE
     if len(prefix) <= max_chars:
         return prefix
     cut = len(prefix) - max_chars
+    if prefix.find("\n", cut) < 0:  # the cut falls inside the cursor line: keep its end only
+        return prefix[cut:]
     line = prefix.count("\n", 0, cut)
     start = prefix.rfind("\n", 0, cut) + 1
     for _ in range(line % grid_lines):

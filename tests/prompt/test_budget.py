@@ -55,10 +55,10 @@ def test_prefix_falls_back_to_single_lines_inside_the_cursor_step():
     assert cut.first_line == 59
 
 
-def test_cursor_line_is_kept_whole_even_over_budget():
-    text = "a = 1\n" + "x" * 50
+def test_cursor_line_over_the_budget_keeps_its_end():
+    text = "a = 1\n" + "x" * 40 + "y" * 10
     cut = cut_prefix(text, 10, count, step_lines=4)
-    assert (cut.text, cut.n_tokens, cut.truncated) == ("x" * 50, 50, True)
+    assert (cut.text, cut.n_tokens, cut.truncated) == ("y" * 10, 10, True)
 
 
 def test_prefix_start_is_stable_while_typing():
@@ -110,9 +110,9 @@ def test_suffix_keeps_whole_lines_nearest_the_cursor():
     assert cut_suffix(suffix, 50, count).text == ")\n" + "".join(LINES[:4])
 
 
-def test_suffix_keeps_the_rest_of_the_cursor_line_even_over_budget():
-    cut = cut_suffix("y" * 30 + "\nz\n", 5, count)
-    assert cut.text == "y" * 30 + "\n"
+def test_suffix_keeps_the_start_of_a_cursor_line_over_the_budget():
+    cut = cut_suffix("y" * 5 + "w" * 25 + "\nz\n", 5, count)
+    assert (cut.text, cut.n_tokens, cut.truncated) == ("y" * 5, 5, True)
 
 
 def test_references_fill_the_budget_in_order():

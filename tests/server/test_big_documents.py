@@ -1,5 +1,6 @@
 """Document size cap through the real server: a clear showMessage, no completions in the big
-document, its text not kept, other documents unaffected; and a cursor line far over the budget."""
+document, its text not kept, other documents unaffected; and a cursor line far over the budget
+(the prompt stays within the token budgets)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,17 @@ def test_document_size_cap(tiny_glm_dir, tmp_path):
         _wait_status(server, "openDocuments", 1)
         assert len(_warnings(server)) == 2 and "file:///small.py" in _warnings(server)[1]
         assert _inline(server, "i4", "file:///small.py", 1, 4) == []
+
+        # A 1.5 MB cursor line (under a raised cap) is budgeted like the rest of the prompt.
+        server.send({"jsonrpc": "2.0", "method": "workspace/didChangeConfiguration",
+                     "params": {"settings": {**SETTINGS, "documents": {"maxBytes": 3_000_000}}}})
+        line = "data = [" + "1, " * 500_000
+        _open(server, "file:///minified.py", "import os\n" + line + "\nprint(data)\n")
+        _wait_status(server, "openDocuments", 2)
+        _inline(server, "i5", "file:///minified.py", 1, len(line))  # a reply within the read timeout
+        decodes = _request(server, "s4", "codegeex/status", {})["recentDecodes"]
+        (decode,) = [d for d in decodes if d["requestId"].endswith("#i5")]
+        assert 0 < decode["promptTokens"] <= 1024 + 256 + 64, decode  # not 1.5 million
         assert server.proc.poll() is None
     finally:
         server.close()
