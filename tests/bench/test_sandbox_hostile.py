@@ -745,3 +745,10 @@ def test_a_failed_cleanup_is_recorded_as_an_error(monkeypatch: pytest.MonkeyPatc
     assert result.status == "error"
     assert "cleanup failed" in result.detail
     assert refused
+
+
+def test_go_endless_loop_is_a_timeout_at_the_cpu_limit_not_a_failure(host: Host) -> None:
+    """Go's runtime catches SIGXCPU, so the hard limit's SIGKILL ends it: still a timeout."""
+    result = hostile(host, "go", ENDLESS["go"], replace(GO_SMALL, wall_s=120.0, cpu_s=1.0))
+    assert result.status == "timeout", result
+    assert "CPU limit" in result.detail

@@ -275,7 +275,7 @@ class Sandbox:
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
-                    pass_fds=(info_write,),
+                    pass_fds=(info_write,) if self.isolation.sandboxed else (),
                 )
             except OSError as exc:
                 os.close(info_write)
