@@ -282,8 +282,15 @@ def _task_notes(results: Results) -> list[str]:
     lines = [
         "## Tasks",
         "",
-        f"- seed {settings.get('seed')}, {settings.get('per_task')} mask(s) per kind and problem, "
-        f"limit {settings.get('limit')} per language and kind; known-bad problems excluded",
+        (
+            f"- HumanEval-Infilling, seed {settings.get('seed')}: seeded samples per kind "
+            f"{settings.get('samples')} (None: every task), limit {settings.get('limit')}; split "
+            f"{settings.get('split', 'all')}"
+            if settings.get("suite") == SUITE
+            else f"- seed {settings.get('seed')}, {settings.get('per_task')} mask(s) per kind and problem "
+            f"drawn across all problems, limit {settings.get('limit')} per language and kind, split "
+            f"{settings.get('split', 'all')}; known-bad problems excluded"
+        ),
         "- the context stage's mode at each cursor (what an editor gets; NONE = mid-line, answered as "
         "LINE when invoked):",
     ]
