@@ -3,7 +3,7 @@
 The files ship in the package (`bench/data/humaneval_infilling`, MIT, unchanged). Each row is one
 hole: `prompt` (text before it), `canonical_solution` (the hole), `suffix`, `test`, `entry_point`;
 the program that decides a pass is `prompt + middle + suffix + "\\n" + test + "\\n" + check(entry_point)`
-run by the Python interpreter, nothing else added (`score.run_tests`).
+in the HumanEval-X Python sandbox, in a module namespace of its own (`score.run_tests`).
 
 Single-line holes are whole lines with their newline (the README's rule), so every infiller's
 answer is cut at its first newline and ends with one (`Infill.program`), the same for ours and the
