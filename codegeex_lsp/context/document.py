@@ -14,6 +14,7 @@ context being built) stays valid while the document moves on.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +33,23 @@ from codegeex_lsp.context.positions import (
 )
 
 _revisions = itertools.count(1)
+_EDIT_LOG = 256  # splices remembered for `edits_since` (older ones: callers rebuild from scratch)
+
+
+@dataclass(frozen=True)
+class Splice:
+    """One applied edit, for caches that follow the text: bytes `[start, old_end)` became
+    `[start, new_end)`, old lines `start_line..old_end_line` were touched, and every line after
+    them moved by `line_delta`."""
+
+    previous: int  # the document's revision right before this edit
+    revision: int  # and right after it
+    start_byte: int
+    old_end_byte: int
+    new_end_byte: int
+    line_delta: int
+    start_line: int
+    old_end_line: int
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,8 @@ class Document:
         self.encoding: PositionEncoding = encoding
         self.language: LanguageInfo = language_for(language_id, self.path)
         self._parser = parser_for(self.language)
+        self._splices: collections.deque[Splice] = collections.deque(maxlen=_EDIT_LOG)
+        self._reparsed: dict[int, list[tuple[int, int]]] = {}  # revision -> tree.changed_ranges
         self._set_text(sanitize_text(text))
         self._tree: tree_sitter.Tree | None = None
         self._stale = self._parser is not None  # the tree must be (re)parsed before it is read
@@ -139,9 +159,20 @@ class Document:
     def tree(self) -> tree_sitter.Tree | None:
         """The syntax tree of the current text, or None for a language without a grammar."""
         if self._stale:
-            self._tree = self._parse(self._tree)
+            edited, self._tree = self._tree, self._parse(self._tree)
             self._stale = False
+            if edited is not None and self._tree is not None and self._splices:
+                # Where the structure changed beyond the edited bytes (an unclosed bracket, a
+                # dedent): caches that follow the text need to know.
+                self._reparsed = {r: v for r, v in self._reparsed.items() if r >= self._splices[0].revision}
+                self._reparsed[self._revision] = [
+                    (r.start_byte, r.end_byte) for r in edited.changed_ranges(self._tree)
+                ]
         return self._tree
+
+    def reparsed_ranges(self, revision: int) -> list[tuple[int, int]]:
+        """Byte ranges whose syntax changed when the tree was re-parsed at `revision` (if it was)."""
+        return self._reparsed.get(revision, [])
 
     @property
     def revision(self) -> int:
@@ -153,6 +184,19 @@ class Document:
         self._data = text.encode("utf-8")
         self._lines = LineIndex.build(text, self._data)
         self._revision = next(_revisions)
+        self._splices.clear()  # a whole new text: nothing follows from the old one
+        self._reparsed = {}
+
+    def splices_since(self, revision: int) -> list[Splice] | None:
+        """The edits from `revision` to now, in order; None if they are not all known (a full
+        replacement since, or more edits than the log keeps)."""
+        if revision == self._revision:
+            return []
+        splices = list(self._splices)
+        for i, splice in enumerate(splices):
+            if splice.previous == revision:
+                return splices[i:]
+        return None
 
     def _parse(self, old_tree: tree_sitter.Tree | None) -> tree_sitter.Tree | None:
         if self._parser is None:
@@ -196,9 +240,16 @@ class Document:
         old_data = self._data
         self._text = self._text[:start] + new_text + self._text[end:]
         self._data = old_data[:start_byte] + new_text.encode("utf-8") + old_data[old_end_byte:]
+        n_lines, previous = self._lines.n_lines, self._revision
+        start_line, old_end_line = self._lines.line_of(start), self._lines.line_of(end)
         self._lines = self._lines.splice(self._text, start, end, new_text)
         self._revision = next(_revisions)
-        return tree_edit(old_data, self._data, start_byte, old_end_byte)
+        edit = tree_edit(old_data, self._data, start_byte, old_end_byte)
+        self._splices.append(Splice(
+            previous, self._revision, start_byte, old_end_byte, edit.new_end_byte, self._lines.n_lines - n_lines,
+            start_line, old_end_line,
+        ))
+        return edit
 
     def offset_at(self, position: Position) -> int:
         """str offset of an LSP position in this document's encoding (clamped)."""

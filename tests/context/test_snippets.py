@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from codegeex_lsp.context.document import ContentChange
+import random
+
+import pytest
+
+from codegeex_lsp.context.document import ContentChange, Document
 from codegeex_lsp.context.positions import Position, Range
 from codegeex_lsp.context.snippets import (
+    _definition_cache,
     find_definitions,
     find_references,
     identifiers_near,
@@ -116,3 +121,41 @@ def test_definitions_cache_follows_edits() -> None:
 def test_estimate_tokens_errs_high() -> None:
     assert estimate_tokens("") == 0
     assert estimate_tokens("abcd") == 2
+
+
+_INCREMENTAL_SEED = {
+    "python": "import os\n\nclass A:\n    def f(self):\n        return 1\n\n    def g(self):\n        pass\n\n"
+              "def top(x):\n    return x\n\n\ndef other():\n    return top(2)\n",
+    "typescript": "class A {\n  f(): number { return 1; }\n  g() {}\n}\n\nfunction top(x: number) {\n"
+                  "  return x;\n}\n\nfunction other() { return top(2); }\n",
+}
+_INCREMENTAL_INSERTS = ["x", "\n", "def h():\n    pass\n", "class B:\n  pass\n", "function q() {}\n", " ",
+                        "(", ")", "{", "}", ":", "\r\n", "return 1\n", "    ", "#", "//", "'", "中"]
+
+
+def _signature(definitions) -> list[tuple[object, ...]]:
+    return [(d.name, d.kind, d.start_byte, d.end_byte, d.start_line, d.end_line, d.text) for d in definitions]
+
+
+@pytest.mark.parametrize("language_id", sorted(_INCREMENTAL_SEED))
+def test_definitions_follow_edits_like_a_fresh_extraction(language_id: str) -> None:
+    rng = random.Random(f"defs-{language_id}")
+    doc = Document(f"file:///w/m.{'py' if language_id == 'python' else 'ts'}", _INCREMENTAL_SEED[language_id],
+                   language_id)
+    find_definitions(doc)
+    incremental = 0
+    for step in range(120):
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            line = rng.randrange(doc.lines.n_lines)
+            width = len(doc.lines.line_text(line))
+            a = Position(line, rng.randrange(width + 1))
+            b = Position(min(line + rng.choice([0, 0, 1]), doc.lines.n_lines - 1), rng.randrange(width + 2))
+            text = "".join(rng.choice(_INCREMENTAL_INSERTS) for _ in range(rng.randrange(0, 3)))
+            doc.apply_change(ContentChange(text, Range(min(a, b), max(a, b))))
+        if step % 3:  # several notifications between look-ups too
+            continue
+        incremental += doc.splices_since(_definition_cache[doc][0]) is not None
+        got = find_definitions(doc)
+        fresh = Document(doc.uri, doc.text, language_id)
+        assert _signature(got) == _signature(find_definitions(fresh)), (step, doc.text)
+    assert incremental > 30  # the incremental path was taken, not a rebuild each time
