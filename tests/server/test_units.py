@@ -141,7 +141,7 @@ def test_bound_prefix_keeps_whole_lines_on_a_stable_grid():
     # Typing at the cursor does not move the start until a whole grid step is used up.
     assert bound_prefix(text + "sor", 5000) == kept + "sor"
     assert bound_prefix("short", 5000) == "short"
-    assert bound_prefix("x" * 10_000, 5000) == "x" * 10_000  # one line: nothing to cut at
+    assert bound_prefix("x" * 10_000, 5000) == "x" * 5000  # one overlong cursor line: its end
 
 
 def test_bound_suffix():
