@@ -301,7 +301,7 @@ CASES: dict[str, Case] = {
     "config.json NaN eps": _config(lambda c: json.dumps(c)[:-1] + ', "rms_norm_eps": NaN}'),
     "config.json -1 layers": _config(lambda c: c.update(num_hidden_layers=-1)),
     "config.json layers a string": _config(lambda c: c.update(num_hidden_layers="2")),
-    "config.json no model_type": _config(lambda c: c.pop("model_type")),
+    "config.json no model_type": _config(lambda c: c.pop("model_type") and None),
     "config.json eos a string": _config(lambda c: c.update(eos_token_id="</s>")),
     "config.json rope_scaling a list": _config(lambda c: c.update(rope_scaling=[1])),
     "config.json bigger than the weights": _config(lambda c: c.update(hidden_size=128)),
