@@ -44,7 +44,7 @@ setup(
     package_dir=PACKAGE_DIR,
     packages=[*find_packages(include=["codegeex_lsp", "codegeex_lsp.*"]), *PACKAGE_DIR],
     package_data={
-        "codegeex_lsp": ["demo/*", "py.typed", "bench/data/*", "bench/data/*/*"],
+        "codegeex_lsp": ["demo/*", "py.typed", "bench/data/*", "bench/data/*/*", "quant/corpus/*", "quant/corpus/*/*"],
         "codegeex_lsp.grammars": ["*.toml", "*.json", "*/*.scm"],
     },
     ext_modules=ext_modules,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from codegeex_lsp.config import EngineOptions, cache_dir
 from codegeex_lsp.engine.arch import ModelArgs, args_from_hf_config, map_hf_state_dict
@@ -167,20 +169,22 @@ INT4_ACT_ORDER = True  # GPTQ columns by decreasing Hessian diagonal: +4.8 % -> 
 # Q4_K_M keeps more bits at the ends of the stack. The untied embedding gets one too: a lookup reads
 # one row per token, so its second plane costs memory (~70 MB) but no speed.
 INT4_RESIDUAL_EDGE = 0.25
-# stdlib snippets (bench quant scores on the ones after these). 48 rather than 16: on held-out text
-# GPTQ-act int4 went from +3.2 % to +2.5 % perplexity (the Hessians of the 4864-wide w_down need
-# far more than 8k tokens); calibration then takes a few minutes more, once per model.
-CALIBRATION_TEXTS = 48
-CALIBRATION_TOKENS = 512  # per snippet
-# Fill-in-the-middle prompts in the model's own format, cut from the same files (a masked line or a
-# few, see quant.calibration.fim_cut). Why: fitted on plain text only, int4 cost +28 % perplexity
-# of held-out FIM middles for +1.3 % on plain text (bench quant); with these prompts +3.4 % and
-# +0.9 %. The rows after <|fim_middle|> are not like plain-text rows. 0: a model without FIM.
-CALIBRATION_FIM = 48
+# Calibration runs on the shipped multilingual corpus (quant/corpus: six files per HumanEval-X
+# language, license-checked), alternating languages: plain snippets, then fill-in-the-middle prompts
+# in the model's own format (a masked line or a few, see quant.calibration.fim_cut). Why FIM: fitted
+# on plain text only, int4 cost +28 % perplexity of held-out FIM middles for +1.3 % on plain text
+# (bench quant, recipe -c48); with FIM prompts +3.4 % and +0.9 %. The rows after <|fim_middle|> are
+# not like plain-text rows. 0 FIM prompts: a model without FIM.
+# Fewer tokens than the stdlib recipe (-c48-f48: 48 x 512 plain + 48 FIM, ~45k tokens, ~17 min on
+# 2 cores): the Hessians cost ~2 GFLOP per token on this model (more than its forward pass, w_down's
+# 4864-wide X^T X dominates), so the token count sets the build time.
+CALIBRATION_TEXTS = 12  # plain snippets, 2 per language
+CALIBRATION_TOKENS = 384  # per sequence at most
+CALIBRATION_FIM = 24  # FIM prompts, 4 per language
 # Names the cached checkpoint and the result files: a new recipe never reuses an old one's output.
 INT4_RECIPE = (
     f"{INT4_MODE}{'-act' if INT4_ACT_ORDER else ''}-g{INT4_GROUP_SIZE}"
-    f"-r{round(100 * INT4_RESIDUAL_EDGE)}-c{CALIBRATION_TEXTS}-f{CALIBRATION_FIM}"
+    f"-r{round(100 * INT4_RESIDUAL_EDGE)}-ml{CALIBRATION_TEXTS}-f{CALIBRATION_FIM}-t{CALIBRATION_TOKENS}"
 )
 
 
@@ -195,28 +199,23 @@ def weights_key(hf_dir: Path) -> str:
 
 
 def calibration_texts(n_texts: int = CALIBRATION_TEXTS, max_tokens: int = CALIBRATION_TOKENS) -> list[str]:
-    """The standard-library snippets int4 calibrates on (never benchmark data)."""
+    """Standard-library snippets (AWQ's calibration in bench quant; never benchmark data)."""
     from codegeex_lsp.quant.calibration import stdlib_calibration_texts
 
     return stdlib_calibration_texts(n_texts=n_texts, max_chars=4 * max_tokens)
 
 
-def fim_calibration_ids(
-    tokenizer: Any,
-    model_type: str | None,
-    n_texts: int = CALIBRATION_FIM,
-    max_tokens: int = CALIBRATION_TOKENS,
-    skip_first: int = 0,
+def fim_sequences(
+    tokenizer: Any, model_type: str | None, cuts: list[tuple[str, Any]], max_tokens: int
 ) -> list[tuple[list[int], int]]:
-    """(token ids, prompt length) of FIM prompts over standard-library files, built by the prompt
-    stage exactly as for an editor request, each followed by its true middle and the format's end
-    token (the ids after the prompt length). Empty when the model has no FIM format."""
+    """(token ids, prompt length) of each (language, FimCut) as a prompt built by the prompt stage
+    exactly as for an editor request, followed by its true middle and the format's end token (the
+    ids after the prompt length). Empty when the model has no FIM format."""
     from codegeex_lsp.errors import PromptFormatError
     from codegeex_lsp.prompt import Budget, FimRequest, build_prompt, detect_format
     from codegeex_lsp.prompt.tokens import encode_plain
-    from codegeex_lsp.quant.calibration import stdlib_fim_cuts
 
-    if n_texts <= 0:
+    if not cuts:
         return []
     try:
         fmt = detect_format(tokenizer, model_type)
@@ -226,11 +225,37 @@ def fim_calibration_ids(
         return []
     budget = Budget(prefix_tokens=max_tokens * 9 // 16, suffix_tokens=max_tokens // 4, carry_line=False)
     sequences = []
-    for cut in stdlib_fim_cuts(n_texts, skip_first=skip_first):
-        prompt = build_prompt(fmt, tokenizer, FimRequest(cut.prefix, cut.suffix, "python"), budget)
+    for language, cut in cuts:
+        prompt = build_prompt(fmt, tokenizer, FimRequest(cut.prefix, cut.suffix, language), budget)
         middle = encode_plain(tokenizer, cut.middle)[: max_tokens // 8]
         sequences.append(([*prompt.token_ids, *middle, *prompt.stop_token_ids[:1]], len(prompt.token_ids)))
     return sequences
+
+
+def fim_calibration_ids(
+    tokenizer: Any,
+    model_type: str | None,
+    n_texts: int = CALIBRATION_FIM,
+    max_tokens: int = CALIBRATION_TOKENS,
+    skip_first: int = 0,
+) -> list[tuple[list[int], int]]:
+    """`fim_sequences` over standard-library files after the first `skip_first` (bench quant's
+    held-out FIM prompts)."""
+    from codegeex_lsp.quant.calibration import stdlib_fim_cuts
+
+    if n_texts <= 0:
+        return []
+    cuts = [("python", cut) for cut in stdlib_fim_cuts(n_texts, skip_first=skip_first)]
+    return fim_sequences(tokenizer, model_type, cuts, max_tokens)
+
+
+def corpus_fim_ids(
+    tokenizer: Any, model_type: str | None, n_cuts: int = CALIBRATION_FIM, max_tokens: int = CALIBRATION_TOKENS
+) -> list[tuple[list[int], int]]:
+    """`fim_sequences` over the shipped calibration corpus, all six languages in turn."""
+    from codegeex_lsp.quant.calibration import corpus_fim_cuts
+
+    return fim_sequences(tokenizer, model_type, corpus_fim_cuts(n_cuts) if n_cuts > 0 else [], max_tokens)
 
 
 def calibration_forward(
@@ -255,6 +280,21 @@ def calibration_forward(
     return forward
 
 
+def calibration_sequences(
+    tokenizer: Any,
+    n_texts: int = CALIBRATION_TEXTS,
+    max_tokens: int = CALIBRATION_TOKENS,
+    model_type: str | None = None,
+    n_fim: int = CALIBRATION_FIM,
+) -> list[str | list[int]]:
+    """What int4 calibrates on: corpus snippets (text), then corpus FIM prompts (token ids)."""
+    from codegeex_lsp.quant.calibration import corpus_calibration_texts
+
+    texts: list[str | list[int]] = [text for _lang, text in corpus_calibration_texts(n_texts, 4 * max_tokens)]
+    texts += [ids for ids, _ in corpus_fim_ids(tokenizer, model_type, n_fim, max_tokens)]
+    return texts
+
+
 def calibration_hessians(
     model: Transformer,
     tokenizer: Any,
@@ -263,19 +303,26 @@ def calibration_hessians(
     progress: Progress | None = None,
     model_type: str | None = None,
     n_fim: int = CALIBRATION_FIM,
+    on_sequence: Callable[[int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Input Hessians of every linear of `model` on standard-library code (never benchmark data):
-    plain snippets, then FIM prompts in the model's format."""
+    """Input Hessians of every linear of `model` on the calibration corpus (never benchmark data).
+    The lm head's Hessian is recorded without computing logits. `on_sequence` gets the count done."""
     from codegeex_lsp.quant.calibration import collect_linear_hessians
 
-    texts: list[str | list[int]] = [*calibration_texts(n_texts, max_tokens)]
-    texts += [ids for ids, _ in fim_calibration_ids(tokenizer, model_type, n_fim, max_tokens)]
+    texts = calibration_sequences(tokenizer, n_texts, max_tokens, model_type, n_fim)
 
     def report(done: int) -> None:
+        if on_sequence is not None:
+            on_sequence(done)
         if progress is not None:
-            progress(f"calibrating on standard-library code: {done}/{len(texts)} sequences")
+            progress(f"calibrating on the corpus: {done}/{len(texts)} sequences")
 
-    return collect_linear_hessians(model, texts, forward=calibration_forward(tokenizer, max_tokens, report))
+    return collect_linear_hessians(
+        model,
+        texts,
+        forward=calibration_forward(tokenizer, max_tokens, report),
+        record_only=frozenset({"output"}),
+    )
 
 
 def quant_label(quant: str) -> str:
@@ -300,6 +347,104 @@ def int4_residual(n_layers: int, edge: float = INT4_RESIDUAL_EDGE) -> Callable[[
     return wanted
 
 
+def int4_checkpoint_path(hf_dir: Path, key: str, cache: Path) -> Path:
+    """Where the int4 checkpoint of these weights under the current recipe lives in the cache."""
+    stem = hf_dir.name if key[:16] in hf_dir.name else f"{hf_dir.name}-{key[:16]}"
+    return cache / "int4" / f"{stem}-{INT4_RECIPE}.safetensors"
+
+
+class BuildBar:
+    """One tqdm bar with ETA over the whole int4 build, on stderr (stdout may be JSON-RPC), shown
+    even when stderr is a log file. Units: one per calibration sequence, and per GPTQ'd linear its
+    input width over the model width (w_down's 4864 columns take ~5x a 896-wide linear)."""
+
+    def __init__(self, model: nn.Module, n_sequences: int, dim: int, progress: Progress) -> None:
+        from tqdm import tqdm
+
+        self.weights = {
+            name: max(1, round(m.in_features / dim)) for name, m in model.named_modules() if isinstance(m, nn.Linear)
+        }
+        self.progress = progress
+        self.bar = tqdm(
+            total=n_sequences + sum(self.weights.values()),
+            desc="int4 build",
+            unit="step",
+            file=sys.stderr,
+            disable=False,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
+        self._seen = 0
+
+    def sequence_done(self, done: int) -> None:
+        self.bar.update(done - self._seen)
+        self._seen = done
+        self.bar.set_postfix_str(f"calibrating {done} sequences", refresh=False)
+        self.progress(f"int4 build: calibration {done} sequences ({self.fraction():.0%})")
+
+    def message(self, text: str) -> None:
+        """quantize_model_'s progress: 'gptq: <name> [NxK]' as each linear starts."""
+        if text.startswith("gptq: "):
+            name = text.split()[1]
+            self.bar.update(self.weights.get(name, 1))
+            self.bar.set_postfix_str(name, refresh=False)
+            self.progress(f"int4 build: {text} ({self.fraction():.0%})")
+        else:
+            self.progress(text)
+
+    def fraction(self) -> float:
+        return self.bar.n / self.bar.total if self.bar.total else 1.0
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def build_int4(
+    args: ModelArgs, hf_dir: Path, key: str, path: Path, max_seq: int, progress: Progress, tokenizer: Any
+) -> Transformer:
+    """Quantize the float model once and save it atomically at `path` (GPTQ after one calibration
+    pass over the corpus), with a progress bar on stderr."""
+    from codegeex_lsp.quant import quantize_model_, save_quantized
+
+    started = time.perf_counter()
+    progress(f"quantizing {hf_dir.name} to int4 ({INT4_RECIPE}) once into {path}")
+    model = build_model(args, read_state_dict(hf_dir), torch.float32, max_seq)
+    texts = calibration_sequences(tokenizer, model_type=args.model_type)
+    bar = BuildBar(model, len(texts), args.dim, progress)
+    try:
+        hessians = calibration_hessians(
+            model, tokenizer, model_type=args.model_type, on_sequence=bar.sequence_done
+        )
+        quantize_model_(
+            model,
+            mode=INT4_MODE,
+            group_size=INT4_GROUP_SIZE,
+            calibration=hessians,
+            act_order=INT4_ACT_ORDER,
+            residual=int4_residual(args.n_layers),
+            progress=bar.message,
+        )
+        del hessians
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_quantized(
+            model,
+            path,
+            {
+                "source_model_sha256": key,
+                "model_type": args.model_type,
+                "calibration": (
+                    f"corpus {CALIBRATION_TEXTS} snippets + {CALIBRATION_FIM} FIM prompts,"
+                    f" <= {CALIBRATION_TOKENS} tokens each"
+                ),
+                "recipe": INT4_RECIPE,
+            },
+        )
+    finally:
+        bar.close()
+    progress(f"int4 build done in {time.perf_counter() - started:.0f} s: {path}")
+    return model
+
+
 def load_int4(
     args: ModelArgs,
     hf_dir: Path,
@@ -309,45 +454,24 @@ def load_int4(
     progress: Progress,
     tokenizer: Any,
 ) -> Transformer:
-    """The int4 model: from its packed checkpoint in the cache, or quantized once and saved there
-    (GPTQ needs one calibration pass of the float model: a few minutes, once per model)."""
-    from codegeex_lsp.quant import load_quantized_into, quantize_model_, save_quantized
+    """The int4 model: from its packed checkpoint in the cache, or quantized once and saved there.
+    A checkpoint that fails its checks (truncated, damaged, another layout) is rebuilt."""
+    from codegeex_lsp.quant import load_quantized_into
 
-    stem = hf_dir.name if key[:16] in hf_dir.name else f"{hf_dir.name}-{key[:16]}"
-    path = cache / "int4" / f"{stem}-{INT4_RECIPE}.safetensors"
+    path = int4_checkpoint_path(hf_dir, key, cache)
     if path.is_file():
         progress(f"loading int4 weights from {path}")
         with torch.device("meta"):
             model = Transformer(args, max_seq_len=max_seq)
-        load_quantized_into(model, path, source_model_sha256=key)
-        return model.eval()
-    progress(f"quantizing {hf_dir.name} to int4 ({INT4_RECIPE}) once into {path}")
-    model = build_model(args, read_state_dict(hf_dir), torch.float32, max_seq)
-    hessians = calibration_hessians(model, tokenizer, progress=progress, model_type=args.model_type)
-    quantize_model_(
-        model,
-        mode=INT4_MODE,
-        group_size=INT4_GROUP_SIZE,
-        calibration=hessians,
-        act_order=INT4_ACT_ORDER,
-        residual=int4_residual(args.n_layers),
-        progress=progress,
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_quantized(
-        model,
-        path,
-        {
-            "source_model_sha256": key,
-            "model_type": args.model_type,
-            "calibration": (
-                f"stdlib {CALIBRATION_TEXTS} texts x {CALIBRATION_TOKENS} tokens"
-                f" + {CALIBRATION_FIM} FIM prompts"
-            ),
-            "recipe": INT4_RECIPE,
-        },
-    )
-    return model
+        try:
+            load_quantized_into(model, path, source_model_sha256=key)
+            return model.eval()
+        except ModelError as exc:
+            message = f"int4 checkpoint unusable, rebuilding it: {exc}"
+            log.warning("%s", message)
+            progress(message)
+            path.unlink(missing_ok=True)
+    return build_int4(args, hf_dir, key, path, max_seq, progress, tokenizer)
 
 
 def pick_dtype(name: str) -> torch.dtype:

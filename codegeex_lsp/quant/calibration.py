@@ -1,7 +1,11 @@
 """Calibration data for AWQ and GPTQ: real code available offline, and hook-based collectors.
 
-The text is the Python standard library's own sources (`sysconfig.get_paths()["stdlib"]`), picked
-deterministically; never benchmark problems. Besides plain snippets, `fim_cut` masks whole lines
+The int4 recipe calibrates on `corpus/`, package data: six files in each HumanEval-X language
+(Python, C++, Java, JavaScript, Go, Rust) from permissively licensed sources, with their origin,
+license and notice in `corpus/MANIFEST.json` (rebuilt by scripts/build_calibration_corpus.py), so
+every machine calibrates on the same bytes. Held-out sets (bench quant) and AWQ use the Python
+standard library's own sources (`sysconfig.get_paths()["stdlib"]`), picked deterministically and
+disjoint from the corpus's Python files. Never benchmark problems. Besides plain snippets, `fim_cut` masks whole lines
 of such a file, so calibration can also run the prompts a completion backend actually sends.
 The collectors record, for every `nn.Linear` of any `nn.Module` while the caller runs the model,
 either its input rows (AWQ) or the running Hessian `sum x x^T` of its inputs (GPTQ), so they work
@@ -10,6 +14,7 @@ for the engine's model and toy modules alike.
 
 from __future__ import annotations
 
+import json
 import random
 import sysconfig
 from collections.abc import Callable, Iterable
@@ -20,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+CORPUS_DIR = Path(__file__).with_name("corpus")
+CORPUS_LANGUAGES = ("python", "cpp", "java", "javascript", "go", "rust")  # also LSP languageIds
 MIN_FILE_CHARS = 1000  # shorter stdlib files teach little
 DEFAULT_MAX_ROWS = 2048  # activation rows kept per linear: enough for a stable mean |x| per channel
 
@@ -101,6 +108,58 @@ def stdlib_fim_cuts(n_texts: int = 16, seed: int = 0, skip_first: int = 0) -> li
     return [cut for cut in cuts if cut is not None]
 
 
+@dataclass(frozen=True)
+class CorpusFile:
+    """One file of the shipped calibration corpus."""
+
+    language: str
+    name: str
+    text: str
+    license: str
+
+
+def corpus_files(corpus: Path = CORPUS_DIR) -> list[CorpusFile]:
+    """The corpus in a fixed order that alternates languages (python, cpp, ..., rust, python, ...),
+    so any prefix of it covers all six languages evenly."""
+    try:
+        manifest = json.loads((corpus / "MANIFEST.json").read_text(encoding="utf-8"))
+        by_lang: dict[str, list[CorpusFile]] = {lang: [] for lang in CORPUS_LANGUAGES}
+        for entry in manifest["files"]:
+            text = (corpus / entry["file"]).read_text(encoding="utf-8")
+            by_lang[entry["language"]].append(CorpusFile(entry["language"], entry["file"], text, entry["license"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise RuntimeError(f"the calibration corpus in {corpus} is missing or damaged ({exc}); reinstall") from exc
+    rounds = max(len(files) for files in by_lang.values())
+    return [files[i] for i in range(rounds) for files in by_lang.values() if i < len(files)]
+
+
+def corpus_calibration_texts(n_texts: int, max_chars: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(language, snippet) for the first `n_texts` corpus files, each at most `max_chars` from a
+    deterministic offset."""
+    rng = random.Random(seed)
+    out = []
+    for f in corpus_files()[:n_texts]:
+        start = rng.randrange(0, max(1, len(f.text) - max_chars))
+        out.append((f.language, f.text[start : start + max_chars]))
+    return out
+
+
+def corpus_fim_cuts(n_cuts: int, seed: int = 0) -> list[tuple[str, FimCut]]:
+    """(language, cut): `n_cuts` FIM cuts over the corpus, cycling through its files (a file is cut
+    again at another line once every file has had one)."""
+    rng = random.Random(seed + 1)
+    files = corpus_files()
+    out: list[tuple[str, FimCut]] = []
+    for i in range(n_cuts * 2):
+        if len(out) == n_cuts:
+            break
+        f = files[i % len(files)]
+        cut = fim_cut(f.text, rng)
+        if cut is not None:
+            out.append((f.language, cut))
+    return out
+
+
 class ActivationCollector:
     """Context manager recording the inputs of `nn.Linear` submodules: name -> [rows, in_features].
 
@@ -170,20 +229,34 @@ def collect_linear_inputs(
 
 class HessianCollector(ActivationCollector):
     """Like `ActivationCollector`, but keeps only `sum_t x_t x_t^T` [K, K] per linear (float64):
-    memory independent of how much text calibrates, which GPTQ wants plenty of."""
+    memory independent of how much text calibrates, which GPTQ wants plenty of.
 
-    def __init__(self, model: nn.Module, *, include: Callable[[str, nn.Module], bool] | None = None) -> None:
+    Modules in `record_only` get their input recorded and then an empty batch of rows to compute:
+    for a model's last linear (the lm head, 150k outputs) whose result calibration never reads,
+    that skips a third of the forward pass's work."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        include: Callable[[str, nn.Module], bool] | None = None,
+        record_only: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__(model, include=include)
+        self.record_only = record_only
         self._hessians: dict[str, torch.Tensor] = {}
 
     def _hook(self, name: str):
-        def record(module: nn.Module, args: tuple[Any, ...]) -> None:
+        def record(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
             x = args[0].detach().reshape(-1, args[0].shape[-1]).to("cpu", torch.float32)
             update = (x.T @ x).to(torch.float64)
             if name in self._hessians:
                 self._hessians[name] += update
             else:
                 self._hessians[name] = update
+            if name in self.record_only:
+                return (args[0][..., :0, :], *args[1:])
+            return None
 
         return record
 
@@ -193,12 +266,17 @@ class HessianCollector(ActivationCollector):
 
 @torch.inference_mode()
 def collect_linear_hessians(
-    model: nn.Module, batches: Iterable[Any], *, forward: Callable[[nn.Module, Any], Any] | None = None
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    forward: Callable[[nn.Module, Any], Any] | None = None,
+    record_only: frozenset[str] = frozenset(),
 ) -> dict[str, torch.Tensor]:
     """Run `model` on each batch and return every nn.Linear's input Hessian, name -> [K, K] float64
-    — the `calibration` argument of `quantize_model_(..., mode="gptq")`."""
+    — the `calibration` argument of `quantize_model_(..., mode="gptq")`. `record_only`: linears
+    whose output nobody reads (see HessianCollector)."""
     call = forward or (lambda m, b: m(b))
-    with HessianCollector(model) as collector:
+    with HessianCollector(model, record_only=record_only) as collector:
         for batch in batches:
             call(model, batch)
     return collector.hessians()

@@ -112,18 +112,53 @@ def save_quantized(model: nn.Module, path: str | os.PathLike[str], meta: Mapping
         }
     )
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata=metadata)
-    # Fill in the hash of the data region: same length as the placeholder, so offsets do not move.
-    offset, _ = _header(tmp)
-    digest = _data_sha256(tmp, offset)
-    with tmp.open("r+b") as f:
-        head = f.read(offset)
-        at = head.index(_HASH_PLACEHOLDER.encode())
-        f.seek(at)
-        f.write(digest.encode())
-    os.replace(tmp, path)
+    _remove_stale_partials(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        # Fill in the hash of the data region: same length as the placeholder, so offsets do not move.
+        offset, _ = _header(tmp)
+        digest = _data_sha256(tmp, offset)
+        with tmp.open("r+b") as f:
+            head = f.read(offset)
+            at = head.index(_HASH_PLACEHOLDER.encode())
+            f.seek(at)
+            f.write(digest.encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
     return path
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Delete `<name>.<pid>.partial` files left by writers that died (SIGKILL skips cleanup)."""
+    for stale in path.parent.glob(f"{path.name}.*.partial"):
+        pid = stale.name[len(path.name) + 1 : -len(".partial")]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (a crash right after it could otherwise lose the new name)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def check_metadata(meta: Mapping[str, str], path: Path, *, source_model_sha256: str | None = None) -> None:
