@@ -112,6 +112,7 @@ void check_packed(const at::Tensor& packed, int64_t K, int64_t G) {
 
 // Rows per parallel task: enough work to amortize the fork, small enough to split 896 rows.
 constexpr int64_t kGrainRows = 64;
+constexpr int64_t kGrainActRows = 16;
 
 at::Tensor dequantize(const at::Tensor& packed, int64_t K, int64_t G, Impl impl) {
     check_packed(packed, K, G);
@@ -129,8 +130,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_act(const at::Tensor& x2
     at::Tensor qa = at::empty({M, K}, x2.options().dtype(at::kChar));
     at::Tensor da = at::empty({M, K / CG_Q4_ACT_BLOCK}, x2.options());
     at::Tensor asum = at::empty({M, K / CG_Q4_ACT_BLOCK}, x2.options());
-    quantize_rows(impl, x2.data_ptr<float>(), M, K, qa.data_ptr<int8_t>(), da.data_ptr<float>(),
-                  asum.data_ptr<float>());
+    const float* x = x2.data_ptr<float>();
+    int8_t* q = qa.data_ptr<int8_t>();
+    float* d = da.data_ptr<float>();
+    float* s = asum.data_ptr<float>();
+    const int64_t nb = K / CG_Q4_ACT_BLOCK;
+    // rows are independent; a prefill chunk's rows split over the threads (decode's one row does not)
+    at::parallel_for(0, M, kGrainActRows, [&](int64_t b, int64_t e) {
+        quantize_rows(impl, x + b * K, e - b, K, q + b * K, d + b * nb, s + b * nb);
+    });
     return {qa, da, asum};
 }
 

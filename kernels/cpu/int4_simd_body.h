@@ -22,6 +22,7 @@ namespace {
 constexpr int kTileM = CG_SIMD_TILE_M;     // activation rows sharing one unpacked weight vector
 constexpr int64_t kBlockBytes = 16 << 10;  // weight rows revisited by every activation tile (L1)
 constexpr int64_t kActChunkBytes = 128 << 10;  // int8 activation rows revisited by every block (L2)
+constexpr int64_t kTileActBytes = 16 << 10;    // int8 activation rows of one tile (L1)
 // Long rows (K = 4864: 2.9 KB) read three interleaved streams (codes, scales, zero points) that the
 // hardware prefetchers pick up late; fetching 4 KB ahead took the DRAM-bound 896 x 4864 GEMV from
 // ~22 to ~31 GB/s on 2 cores. Short rows stream well on their own and only pay for the instructions.
@@ -55,7 +56,9 @@ inline void isums_superblock(const cg_q4_superblock* blk, const int8_t* const* a
 #pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) s[m] = _mm256_setzero_si256();
 #if CG_SIMD_VNNI
-    __m256i t[MT];  // a second chain per row: vpdpbusd's latency, not its throughput, would bound it
+    // Few rows: a second chain per row, or vpdpbusd's latency rather than its throughput bounds it.
+    constexpr bool kTwoChains = MT < 4;
+    __m256i t[MT];
 #pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) t[m] = _mm256_setzero_si256();
 #pragma GCC unroll 4
@@ -66,11 +69,12 @@ inline void isums_superblock(const cg_q4_superblock* blk, const int8_t* const* a
 #pragma GCC unroll 8
         for (int m = 0; m < MT; ++m) {
             s[m] = _mm256_dpbusd_epi32(s[m], lo, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i)));
-            t[m] = _mm256_dpbusd_epi32(t[m], hi, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i + 32)));
+            __m256i& h = kTwoChains ? t[m] : s[m];
+            h = _mm256_dpbusd_epi32(h, hi, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i + 32)));
         }
     }
 #pragma GCC unroll 8
-    for (int m = 0; m < MT; ++m) out[m] = _mm256_add_epi32(s[m], t[m]);
+    for (int m = 0; m < MT; ++m) out[m] = kTwoChains ? _mm256_add_epi32(s[m], t[m]) : s[m];
 #else
 #pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
@@ -238,11 +242,12 @@ inline void remainder_scales(const cg_q4_row& r, int64_t g0, int64_t n_groups, _
 }
 
 // Output rows [n0, n1) against MT activation rows starting at m0. Per super-block (and once for the
-// remainder), with 8 lanes = 8 blocks of 32:
-//   acc += float(isum) * (d * da) - (d * da * z) * asum
+// remainder), with 8 lanes = 8 blocks of 32 and das = da * asum (per activation row, see gemm_rows):
+//   acc += float(isum) * (d * da) - (d * z) * das
+// where d * z is computed once per weight row and shared by the MT activation rows.
 template <int G, int MT>
-void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t K, int64_t n0, int64_t n1,
-               const float* bias, float* y, int64_t ldy) {
+void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uint8_t* packed, int64_t K,
+               int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy) {
     static_assert(G == 32 || G == 64 || G == 128, "group size must be 32, 64 or 128");
     const int64_t nblk = K / CG_Q4_ACT_BLOCK;
     const int64_t nsb = K / CG_Q4_SUPERBLOCK_ELEMS;
@@ -259,7 +264,7 @@ void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t 
     for (int m = 0; m < MT; ++m) {
         qa[m] = act->qa + (m0 + m) * K;
         da[m] = act->da + (m0 + m) * nblk;
-        as[m] = act->asum + (m0 + m) * nblk;
+        as[m] = das_all + (m0 + m) * nblk;
         for (int b = 0; b < nrem; ++b) {
             da_rem[m][b] = da[m][rem0 + b];
             as_rem[m][b] = as[m][rem0 + b];
@@ -287,11 +292,12 @@ void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t 
             for (int m = 0; m < MT; ++m) a[m] = qa[m] + sb * 256;
             isums_superblock<MT>(r.blocks + sb, a, is);
             block_scales<G>(r, sb, &dv, &zv);
+            const __m256 dz = _mm256_mul_ps(dv, zv);
 #pragma GCC unroll 8
             for (int m = 0; m < MT; ++m) {
                 const __m256 c = _mm256_mul_ps(dv, _mm256_loadu_ps(da[m] + sb * 8));
                 acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
-                acc[m] = _mm256_fnmadd_ps(_mm256_mul_ps(c, zv), _mm256_loadu_ps(as[m] + sb * 8), acc[m]);
+                acc[m] = _mm256_fnmadd_ps(dz, _mm256_loadu_ps(as[m] + sb * 8), acc[m]);
             }
         }
         if (has_half) {
@@ -300,10 +306,11 @@ void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t 
             for (int m = 0; m < MT; ++m) a[m] = qa[m] + nsb * 256;
             isums_halfblock<MT>(r.half, a, is);
             halfblock_scales<G>(r, nsb * 256 / G, &d4, &z4);
+            const __m128 dz4 = _mm_mul_ps(d4, z4);
 #pragma GCC unroll 8
             for (int m = 0; m < MT; ++m) {
                 const __m128 c4 = _mm_mul_ps(d4, _mm_loadu_ps(da[m] + nsb * 8));
-                const __m128 corr = _mm_mul_ps(_mm_mul_ps(c4, z4), _mm_loadu_ps(as[m] + nsb * 8));
+                const __m128 corr = _mm_mul_ps(dz4, _mm_loadu_ps(as[m] + nsb * 8));
                 acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), _mm256_set_m128(c4, c4), acc[m]);
                 acc[m] = _mm256_sub_ps(acc[m], _mm256_set_m128(_mm_setzero_ps(), corr));
             }
@@ -313,11 +320,12 @@ void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t 
             for (int m = 0; m < MT; ++m) a[m] = qa[m] + rem0 * CG_Q4_ACT_BLOCK;
             isums_remainder_n<MT>(nrem, r, a, is);
             remainder_scales<G>(r, rem0 * CG_Q4_ACT_BLOCK / G, rem_groups, &dv, &zv);
+            const __m256 dz = _mm256_mul_ps(dv, zv);
 #pragma GCC unroll 8
             for (int m = 0; m < MT; ++m) {
                 const __m256 c = _mm256_mul_ps(dv, _mm256_load_ps(da_rem[m]));
                 acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
-                acc[m] = _mm256_fnmadd_ps(_mm256_mul_ps(c, zv), _mm256_load_ps(as_rem[m]), acc[m]);
+                acc[m] = _mm256_fnmadd_ps(dz, _mm256_load_ps(as_rem[m]), acc[m]);
             }
         }
         const float b = bias ? bias[n] : 0.0f;
@@ -328,12 +336,12 @@ void rows_tile(const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t 
 
 // rows_tile<G, mt> for a run-time mt in 1..MT.
 template <int G, int MT>
-void rows_tile_n(int mt, const cg_q8_act* act, int64_t m0, const uint8_t* packed, int64_t K, int64_t n0,
-                 int64_t n1, const float* bias, float* y, int64_t ldy) {
+void rows_tile_n(int mt, const cg_q8_act* act, const float* das, int64_t m0, const uint8_t* packed, int64_t K,
+                 int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy) {
     if constexpr (MT > 1) {
-        if (mt < MT) return rows_tile_n<G, MT - 1>(mt, act, m0, packed, K, n0, n1, bias, y, ldy);
+        if (mt < MT) return rows_tile_n<G, MT - 1>(mt, act, das, m0, packed, K, n0, n1, bias, y, ldy);
     }
-    rows_tile<G, MT>(act, m0, packed, K, n0, n1, bias, y, ldy);
+    rows_tile<G, MT>(act, das, m0, packed, K, n0, n1, bias, y, ldy);
 }
 
 template <int G>
@@ -345,13 +353,20 @@ void gemm_rows(const cg_q8_act* act, int64_t M, const uint8_t* packed, int64_t K
     // (Without the chunks, 512 rows of K = 896 took 3x longer per row than 256.)
     const int64_t block = M <= kTileM ? n1 - n0 : std::max<int64_t>(1, kBlockBytes / cg_q4_row_bytes(K, G));
     const int64_t chunk = std::max<int64_t>(kTileM, kActChunkBytes / K / kTileM * kTileM);
+    // A tile's activation rows are read once per weight row: for long rows (K = 4864) narrower tiles
+    // that stay in L1 beat wide ones from L2 (AVX-512, 8 -> 4 rows: 104 -> 125 GOP/s on one core).
+    int64_t tile = kTileM;
+    while (tile > 4 && tile * K > kTileActBytes) tile /= 2;
+    const int64_t nblk = K / CG_Q4_ACT_BLOCK;
+    std::vector<float> das(M * nblk);  // da * asum: the zero points' term, one product per block
+    for (int64_t i = 0; i < M * nblk; ++i) das[i] = act->da[i] * act->asum[i];
     for (int64_t c0 = 0; c0 < M; c0 += chunk) {
         const int64_t c1 = std::min(M, c0 + chunk);
         for (int64_t b0 = n0; b0 < n1; b0 += block) {
             const int64_t b1 = std::min(n1, b0 + block);
-            for (int64_t m0 = c0; m0 < c1; m0 += kTileM) {
-                rows_tile_n<G, kTileM>((int)std::min<int64_t>(kTileM, c1 - m0), act, m0, packed, K, b0, b1, bias, y,
-                                       ldy);
+            for (int64_t m0 = c0; m0 < c1; m0 += tile) {
+                rows_tile_n<G, kTileM>((int)std::min<int64_t>(tile, c1 - m0), act, das.data(), m0, packed, K, b0,
+                                       b1, bias, y, ldy);
             }
         }
     }
