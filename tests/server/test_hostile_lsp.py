@@ -10,6 +10,8 @@ process is a crash. After the barrage a valid inline completion must equal the o
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.helpers import FAST_DEBOUNCE, FramedServer
+from tests.server.helpers import FAST_DEBOUNCE, FramedServer, server_command
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -329,3 +331,39 @@ def test_over_cap_body_is_skipped_and_requests_after_shutdown_are_invalid(tiny_g
         assert server.proc.wait(30) == 0
     finally:
         server.close()
+
+
+def test_tcp_transport_uses_the_same_framing(tiny_glm_dir):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([*server_command(tiny_glm_dir), "--tcp", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the TCP server never listened")
+        with conn:
+            body = _msg(id=1, method="initialize", params={"processId": None, "rootUri": None, "capabilities": {}})
+            conn.sendall(b"Content-Length: abc\r\n\r\n{junk}" + b"content-length: %d\n\n" % len(body) + body)
+            replies = conn.makefile("rb")
+            got = []
+            while len(got) < 2:
+                length = None
+                while (line := replies.readline()) not in (b"\r\n", b""):
+                    if line.startswith(b"Content-Length: "):
+                        length = int(line.split(b": ")[1])
+                assert length is not None, "connection closed"
+                message = json.loads(replies.read(length))
+                if "method" not in message:
+                    got.append(message)
+            assert got[0]["id"] is None and got[0]["error"]["code"] == PARSE
+            assert got[1]["id"] == 1 and "capabilities" in got[1]["result"]
+    finally:
+        proc.kill()
+        proc.wait(10)
