@@ -212,7 +212,9 @@ def test_a_run_with_both_sides(tiny_model_factory, tmp_path, monkeypatch):
     assert argv_seen[argv_seen.index("--cache-reuse") + 1] == "256"
     bodies = [json.loads(line) for line in log.read_text().splitlines()]
     assert bodies and all(b["n_predict"] == 128 and b["cache_prompt"] for b in bodies)
-    assert "| | ours | peer |" in (out / "latency.md").read_text()
+    report = (out / "latency.md").read_text()
+    assert "| | ours | peer |" in report and "llama-server (peer) RSS" in report
+    assert all(sample["peer_mib"] > 0 for sample in result["memory"]["samples"])
 
 
 async def test_a_missing_llama_server_makes_the_peer_null_with_the_reason(tmp_path, monkeypatch):

@@ -37,10 +37,11 @@ class Sample:
     session: int  # sessions started so far
     server_mib: float | None
     worker_mib: float | None
+    peer_mib: float | None = None  # llama-server, for comparison
 
 
 class Sampler:
-    """Samples the server's and the worker's RSS every `interval_s` while a replay runs."""
+    """Samples the server's, the worker's and the peer's RSS every `interval_s` while a replay runs."""
 
     def __init__(self, interval_s: float = 5.0) -> None:
         self.interval_s = interval_s
@@ -48,6 +49,7 @@ class Sampler:
         self.session = 0
         self.server_pid: int | None = None
         self.worker_pid: int | None = None
+        self.peer_pid: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._t0 = 0.0
 
@@ -58,6 +60,7 @@ class Sampler:
                 self.session,
                 rss_mib(self.server_pid),
                 rss_mib(self.worker_pid),
+                rss_mib(self.peer_pid),
             )
         )
 
@@ -121,6 +124,7 @@ def plot(samples: list[Sample], path: Path, fill_docs: int = FILL_DOCS) -> bool:
     for label, values in (
         ("server", [s.server_mib for s in samples]),
         ("worker", [s.worker_mib for s in samples]),
+        ("llama-server (peer)", [s.peer_mib for s in samples]),
     ):
         if any(v is not None for v in values):
             ax.plot(t, [float("nan") if v is None else v for v in values], label=label)

@@ -89,6 +89,7 @@ def targets(ours: dict[str, Any], peer: dict[str, Any] | None) -> list[tuple[str
 def format_report(result: dict[str, Any], charts: list[str]) -> str:
     meta, ours, peer = result["meta"], result["ours"], result["peer"]
     status = meta.get("server_status") or {}
+    backend = status.get("backend") or {}
     sides = [("ours", ours)] + ([("peer", peer)] if peer else [])
     peer_line = (
         f"Peer: `{' '.join(Path(meta['peer_command'][0]).name if i == 0 else a for i, a in enumerate(meta['peer_command']))}`, "
@@ -103,7 +104,8 @@ def format_report(result: dict[str, Any], charts: list[str]) -> str:
         f"`{meta['command']}` — {meta['date']}",
         "",
         f"Ours: `codegeex-lsp {' '.join(meta['serve'])}` (the server's defaults unless flags are shown; "
-        f"model {status.get('model')}, format {status.get('format')}; init options {meta['init_options'] or 'none'}).",
+        f"model {status.get('model')}, format {status.get('format')}, backend {backend.get('kind')} "
+        f"{backend.get('mode') or ''}; init options {meta['init_options'] or 'none'}).",
         peer_line,
         f"{meta['sessions']} sessions, {meta['keystrokes']} keystrokes per side at ~{meta['cps']:g} chars/s "
         f"(seed {meta['seed']}) over {len(meta['files'])} files; {meta['cpu_count']} CPUs, load average "
@@ -184,6 +186,15 @@ def format_report(result: dict[str, Any], charts: list[str]) -> str:
         )
     else:
         lines.append(f"Flatness not checked: {flat.get('reason')}.")
+    samples = result["memory"]["samples"]
+    for label, key in (
+        ("Server", "server_mib"),
+        ("Worker", "worker_mib"),
+        ("llama-server (peer)", "peer_mib"),
+    ):
+        values = [x[key] for x in samples if x.get(key)]
+        if values:
+            lines.append(f"{label} RSS {values[0]:.0f} → {values[-1]:.0f} MiB (max {max(values):.0f}).")
     lines += [
         "",
         "Outcomes: `shown` a new suggestion answered before the next keystroke; `typed-through` the rest",

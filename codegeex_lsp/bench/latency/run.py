@@ -132,6 +132,7 @@ async def run(args: argparse.Namespace, log) -> dict[str, Any]:
         counters_start = dict(status.get("counters", {}))
         sampler.server_pid = client.pid
         sampler.worker_pid = (status.get("backend") or {}).get("pid")
+        sampler.peer_pid = server.proc.pid if server is not None else None
         ours: list[Request] = []
         theirs: list[Request] = []
         peer_first_tokens: list[float] = []
