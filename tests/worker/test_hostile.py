@@ -328,6 +328,7 @@ def test_slow_loris_and_oversized_hellos_are_dropped_without_buffering(victim):
         sock.close()
     assert closed.count("trickle") == 10 and closed.count("oversized") == 20
     rss_after = rss_kib(pid)
+    print(f"worker RSS {rss_before} KiB before 40 hostile connections, {rss_after} KiB after")  # with -s
     # 20 x 16 MiB were offered before any hello; none of it may be kept (generous bound: 64 MiB).
     assert rss_after - rss_before < 64 << 10, (rss_before, rss_after)
     assert_serving(victim)
