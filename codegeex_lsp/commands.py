@@ -100,6 +100,7 @@ def complete(args: argparse.Namespace) -> int:
     if args.json:
         out = asdict(result)
         out["language"] = info.language_id
+        out["quant"] = service.loaded.quant
         print(json.dumps(out, ensure_ascii=False))
     else:
         print(result.completion)

@@ -51,6 +51,7 @@ class LoadedModel:
     source_sha256: str | None = None
     embedded: EmbeddedModel | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    quant: str = "none"  # what the weights are: "none" or "int4 (<recipe>)" (quant_label)
 
 
 def resolve_hf_dir(
@@ -178,9 +179,9 @@ INT4_RESIDUAL_EDGE = 0.25
 # Fewer tokens than the stdlib recipe (-c48-f48: 48 x 512 plain + 48 FIM, ~45k tokens, ~17 min on
 # 2 cores): the Hessians cost ~2 GFLOP per token on this model (more than its forward pass, w_down's
 # 4864-wide X^T X dominates), so the token count sets the build time.
-CALIBRATION_TEXTS = 12  # plain snippets, 2 per language
+CALIBRATION_TEXTS = 6  # plain snippets, 1 per language
 CALIBRATION_TOKENS = 384  # per sequence at most
-CALIBRATION_FIM = 24  # FIM prompts, 4 per language
+CALIBRATION_FIM = 12  # FIM prompts, 2 per language
 # Names the cached checkpoint and the result files: a new recipe never reuses an old one's output.
 INT4_RECIPE = (
     f"{INT4_MODE}{'-act' if INT4_ACT_ORDER else ''}-g{INT4_GROUP_SIZE}"
@@ -559,4 +560,5 @@ def _load_model(options: EngineOptions, progress: Progress | None) -> LoadedMode
         load_s=time.perf_counter() - started,
         source_sha256=digest,
         embedded=embedded,
+        quant=quant_label(options.quant),
     )

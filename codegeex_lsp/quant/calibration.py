@@ -228,8 +228,8 @@ def collect_linear_inputs(
 
 
 class HessianCollector(ActivationCollector):
-    """Like `ActivationCollector`, but keeps only `sum_t x_t x_t^T` [K, K] per linear (float64):
-    memory independent of how much text calibrates, which GPTQ wants plenty of.
+    """Like `ActivationCollector`, but keeps only `sum_t x_t x_t^T` [K, K] per linear (summed in
+    float32, handed out as float64): memory independent of how much text calibrates.
 
     Modules in `record_only` get their input recorded and then an empty batch of rows to compute:
     for a model's last linear (the lm head, 150k outputs) whose result calibration never reads,
@@ -249,11 +249,10 @@ class HessianCollector(ActivationCollector):
     def _hook(self, name: str):
         def record(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
             x = args[0].detach().reshape(-1, args[0].shape[-1]).to("cpu", torch.float32)
-            update = (x.T @ x).to(torch.float64)
-            if name in self._hessians:
-                self._hessians[name] += update
+            if name in self._hessians:  # in place, float32: no [K, K] temporaries per call
+                self._hessians[name].addmm_(x.T, x)
             else:
-                self._hessians[name] = update
+                self._hessians[name] = x.T @ x
             if name in self.record_only:
                 return (args[0][..., :0, :], *args[1:])
             return None
@@ -261,7 +260,7 @@ class HessianCollector(ActivationCollector):
         return record
 
     def hessians(self) -> dict[str, torch.Tensor]:
-        return dict(self._hessians)
+        return {name: h.to(torch.float64) for name, h in self._hessians.items()}
 
 
 @torch.inference_mode()
