@@ -33,8 +33,10 @@ SHORT_PROMPT = (
     "<|fim_suffix|>\n\n\ndef main() -> None:\n    config = load_config('config.json')\n"
     "    print(config)\n<|fim_middle|>"
 )
-# Fixed source text for the prefill prompt: the package's own bench samples (not benchmark tasks).
-PREFILL_SOURCES = Path(__file__).parent / "data"
+# Fixed source text for the prefill prompt: the third-party files the latency bench replays (shipped
+# with their licenses; not benchmark tasks).
+PREFILL_SOURCES = Path(__file__).parent / "data" / "latency"
+SOURCE_SUFFIXES = (".py", ".go", ".c", ".js")
 
 
 @dataclass
@@ -118,13 +120,11 @@ def host_read_gb_s(threads: int, gib: float = 1.0, repeat: int = 5) -> float:
 
 def prefill_prompt_ids(tokenizer, n_tokens: int) -> list[int]:
     """`n_tokens` ids of fixed source text (repeated if short): the same prompt on every host."""
-    text = "\n".join(
-        p.read_text() for p in sorted(PREFILL_SOURCES.iterdir()) if p.suffix != ".md" and p.is_file()
-    )
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    while len(ids) < n_tokens:
-        ids = ids + ids
-    return ids[:n_tokens]
+    files = sorted(p for p in PREFILL_SOURCES.iterdir() if p.suffix in SOURCE_SUFFIXES)
+    ids = tokenizer.encode("\n".join(p.read_text() for p in files), add_special_tokens=False)
+    if not ids:
+        raise RuntimeError(f"no prefill source text in {PREFILL_SOURCES}")
+    return (ids * (n_tokens // len(ids) + 1))[:n_tokens]
 
 
 def _weight_bytes_per_token(model) -> int:
@@ -254,7 +254,7 @@ def run(args, log) -> DecodeBench:
         prefill_tokens=args.prefill_tokens,
         new_tokens=args.tokens,
         cpu_flags=" ".join(host["simd_flags"]),
-        kernel_path=ops.resolve_kernel(),
+        kernel_path=ops.kernel_label(),
         quant=None,
         host_read_gb_s=bandwidth,
     )

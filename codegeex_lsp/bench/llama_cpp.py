@@ -75,7 +75,14 @@ def quantized(gguf: Path, qtype: str = "Q4_0", cache: str | None = None, threads
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".partial")
     proc = subprocess.run(
-        [str(binary("llama-quantize", cache)), "--allow-requantize", str(gguf), str(tmp), qtype, str(threads)],
+        [
+            str(binary("llama-quantize", cache)),
+            "--allow-requantize",
+            str(gguf),
+            str(tmp),
+            qtype,
+            str(threads),
+        ],
         capture_output=True,
         text=True,
         env=run_env(cache),
