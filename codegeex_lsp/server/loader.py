@@ -21,7 +21,7 @@ from typing import Protocol
 from codegeex_lsp.errors import CodegeexError
 from codegeex_lsp.server.backends import Backend, Session, engine_options
 from codegeex_lsp.server.options import ModelOptions
-from codegeex_lsp.server.scheduler import Worker
+from codegeex_lsp.server.scheduler import SerialExecutor
 from codegeex_lsp.server.status import ModelStatus
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,12 @@ class LoadReporter(Protocol):
 class ModelHost:
     def __init__(
         self,
-        worker: Worker,
+        worker: SerialExecutor,
         status: ModelStatus,
         reporter: LoadReporter,
         backend: Backend,
         on_change: Callable[[], None] = lambda: None,
-        retire: Worker | None = None,
+        retire: SerialExecutor | None = None,
     ) -> None:
         self._worker = worker
         self._retire = retire  # where replaced sessions are closed (the model thread)

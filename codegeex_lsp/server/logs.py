@@ -1,7 +1,7 @@
 """Logging for the server: every record carries the request id; output goes to stderr and the client.
 
 stdout belongs to JSON-RPC, so nothing here writes to it. The request id lives in a context
-variable: asyncio tasks inherit it and `scheduler.Worker` copies it into its threads, so records
+variable: asyncio tasks inherit it and `scheduler.SerialExecutor` copies it into its threads, so records
 from the documents and model threads name the request they work for. Records of this package at
 or above the client level are also sent as `window/logMessage`.
 """

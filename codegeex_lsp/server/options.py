@@ -53,8 +53,9 @@ class ModelOptions:
 
 
 @dataclass(frozen=True)
-class SuggestionOptions:
-    """Decoding knobs. `max_tokens` (when set) caps both modes; otherwise the per-mode values."""
+class DecodingSettings:
+    """The `completion` section of the settings: token limits per mode and sampling, from which one
+    request's `config.CompletionOptions` is resolved. `max_tokens` (when set) caps both modes."""
 
     max_tokens: int | None = field(default=None, metadata=_limits(1, 4096))
     max_tokens_line: int = field(default=48, metadata=_limits(1, 4096))
@@ -142,7 +143,7 @@ class BackendOptions:
 @dataclass(frozen=True)
 class ServerOptions:
     model: ModelOptions = ModelOptions()
-    completion: SuggestionOptions = SuggestionOptions()
+    completion: DecodingSettings = DecodingSettings()
     debounce: DebounceOptions = DebounceOptions()
     languages: LanguageOptions = LanguageOptions()
     context: ContextBudgets = ContextBudgets()

@@ -100,7 +100,7 @@ class Debouncer:
         self._line.pop(uri, None)
 
 
-class Worker:
+class SerialExecutor:
     """A single-thread executor whose jobs carry the caller's context (request id for logs)."""
 
     def __init__(self, name: str) -> None:
@@ -124,9 +124,9 @@ class Scheduler:
 
     def __init__(self, debounce: DebounceOptions) -> None:
         self.debouncer = Debouncer(debounce)
-        self.documents = Worker("documents")
-        self.model = Worker("model")
-        self.loader = Worker("loader")
+        self.documents = SerialExecutor("documents")
+        self.model = SerialExecutor("model")
+        self.loader = SerialExecutor("loader")
         self._latest: dict[str, Ticket] = {}
 
     def begin(self, uri: str, request_id: str) -> tuple[Ticket, Ticket | None]:

@@ -65,7 +65,7 @@ from codegeex_lsp.bench.stats import host_info
 from codegeex_lsp.config import DEFAULT_MODEL
 from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.errors import CodegeexError, InputError
-from codegeex_lsp.server.options import ContextBudgets, ModelOptions, SuggestionOptions
+from codegeex_lsp.server.options import ContextBudgets, DecodingSettings, ModelOptions
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ class RunOptions:
     through_lsp: bool = False
     canonical: bool = False
     mode: str = "kind"
-    max_tokens_line: int = SuggestionOptions().max_tokens_line
-    max_tokens_block: int = SuggestionOptions().max_tokens_block
+    max_tokens_line: int = DecodingSettings().max_tokens_line
+    max_tokens_block: int = DecodingSettings().max_tokens_block
     carry_line: bool = ContextBudgets().carry_line
     command: str = ""
     suite: str = "humanevalx"
@@ -212,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="LINE/BLOCK by mask kind, or the context stage's decision (default: kind; "
         "--through-lsp: context, the server decides)",
     )
-    parser.add_argument("--max-tokens-line", type=int, default=SuggestionOptions().max_tokens_line)
-    parser.add_argument("--max-tokens-block", type=int, default=SuggestionOptions().max_tokens_block)
+    parser.add_argument("--max-tokens-line", type=int, default=DecodingSettings().max_tokens_line)
+    parser.add_argument("--max-tokens-block", type=int, default=DecodingSettings().max_tokens_block)
     parser.add_argument(
         "--no-carry-line",
         dest="carry_line",
