@@ -24,6 +24,25 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 INSTALL_HINT = "run scripts/install-editors (make test does)"
 
+# A real file with code before and after add(), for typing at the start of its body mid-file: both
+# editors' suites type `r` there with the real model and must see `return …` (issue 17, item 7).
+MID_BODY_FILE = '''import math
+
+
+def circle_area(radius: float) -> float:
+    """The area of a circle."""
+    return math.pi * radius ** 2
+
+
+def add(a, b):
+    total = a + b
+    return total
+
+
+def main() -> None:
+    print(add(1, 2))
+'''
+
 
 def venv_bin(name: str) -> Path:
     return Path(sys.executable).parent / name

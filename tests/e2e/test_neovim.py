@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.editors import REPO, real_server_args, require, tiny_server_args, venv_bin
+from tests.e2e.editors import MID_BODY_FILE, REPO, real_server_args, require, tiny_server_args, venv_bin
 
 PLUGIN = REPO / "editor_clients" / "neovim"
 NVIM = venv_bin("nvim")
@@ -43,8 +43,7 @@ vim.api.nvim_create_autocmd("User", {{
 }})
 require("codegeex").setup({{
   server = {{ cmd = {server_cmd}, args = {server_args} }},
-  max_tokens = {max_tokens},
-  debounce_ms = 50,
+{options}
 }})
 """
 
@@ -149,14 +148,15 @@ def start_editor(tmp_path) -> Iterator[Callable[..., Editor]]:
     shutil.copytree(PLUGIN, plugin)  # as a plugin manager would; :helptags writes into it
     started: list[Any] = []
 
-    def start(server_args: list[str], max_tokens: int = 16) -> Editor:
+    def start(server_args: list[str], max_tokens: int | None = 16) -> Editor:
+        """`max_tokens` None: the plugin's own defaults (debounce, the server's token limits)."""
         init = tmp_path / "init.lua"
         init.write_text(
             INIT_LUA.format(
                 plugin=json.dumps(str(plugin)),
                 server_cmd=json.dumps(str(venv_bin("codegeex-lsp"))),
                 server_args="{" + ", ".join(json.dumps(a) for a in server_args) + "}",
-                max_tokens=max_tokens,
+                options="" if max_tokens is None else f"  max_tokens = {max_tokens},\n  debounce_ms = 50,",
             )
         )
         nvim = pynvim.attach(
@@ -346,3 +346,53 @@ def test_neovim_real_model(start_editor, artifacts, tmp_path):
         _run_session(editor, tmp_path, text, "", transcript, multiline=True)
     finally:
         transcript.write(artifacts / "nvim-e2e-transcript-real-model.txt")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_neovim_real_model_mid_body(start_editor, artifacts, tmp_path):
+    """Issue 17 item 7: `r` typed at the start of an indented function body in the middle of a real
+    file shows `return …` as ghost text (as VS Code does), with the plugin's default options."""
+    transcript = Transcript("Neovim e2e mid-body (embedded default model, plugin defaults)")
+    editor = start_editor(real_server_args(), max_tokens=None)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("")
+    source = project / "demo.py"
+    source.write_text(MID_BODY_FILE)
+    try:
+        editor.nvim.command(f"edit {source}")
+        state = editor.wait(
+            "the model to load",
+            lambda: (s := editor.status()).get("phase") in ("ready", "error", "stopped") and s,
+            timeout_s=300,
+        )
+        assert state["phase"] == "ready", state
+        header = MID_BODY_FILE.splitlines().index("def add(a, b):") + 1  # 1-based, as :N takes it
+        keys = f"{header}Gor"
+        editor.type(keys, gap_s=0.3)
+        transcript.add(f"typed {keys!r}: a new first line of add()'s body, then r")
+        ghost = editor.wait("ghost text", editor.ghost, timeout_s=120)
+        row, col = editor.nvim.current.window.cursor
+        line = editor.buffer()[row - 1]
+        marks = editor.marks()
+        transcript.add(f"line {row}: {line!r}, ghost text", ghost)
+        transcript.add("extmarks in the codegeex namespace", _format_marks(marks))
+        assert line == "    r" and col == len(line), (line, col)
+        assert ("r" + ghost).startswith("return"), ghost
+        assert len(marks) == 1
+        _, mark_row, mark_col, details = marks[0]
+        assert (mark_row, mark_col) == (row - 1, col)
+        assert details["virt_text_pos"] == "inline"
+        assert "".join(chunk[0] for chunk in details["virt_text"]) == ghost.split("\n")[0]
+
+        editor.type("<Tab>")
+        editor.wait("the accept event", lambda: any(e["event"] == "accepted" for e in editor.events()), 10)
+        after = editor.buffer()
+        transcript.add("pressed <Tab>: buffer after accept", "\n".join(after))
+        expected = MID_BODY_FILE.splitlines()
+        expected[header:header] = ("    r" + ghost).split("\n")
+        assert after == expected
+    finally:
+        transcript.write(artifacts / "nvim-e2e-transcript-mid-body.txt")

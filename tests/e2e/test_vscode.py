@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.editors import REPO, real_server_args, require, stop_group, tiny_server_args, venv_bin, which
+from tests.e2e.editors import (
+    MID_BODY_FILE,
+    REPO,
+    real_server_args,
+    require,
+    stop_group,
+    tiny_server_args,
+    venv_bin,
+    which,
+)
 
 EXTENSION = REPO / "editor_clients" / "vscode"
 E2E_VSCODE = REPO / ".e2e" / "vscode"
@@ -109,9 +118,17 @@ class Session:
 
 
 def _run_vscode(
-    tmp: Path, vsix: Path, server_args: list[str], text: str, typed: str, screenshot: Path, timeout_s: float
+    tmp: Path,
+    vsix: Path,
+    server_args: list[str],
+    text: str,
+    typed: str,
+    screenshot: Path,
+    timeout_s: float,
+    line: int | None = None,
 ) -> Session:
-    """One code-server + Chromium session: type `typed` at the end of a file holding `text`."""
+    """One code-server + Chromium session: type `typed` at the end of a file holding `text`
+    (or at the end of its 1-based `line`)."""
     require(CODE_SERVER, "code-server")
     require(PLAYWRIGHT, "playwright-core")
     require(which("chromium") and CHROMIUM, "chromium")
@@ -178,6 +195,8 @@ def _run_vscode(
             "profile": str(profile),
             "timeoutMs": int(timeout_s * 1000),
         }
+        if line is not None:
+            args["line"] = line
         driven = subprocess.run(
             ["node", str(DRIVER), json.dumps(args)], capture_output=True, text=True, timeout=timeout_s + 120
         )
@@ -235,3 +254,26 @@ def test_vscode_real_model(vsix, artifacts, tmp_path):
     on_disk = _check_accepted(session, text, typed)
     assert "radius" in on_disk.split(typed, 1)[1], on_disk
     shutil.copy(session.file, artifacts / "vscode-real-model-demo.py")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_vscode_real_model_mid_body(vsix, artifacts, tmp_path):
+    """Issue 17 item 7: Enter at the end of `def add(a, b):` mid-file (VS Code indents the new line),
+    then `r`: the ghost text is `return …`, and Tab puts it into add()'s body."""
+    lines = MID_BODY_FILE.splitlines()
+    header = lines.index("def add(a, b):") + 1
+    shot = artifacts / "vscode-ghost-text-mid-body.png"
+    shot.unlink(missing_ok=True)
+    session = _run_vscode(
+        tmp_path, vsix, real_server_args(), MID_BODY_FILE, "\nr", shot, timeout_s=300, line=header
+    )
+    (artifacts / "vscode-e2e-result-mid-body.json").write_text(json.dumps(session.result, indent=2) + "\n")
+    first, _more = _ghost(session.result)
+    assert ("r" + first).startswith("return"), session.result
+    on_disk = session.file.read_text().splitlines()
+    # Accepted into the body, right after the header, indented as VS Code indented the new line.
+    assert on_disk[:header] == lines[:header]
+    assert on_disk[header] == "    r" + first, (on_disk, session.result)
+    assert "codegeex/accepted file://" in session.log_text, session.log_text

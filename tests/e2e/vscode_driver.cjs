@@ -6,7 +6,8 @@
 //   playwright  path of the playwright-core package
 //   url         code-server's URL with ?folder=...
 //   file        the file name to open with Quick Open
-//   type        the text to type at the end of the file
+//   type        the text to type at the end of the file ("\n" presses Enter)
+//   line        optional: type at the end of this 1-based line instead (Go to Line, End)
 //   screenshot  where to save the PNG
 //   profile     a fresh Chromium user-data-dir
 //   timeoutMs   how long to wait for the model and for ghost text
@@ -82,7 +83,17 @@ async function main() {
     await page.waitForFunction(() => document.activeElement?.closest(".monaco-editor") != null, null, {
       timeout: 30000,
     });
-    await page.keyboard.press("Control+End");
+    if (args.line) {
+      log(`go to the end of line ${args.line}`);
+      await page.keyboard.press("Control+G");
+      await page.waitForSelector(".quick-input-widget input", { state: "visible" });
+      await page.keyboard.type(String(args.line), { delay: 20 });
+      await page.keyboard.press("Enter");
+      await page.waitForSelector(".quick-input-widget", { state: "hidden" });
+      await page.keyboard.press("End");
+    } else {
+      await page.keyboard.press("Control+End");
+    }
 
     log(`type ${JSON.stringify(args.type)}`);
     await page.keyboard.type(args.type, { delay: 60 });

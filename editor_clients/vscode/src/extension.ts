@@ -99,7 +99,9 @@ class CodegeexExtension implements vscode.Disposable {
       return;
     }
     try {
-      const status = await client.sendRequest<ServerStatus>(STATUS_METHOD, null);
+      // No params at all: vscode-jsonrpc sends a lone `null` argument as `[null]`, which the
+      // server rightly rejects (-32602) for a method whose params are an object or absent.
+      const status = await client.sendRequest<ServerStatus>(STATUS_METHOD);
       if (client === this.client) {
         this.update({ kind: "status", ...status });
       }
