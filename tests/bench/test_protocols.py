@@ -3,6 +3,7 @@ tiny model is given in each protocol, and runs that record their protocol."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from codegeex_lsp.bench.humaneval_x import generate as generate_module
 from codegeex_lsp.bench.humaneval_x import run
-from codegeex_lsp.bench.humaneval_x.dataset import load_tasks
+from codegeex_lsp.bench.humaneval_x.dataset import DEFAULT_DATA_DIR, load_tasks
 from codegeex_lsp.bench.humaneval_x.execute import execute
 from codegeex_lsp.bench.humaneval_x.instruct import (
     INSTRUCTION,
@@ -155,8 +156,15 @@ def test_each_protocol_gives_the_model_its_own_prompt(chat_model_dir: Path, monk
 def test_runs_record_their_protocol_and_keep_variants_apart(chat_model_dir: Path, tmp_path: Path) -> None:
     if not installed("python") or not find_toolchain("python").available:
         pytest.skip("python toolchain unavailable")
+    # The two shortest prompts: the chat-wrapped prompt must fit the tiny model's 512 positions.
+    with gzip.open(DEFAULT_DATA_DIR / "humanevalx_python.jsonl.gz", "rt") as lines:
+        rows = sorted(map(json.loads, lines), key=lambda r: len(r["prompt"]))
+    data = tmp_path / "data"
+    data.mkdir()
+    with gzip.open(data / "humanevalx_python.jsonl.gz", "wt") as sink:
+        sink.writelines(json.dumps(row) + "\n" for row in rows[:2])
     out = tmp_path / "out"
-    base = ["--langs", "python", "--limit", "2", "--max-tokens", "8", "--model", str(chat_model_dir)]
+    base = ["--langs", "python", "--max-tokens", "8", "--model", str(chat_model_dir), "--data", str(data)]
     base += ["--out", str(out), "--workers", "2"]
     for protocol, variant in (("codegeex", "fp"), ("fim", "fp-fim"), ("instruct", "fp-instruct")):
         assert run.main([*base, "--protocol", protocol]) == 0
