@@ -1,6 +1,6 @@
 """`--through-lsp`: the same tasks as `textDocument/inlineCompletion` requests to `codegeex-lsp serve`.
 
-A minimal stdio JSON-RPC client (stdlib only, like an editor's): initialize with UTF-16 positions,
+The project's one LSP client (`codegeex_lsp.lsp_client`, pygls): initialize with UTF-16 positions,
 inline completion and the benchmark's settings as initializationOptions, wait for `codegeex/status`
 to say ready, then per task didOpen the holed document, ask at the cursor with triggerKind Invoked
 (no debounce; a mid-line cursor still gets a LINE completion, as when a user asks explicitly), take
@@ -13,11 +13,7 @@ command line has those options (`ISOLATION_FLAGS`).
 from __future__ import annotations
 
 import argparse
-import json
-import queue
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,12 +22,12 @@ from typing import Any
 from codegeex_lsp.bench.infill.infillers import Infill, InfillerInfo, request_mode
 from codegeex_lsp.bench.infill.tasks import DOCUMENT_ROOT, InfillTask
 from codegeex_lsp.context import Document, Position
-from codegeex_lsp.errors import CodegeexError, ModelError
+from codegeex_lsp.errors import ModelError
+from codegeex_lsp.lsp_client import SyncLspClient
 from codegeex_lsp.server.options import ModelOptions
 
 READY_TIMEOUT_S = 900.0
 REQUEST_TIMEOUT_S = 900.0
-SHUTDOWN_TIMEOUT_S = 30.0
 _INVOKED = 1  # lsp.InlineCompletionTriggerKind.Invoked
 
 
@@ -63,101 +59,6 @@ def serve_flags() -> set[str]:
     return {option for action in commands.choices["serve"]._actions for option in action.option_strings}
 
 
-class LspClient:
-    """One server process over stdio; requests are answered in order of `call`."""
-
-    def __init__(self, command: list[str], stderr_path: Path) -> None:
-        stderr_path.parent.mkdir(parents=True, exist_ok=True)
-        self.stderr_path = stderr_path
-        with open(stderr_path, "wb") as stderr:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
-            )
-        self._inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._next_id = 1
-        threading.Thread(target=self._read, name="lsp-reader", daemon=True).start()
-
-    def _read(self) -> None:
-        stdout = self.proc.stdout
-        assert stdout is not None
-        try:
-            while True:
-                length = None
-                while True:
-                    line = stdout.readline()
-                    if not line:
-                        return
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                    elif line in (b"\r\n", b"\n") and length is not None:
-                        break
-                self._inbox.put(json.loads(stdout.read(length)))
-        finally:
-            self._inbox.put(None)  # the server closed stdout
-
-    def send(self, message: dict[str, Any]) -> None:
-        body = json.dumps({"jsonrpc": "2.0", **message}, ensure_ascii=False).encode("utf-8")
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise self._died() from exc
-
-    def notify(self, method: str, params: Any) -> None:
-        self.send({"method": method, "params": params})
-
-    def call(self, method: str, params: Any, timeout_s: float = REQUEST_TIMEOUT_S) -> Any:
-        """The result of one request; server requests meanwhile get a null answer."""
-        msg_id = self._next_id
-        self._next_id += 1
-        self.send({"id": msg_id, "method": method, "params": params})
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                message = self._inbox.get(timeout=min(max(deadline - time.monotonic(), 0.01), 1.0))
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    raise self._died() from None
-                if time.monotonic() < deadline:
-                    continue
-                raise CodegeexError(
-                    f"the language server did not answer {method} in {timeout_s:.0f} s"
-                ) from None
-            if message is None:
-                raise self._died()
-            if "method" in message:
-                if "id" in message:  # a request from the server (none is expected without capabilities)
-                    self.send({"id": message["id"], "result": None})
-                continue
-            if message.get("id") == msg_id:
-                if "error" in message:
-                    raise CodegeexError(f"{method} failed: {message['error'].get('message')}")
-                return message.get("result")
-
-    def close(self) -> None:
-        """shutdown + exit; the process is killed if it does not leave in time."""
-        try:
-            if self.proc.poll() is None:
-                self.call("shutdown", None, timeout_s=SHUTDOWN_TIMEOUT_S)
-                self.notify("exit", None)
-                self.proc.wait(SHUTDOWN_TIMEOUT_S)
-        except (CodegeexError, subprocess.TimeoutExpired):
-            pass
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(SHUTDOWN_TIMEOUT_S)
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-
-    def _died(self) -> CodegeexError:
-        code = self.proc.poll()
-        how = "closed its output" if code is None else f"exited with code {code}"
-        tail = self.stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
-        return CodegeexError(f"the language server {how}; {self.stderr_path} ends:\n" + "\n".join(tail))
-
-
 class LspInfiller:
     """Each task through a real `codegeex-lsp serve` process."""
 
@@ -170,22 +71,9 @@ class LspInfiller:
         command: Callable[[ModelOptions], list[str]] = serve_command,
         ready_timeout_s: float = READY_TIMEOUT_S,
     ) -> None:
-        self.client = LspClient(command(model), log_path)
+        self.client = SyncLspClient(command(model), log_path, name="codegeex-lsp bench infill")
         try:
-            self.client.call(
-                "initialize",
-                {
-                    "processId": None,
-                    "rootUri": f"file://{DOCUMENT_ROOT}",
-                    "clientInfo": {"name": "codegeex-lsp bench infill"},
-                    "capabilities": {
-                        "general": {"positionEncodings": ["utf-16"]},
-                        "textDocument": {"synchronization": {}, "inlineCompletion": {}},
-                    },
-                    "initializationOptions": settings,
-                },
-            )
-            self.client.notify("initialized", {})
+            self.client.initialize(settings, root_uri=f"file://{DOCUMENT_ROOT}")
             status = self._wait_ready(ready_timeout_s)
         except BaseException:
             self.client.close()
@@ -197,7 +85,7 @@ class LspInfiller:
     def _wait_ready(self, timeout_s: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while True:
-            status = self.client.call("codegeex/status", None) or {}
+            status = self.client.call("codegeex/status", {}, REQUEST_TIMEOUT_S) or {}
             if status.get("state") == "ready":
                 return status
             if status.get("state") == "error":
@@ -230,6 +118,7 @@ class LspInfiller:
                     "position": {"line": position.line, "character": position.character},
                     "context": {"triggerKind": _INVOKED},
                 },
+                REQUEST_TIMEOUT_S,
             )
         finally:
             self.client.notify("textDocument/didClose", {"textDocument": {"uri": task.uri}})

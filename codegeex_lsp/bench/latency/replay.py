@@ -18,10 +18,10 @@ from typing import Any
 
 from pygls.exceptions import JsonRpcException
 
-from codegeex_lsp.bench.latency.client import BenchClient, suggestion_text
 from codegeex_lsp.bench.latency.peer import Answer, Token, VscodeLlama
 from codegeex_lsp.bench.latency.stats import CANCELLED_CODE, Request, continues
 from codegeex_lsp.bench.latency.typist import Session, advance
+from codegeex_lsp.lsp_client import LspClient, suggestion_text
 
 
 async def _at(start: float, offset_s: float) -> None:
@@ -31,7 +31,7 @@ async def _at(start: float, offset_s: float) -> None:
 
 
 async def replay_ours(
-    client: BenchClient, session: Session, tail_s: float, prewarm: bool = True
+    client: LspClient, session: Session, tail_s: float, prewarm: bool = True
 ) -> list[Request]:
     """Type `session` into our server; requests carry the server's decode records (mode, first token)."""
     uri = session.uri

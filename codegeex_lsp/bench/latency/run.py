@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from codegeex_lsp.bench.latency import memory, report
-from codegeex_lsp.bench.latency.client import BenchClient
 from codegeex_lsp.bench.latency.corpus import packaged_files
 from codegeex_lsp.bench.latency.peer import LlamaServer, VscodeLlama
 from codegeex_lsp.bench.latency.replay import replay_ours, replay_peer
@@ -34,6 +33,7 @@ from codegeex_lsp.bench.latency.typist import (
     schedule,
     split_keystrokes,
 )
+from codegeex_lsp.lsp_client import LspClient
 
 DEFAULT_OUT = Path("test-artifacts/latency")
 READY_TIMEOUT_S = 900.0
@@ -67,9 +67,9 @@ def warmup_session() -> Session:
     return Session(-1, "warmup.py", "file:///bench/latency/warmup.py", "python", text, 4, keys, typed)
 
 
-async def start_ours(args: argparse.Namespace, out: Path, log) -> tuple[BenchClient, dict[str, Any]]:
-    client = BenchClient()
-    await client.start(serve_command(args), dict(os.environ), out / "server.log")
+async def start_ours(args: argparse.Namespace, out: Path, log) -> tuple[LspClient, dict[str, Any]]:
+    client = LspClient("codegeex-lsp-bench")
+    await client.start(serve_command(args), out / "server.log", dict(os.environ))
     await client.initialize(init_options(args))
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
