@@ -16,6 +16,8 @@ from typing import Any
 from lsprotocol import types as lsp
 from pytest_lsp.client import LanguageClient, make_test_lsp_client
 
+from codegeex_lsp.lsp_client import inline_params, insert_params, plain
+
 READY_TIMEOUT_S = 180.0
 FAST_DEBOUNCE = {"minMs": 0, "maxMs": 0, "initialMs": 0}
 
@@ -73,15 +75,6 @@ async def start_client(
     return client, result
 
 
-def plain(value: Any) -> Any:
-    """pygls hands custom results back as namedtuples; make them dicts/lists again."""
-    if hasattr(value, "_asdict"):
-        return {k: plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
-
-
 async def status(client: LanguageClient) -> dict[str, Any]:
     return plain(await client.protocol.send_request_async("codegeex/status", {}))
 
@@ -115,26 +108,7 @@ def open_doc(client: LanguageClient, uri: str, text: str, language: str = "pytho
 
 
 def insert(client: LanguageClient, uri: str, version: int, line: int, character: int, text: str) -> None:
-    at = lsp.Position(line=line, character=character)
-    client.text_document_did_change(
-        lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[
-                lsp.TextDocumentContentChangePartial(range=lsp.Range(start=at, end=at), text=text)
-            ],
-        )
-    )
-
-
-def inline_params(
-    uri: str, line: int, character: int, *, invoked: bool = False
-) -> lsp.InlineCompletionParams:
-    kind = lsp.InlineCompletionTriggerKind.Invoked if invoked else lsp.InlineCompletionTriggerKind.Automatic
-    return lsp.InlineCompletionParams(
-        text_document=lsp.TextDocumentIdentifier(uri=uri),
-        position=lsp.Position(line=line, character=character),
-        context=lsp.InlineCompletionContext(trigger_kind=kind),
-    )
+    client.text_document_did_change(insert_params(uri, version, line, character, text))
 
 
 async def inline(
