@@ -9,7 +9,7 @@ KERNEL_SOURCES := $(shell find kernels -name '*.cpp' -o -name '*.h' -o -name '*.
 .PHONY: demo test install model lint bench clean
 
 demo: model
-	$(BIN)/codegeex-lsp demo
+	$(BIN)/codegeex-lsp demo --quant int4
 
 test: install model $(STAMPS)/toolchains
 	VIRTUAL_ENV=$(abspath $(VENV)) scripts/install-editors

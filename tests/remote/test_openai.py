@@ -174,12 +174,12 @@ async def test_language_server_on_the_remote_backend():
     try:
         ready = await wait_state(client)
         assert ready["format"] == "qwen2.5-coder" and ready["backend"]["kind"] == "openai"
-        uri = "file:///work/calc.py"
+        uri = "file:///home/user/project/calc.py"
         open_doc(client, uri, ADD.prefix + ADD.suffix)
         assert suggestion(await inline(client, uri, 1, 11)).strip() == "a + b"
 
         server.stop()
-        other = "file:///work/other.py"
+        other = "file:///home/user/project/other.py"
         open_doc(client, other, "def mul(a, b):\n    return \n")
         assert suggestion(await inline(client, other, 1, 11, invoked=True)) == ""  # empty, not an error
         current = await status(client)

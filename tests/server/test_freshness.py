@@ -64,7 +64,7 @@ async def wait_for_decodes(client, n: int, timeout_s: float = 30.0) -> None:
 
 
 async def test_cancel_request_stops_the_decode(client):
-    uri = "file:///work/cancel.py"
+    uri = "file:///home/user/project/cancel.py"
     open_doc(client, uri, BODY)
     before = await counters(client)
     pending = asyncio.ensure_future(
@@ -83,7 +83,7 @@ async def test_cancel_request_stops_the_decode(client):
     # The next request is served at once: the model thread stopped within a token instead of
     # finishing the 64-token decode (6.4 s at this speed).
     configure(client, {**SETTINGS, "completion": {"maxTokens": 1}})
-    other = "file:///work/after-cancel.py"
+    other = "file:///home/user/project/after-cancel.py"
     open_doc(client, other, BODY)
     result = await inline(client, other, 1, 4)
     assert time.monotonic() - cancelled_at < 2.5
@@ -95,7 +95,7 @@ async def test_cancel_request_stops_the_decode(client):
 
 async def test_newer_request_supersedes_older(client):
     configure(client, {**SETTINGS, "completion": {"maxTokens": 8}})
-    uri = "file:///work/supersede.py"
+    uri = "file:///home/user/project/supersede.py"
     open_doc(client, uri, BODY)
     before = await counters(client)
     older = asyncio.ensure_future(inline(client, uri, 1, 4))
@@ -118,7 +118,7 @@ async def test_debounce_skips_superseded_requests(client):
             "debounce": {"minMs": 400, "maxMs": 400, "initialMs": 400},
         },
     )
-    uri = "file:///work/debounce.py"
+    uri = "file:///home/user/project/debounce.py"
     open_doc(client, uri, BODY)
     before = await counters(client)
     first = asyncio.ensure_future(inline(client, uri, 1, 4))

@@ -41,7 +41,7 @@ async def test_model_load_failure_then_fixed_by_configuration(tiny_glm_dir, tmp_
         (reports,) = client.progress_reports.values()
         assert [r.kind for r in (reports[0], reports[-1])] == ["begin", "end"]
 
-        uri = "file:///work/failed.py"
+        uri = "file:///home/user/project/failed.py"
         open_doc(client, uri, BODY)
         assert suggestion(await inline(client, uri, 1, 4, invoked=True)) == ""
         assert (await status(client))["counters"]["empty"] == 1
@@ -61,7 +61,7 @@ async def test_utf8_client_without_inline_completion(tiny_glm_dir):
         assert result.capabilities.position_encoding == lsp.PositionEncodingKind.Utf8
         assert result.capabilities.completion_provider is not None
         await wait_state(client)
-        uri = "file:///work/utf8.py"
+        uri = "file:///home/user/project/utf8.py"
         # UTF-8 columns: 😀 is 4 bytes (5..9), 你 and 好 3 each.
         open_doc(client, uri, "s = '😀你好'\nvalue_one\n")
         insert(client, uri, 2, 0, 9, "X")

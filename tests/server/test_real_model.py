@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 CASES = [
     (
         "python",
-        "file:///work/stats.py",
+        "file:///home/user/project/stats.py",
         "import math\n\n\ndef mean(values):\n    return sum(values) / len(values)\n\n\n"
         'def stdev(values):\n    """Sample standard deviation of a list of floats."""\n    \n\n\n'
         "print(stdev([1.0, 2.0, 4.0]))\n",
@@ -32,7 +32,7 @@ CASES = [
     ),
     (
         "go",
-        "file:///work/stack.go",
+        "file:///home/user/project/stack.go",
         'package main\n\nimport "fmt"\n\n// Sum returns the sum of the ints in xs.\n'
         "func Sum(xs []int) int {\n\t\n}\n\nfunc main() {\n\tfmt.Println(Sum([]int{1, 2, 3}))\n}\n",
         (6, 1),

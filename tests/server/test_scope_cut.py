@@ -111,7 +111,7 @@ def split(case: Case) -> tuple[str, int]:
 
 
 def uri_of(case: Case) -> str:
-    return f"file:///work/scope/calc.{EXTENSIONS[case.language]}"
+    return f"file:///home/user/project/scope/calc.{EXTENSIONS[case.language]}"
 
 
 def chunks(text: str) -> Iterator[str]:

@@ -45,8 +45,8 @@ async def served(tiny_glm_dir, tmp_path_factory):
     client, result = await start_client(tiny_glm_dir, env=env, init_options=SETTINGS)
     # Right after `initialized` the model is still loading: a cold worker process must start and
     # import torch (seconds) before it can even begin.
-    open_doc(client, "file:///work/early.py", BODY)
-    early = (await inline(client, "file:///work/early.py", 1, 4), await status(client))
+    open_doc(client, "file:///home/user/project/early.py", BODY)
+    early = (await inline(client, "file:///home/user/project/early.py", 1, 4), await status(client))
     ready = await wait_state(client)
     yield client, result, ready, early
     await stop_client(client)
@@ -83,7 +83,7 @@ async def test_request_while_loading_gets_an_empty_result(served):
 
 
 async def test_inline_completion_then_cache_hit(client):
-    uri = "file:///work/inline.py"
+    uri = "file:///home/user/project/inline.py"
     open_doc(client, uri, BODY)
     before = await counters(client)
     first = await inline(client, uri, 1, 4)
@@ -103,7 +103,7 @@ async def test_inline_completion_then_cache_hit(client):
 
 
 async def test_typed_through_without_model_call(client):
-    uri = "file:///work/typed.py"
+    uri = "file:///home/user/project/typed.py"
     open_doc(client, uri, BODY)
     text = suggestion(await inline(client, uri, 1, 4))
     assert len(text.strip()) > 2
@@ -121,7 +121,7 @@ async def test_typed_through_without_model_call(client):
 
 
 async def test_configuration_change(client):
-    uri = "file:///work/config.py"
+    uri = "file:///home/user/project/config.py"
     open_doc(client, uri, BODY)
     long_text = suggestion(await inline(client, uri, 1, 4))
     try:
@@ -158,7 +158,7 @@ async def complete_at(client, uri: str, line: int, character: int) -> lsp.Comple
 
 
 async def test_completion_fallback(client):
-    uri = "file:///work/fallback.py"
+    uri = "file:///home/user/project/fallback.py"
     open_doc(client, uri, "import os\nvalue = os.pa")
     result = await complete_at(client, uri, 1, 13)
     assert isinstance(result, lsp.CompletionList) and result.is_incomplete
@@ -171,7 +171,7 @@ async def test_completion_fallback(client):
 
 
 async def test_utf16_positions_with_emoji_cjk_and_crlf(client):
-    uri = "file:///work/unicode.py"
+    uri = "file:///home/user/project/unicode.py"
     # 😀 is 2 UTF-16 units, 你 and 好 one each; CRLF line ends.
     open_doc(client, uri, "s = '😀你好'\r\nvalue_one\r\n")
     # UTF-16 column 7 is right after the emoji (a code-point reading would land after 你).
@@ -195,8 +195,8 @@ async def test_utf16_positions_with_emoji_cjk_and_crlf(client):
 
 async def test_accepted_and_dismissed_are_counted(client):
     before = await counters(client)
-    client.protocol.notify("codegeex/accepted", {"uri": "file:///work/inline.py"})
-    client.protocol.notify("codegeex/dismissed", {"uri": "file:///work/inline.py"})
+    client.protocol.notify("codegeex/accepted", {"uri": "file:///home/user/project/inline.py"})
+    client.protocol.notify("codegeex/dismissed", {"uri": "file:///home/user/project/inline.py"})
     client.protocol.notify("codegeex/dismissed", None)
     after = await counters(client)
     assert after["accepted"] == before["accepted"] + 1
@@ -207,13 +207,13 @@ async def test_accepted_and_dismissed_are_counted(client):
 
 
 async def good_request_works(client) -> None:
-    uri = "file:///work/good.py"
+    uri = "file:///home/user/project/good.py"
     open_doc(client, uri, BODY)
     assert suggestion(await inline(client, uri, 1, 4))
 
 
 async def test_positions_out_of_range_are_clamped(client):
-    uri = "file:///work/range.py"
+    uri = "file:///home/user/project/range.py"
     open_doc(client, uri, "x = 1\n")
     for line, character in ((0, 10_000), (10_000, 0), (2**31 - 1, 2**31 - 1)):
         result = await inline(client, uri, line, character, invoked=True)
@@ -223,7 +223,7 @@ async def test_positions_out_of_range_are_clamped(client):
 
 
 async def test_unopened_document_gets_empty_result(client):
-    uri = "file:///work/never-opened.py"
+    uri = "file:///home/user/project/never-opened.py"
     assert suggestion(await inline(client, uri, 0, 0, invoked=True)) == ""
     insert(client, uri, 2, 0, 0, "x")  # didChange for it is ignored too
     client.text_document_did_close(
@@ -241,7 +241,7 @@ async def test_unknown_methods(client):
 
 
 async def test_binary_junk_in_documents(client):
-    uri = "file:///work/junk.py"
+    uri = "file:///home/user/project/junk.py"
     junk = "x = '\x00\x01\x02'\n\ud800 = \udfff\n" + "\ufffe\x7f" * 10 + "\n\x00" * 5 + "\n"
     open_doc(client, uri, junk)
     insert(client, uri, 2, 1, 1, "\udbff\x00")
@@ -251,7 +251,7 @@ async def test_binary_junk_in_documents(client):
 
 
 async def test_huge_file_is_bounded_and_loop_stays_responsive(client):
-    uri = "file:///work/huge.py"
+    uri = "file:///home/user/project/huge.py"
     body = "".join(f"def f{i}(x):\n    y = x + {i}\n    return y * 2\n\n" for i in range(12_500))
     assert body.count("\n") == 50_000
     open_doc(client, uri, body + "def tail(a, b):\n    ")

@@ -50,7 +50,7 @@ async def test_two_servers_share_one_worker(tiny_glm_dir, runtime):
         for client in (first, second):  # the servers stay small: torch lives in the worker only
             assert "libtorch" not in Path(f"/proc/{client._server.pid}/maps").read_text()
         assert "libtorch" in Path(f"/proc/{two['pid']}/maps").read_text()
-        for client, uri in ((first, "file:///work/one.py"), (second, "file:///work/two.py")):
+        for client, uri in ((first, "file:///home/user/project/one.py"), (second, "file:///home/user/project/two.py")):
             open_doc(client, uri, BODY)
             assert suggestion(await inline(client, uri, 1, 4))
         assert (await status(second))["backend"]["requests"] == 2
@@ -71,8 +71,8 @@ async def test_private_worker_and_in_process_modes(tiny_glm_dir, runtime, flags,
         assert backend["kind"] == kind
         if kind == "worker":
             assert backend["mode"] == "private" and backend["pid"] != client._server.pid
-        open_doc(client, "file:///work/mode.py", BODY)
-        assert suggestion(await inline(client, "file:///work/mode.py", 1, 4))
+        open_doc(client, "file:///home/user/project/mode.py", BODY)
+        assert suggestion(await inline(client, "file:///home/user/project/mode.py", 1, 4))
         assert list(runtime.iterdir()) == []  # neither mode uses the shared runtime dir
     finally:
         await stop_client(client)
@@ -95,7 +95,7 @@ async def test_worker_killed_20_times_mid_request(tiny_glm_dir, runtime):
         await wait_state(client)
         killed: list[int] = []
         for round_ in range(20):
-            uri = f"file:///work/crash{round_}.py"  # a new document each round: no cache hit
+            uri = f"file:///home/user/project/crash{round_}.py"  # a new document each round: no cache hit
             open_doc(client, uri, BODY)
             before = (await status(client))["counters"]
             request = asyncio.ensure_future(
@@ -151,8 +151,8 @@ async def test_telemetry_counts_round_trip_through_stats(tiny_glm_dir, runtime, 
     try:
         await wait_state(client)
         docs = {
-            "python": ("file:///work/t.py", BODY, (1, 4)),
-            "javascript": ("file:///work/t.js", "function add(a, b) {\n  \n}\n", (1, 2)),
+            "python": ("file:///home/user/project/t.py", BODY, (1, 4)),
+            "javascript": ("file:///home/user/project/t.js", "function add(a, b) {\n  \n}\n", (1, 2)),
         }
         for language, (uri, text, (line, character)) in docs.items():
             open_doc(client, uri, text, language=language)

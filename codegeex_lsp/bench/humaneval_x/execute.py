@@ -2,7 +2,7 @@
 
 `build_program` is pure (source text, steps, limits) so the assembly is testable without compilers;
 `execute` runs the steps in one sandbox and stops at the first that does not pass. The per-language
-recipe follows /work/shared/datasets/humanevalx/README.md; where it leaves a choice open the choice
+recipe follows the dataset README shipped in codegeex_lsp/bench/data/humanevalx/; where it leaves a choice open the choice
 is CodeGeeX's own harness (the published numbers come from it): its Python preamble and C++ include
 list, Java run with `-ea` (Java/151 tests with `assert`), Go imports added for the packages the code
 uses.
