@@ -29,15 +29,21 @@ def test_int4_quantizes_once_and_reloads_identically(tiny_model_factory, tmp_pat
     assert a.token_ids == b.token_ids
 
 
-def test_damaged_int4_checkpoint_is_a_clear_error(tiny_glm_dir, tmp_path):
+def test_damaged_int4_checkpoint_is_rebuilt_with_a_clear_message(tiny_glm_dir, tmp_path, caplog):
     opts = EngineOptions(model=str(tiny_glm_dir), quant="int4", cache_dir=str(tmp_path))
     load_model(opts)
     (path,) = (tmp_path / "int4").glob("*.safetensors")
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match="delete it to re-convert"):
+    with caplog.at_level("WARNING"):
         load_model(opts)
+    assert any("int4 checkpoint unusable, rebuilding it" in r.getMessage() and "sha256" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_model(opts)  # the rebuilt checkpoint passes its checks: no second rebuild
+    assert not [r for r in caplog.records if "unusable" in r.getMessage()]
 
 
 def test_unknown_quant_mode(tiny_glm_dir, tmp_path):
