@@ -188,7 +188,7 @@ def measure_ours(
     name = "ours int4" if quant == "int4" else "ours bf16"
     note = "" if steps == n_decode else f"decode stopped after {steps} tokens"
     row = EngineRow(name, decode_tok_s, n_prefill / prefill_s, _weight_bytes_per_token(loaded.model), note)
-    label = loaded.extras.get("quant_label") or quant
+    label = loaded.quant
     log(f"{name}: prefill {row.prefill_tok_s:.1f} tok/s, decode {row.decode_tok_s:.1f} tok/s")
     del loaded
     gc.collect()
