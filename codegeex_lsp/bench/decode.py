@@ -258,52 +258,19 @@ def run(args, log) -> DecodeBench:
         quant=None,
         host_read_gb_s=bandwidth,
     )
-    row, bench.quant = measure_ours(
-        args.model, "int4", args.threads, args.prefill_tokens, args.tokens, args.repeat, args.cache_dir, log
-    )
-    bench.rows.append(row)
-    if not args.no_bf16:
-        row, _ = measure_ours(
-            args.model,
-            "none",
-            args.threads,
-            args.prefill_tokens,
-            args.tokens,
-            args.repeat,
-            args.cache_dir,
-            log,
-        )
+    same = (args.threads, args.prefill_tokens, args.tokens, args.repeat, args.cache_dir, log)
+    for quant in ("int4",) if args.no_bf16 else ("int4", "none"):
+        row, label = measure_ours(args.model, quant, *same)
         bench.rows.append(row)
+        bench.quant = bench.quant or label
     if not args.no_llama_cpp:
         gguf = cache_dir(args.cache_dir) / "models" / f"{args.model}.gguf"
         try:
             if not gguf.is_file():
                 raise llama_cpp.LlamaCppMissing(f"{gguf} not found (run `codegeex-lsp model install`)")
-            bench.rows.append(
-                measure_llama_cpp(
-                    gguf,
-                    "llama.cpp GGUF",
-                    args.threads,
-                    args.prefill_tokens,
-                    args.tokens,
-                    args.repeat,
-                    args.cache_dir,
-                    log,
-                )
-            )
+            bench.rows.append(measure_llama_cpp(gguf, "llama.cpp GGUF", *same))
             q4 = llama_cpp.quantized(gguf, "Q4_0", args.cache_dir, args.threads)
-            bench.rows.append(
-                measure_llama_cpp(
-                    q4,
-                    "llama.cpp Q4_0",
-                    args.threads,
-                    args.prefill_tokens,
-                    args.tokens,
-                    args.repeat,
-                    args.cache_dir,
-                    log,
-                )
-            )
+            bench.rows.append(measure_llama_cpp(q4, "llama.cpp Q4_0", *same))
         except llama_cpp.LlamaCppMissing as exc:
             bench.llama_cpp_missing = str(exc)
             log(f"llama.cpp: {exc}")

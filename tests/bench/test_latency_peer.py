@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import stat
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from codegeex_lsp.bench.latency import peer, run
 from codegeex_lsp.bench.latency.peer import ResultCache, Token, VscodeLlama
 from codegeex_lsp.bench.latency.replay import replay_peer
 from codegeex_lsp.bench.latency.typist import Session, schedule, split_keystrokes
+from tests.support.stand_in_llama_server import write_stand_in
 
 
 def fake_server(answer, delay_s: float = 0.0, bodies: list | None = None):
@@ -124,46 +123,9 @@ async def test_replay_classifies_the_peers_answers():
     assert requests[0].rest == typed[1:] + "\n"
 
 
-STAND_IN = f"""#!{sys.executable}
-import json, os, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-port = int(sys.argv[sys.argv.index("--port") + 1])
-log = os.environ["STAND_IN_LOG"]
-with open(log + ".argv", "w") as f:
-    json.dump(sys.argv[1:], f)
-
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def _send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        self._send(200 if self.path == "/health" else 404, {{"status": "ok"}})
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with open(log, "a") as f:
-            f.write(json.dumps(body) + "\\n")
-        timings = {{"prompt_ms": 5.0, "predicted_ms": 9.0, "prompt_n": 4, "predicted_n": 3}}
-        self._send(200, {{"content": "x", "timings": timings}})
-
-HTTPServer(("127.0.0.1", port), Handler).serve_forever()
-"""
-
-
 def test_a_run_with_both_sides(tiny_model_factory, tmp_path, monkeypatch):
     """Our real server (tiny model) beside a stand-in llama-server process speaking /health and /infill."""
-    binary = tmp_path / "llama-server"
-    binary.write_text(STAND_IN)
-    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    binary = write_stand_in(tmp_path / "llama-server")
     log = tmp_path / "infill.jsonl"
     monkeypatch.setenv("STAND_IN_LOG", str(log))
     gguf = tmp_path / "model.gguf"

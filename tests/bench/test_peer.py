@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,50 +25,14 @@ from codegeex_lsp.bench.infill.peer import (
 from codegeex_lsp.bench.infill.report import REPORT_FILE, RESULTS_FILE
 from codegeex_lsp.bench.infill.suite import SUITE, load_rows, task_from_row
 from codegeex_lsp.errors import ModelError
-
-FAKE_SERVER = f"""#!{sys.executable}
-import json, os, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-port = int(sys.argv[sys.argv.index("--port") + 1])
-log = os.environ["FAKE_LLAMA_LOG"]
-with open(log + ".argv", "w") as f:
-    json.dump(sys.argv[1:], f)
-
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def _send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        self._send(200 if self.path == "/health" else 404, {{"status": "ok"}})
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with open(log, "a") as f:
-            f.write(json.dumps(body) + "\\n")
-        answer = os.environ.get("FAKE_LLAMA_ANSWER", "")
-        self._send(200, {{"content": answer, "tokens_predicted": 3, "tokens_evaluated": 9, "stop_type": "eos"}})
-
-HTTPServer(("127.0.0.1", port), Handler).serve_forever()
-"""
+from tests.support.stand_in_llama_server import write_stand_in
 
 
 @pytest.fixture
 def fake_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    binary = tmp_path / "bin" / "llama-server"
-    binary.parent.mkdir()
-    binary.write_text(FAKE_SERVER)
-    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    binary = write_stand_in(tmp_path / "bin" / "llama-server")
     log = tmp_path / "requests.jsonl"
-    monkeypatch.setenv("FAKE_LLAMA_LOG", str(log))
+    monkeypatch.setenv("STAND_IN_LOG", str(log))
     return binary, log
 
 
@@ -110,7 +72,7 @@ def test_line_tasks_keep_the_first_line_only() -> None:
 
 def test_server_process_is_started_asked_and_stopped(tmp_path: Path, monkeypatch, fake_server) -> None:
     binary, log = fake_server
-    monkeypatch.setenv("FAKE_LLAMA_ANSWER", "    for idx, elem in enumerate(numbers):\n    junk\n")
+    monkeypatch.setenv("STAND_IN_ANSWER", "    for idx, elem in enumerate(numbers):\n    junk\n")
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     task = task_from_row("single", load_rows("single")[0])
@@ -139,11 +101,13 @@ def test_peer_run_through_the_bench_and_missing_peer_report(tmp_path: Path, monk
     if not installed("python") or not find_toolchain("python").available:
         pytest.skip(f"python toolchain unavailable: {find_toolchain('python').reason}")
     binary, log = fake_server
-    monkeypatch.setenv("FAKE_LLAMA_ANSWER", "    return 0\n")
+    monkeypatch.setenv("STAND_IN_ANSWER", "    return 0\n")
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     base = ["--suite", SUITE, "--kinds", "single", "--limit", "2", "--out", str(tmp_path / "out")]
-    assert run.main([*base, "--peer", "llama-server", "--llama-server", str(binary), "--model", str(gguf)]) == 0
+    assert (
+        run.main([*base, "--peer", "llama-server", "--llama-server", str(binary), "--model", str(gguf)]) == 0
+    )
     results = json.loads((tmp_path / "out" / "peer-llama-server" / RESULTS_FILE).read_text())
     assert results["settings"]["peer"] == "llama-server"
     assert results["model"]["name"] == "llama-server /infill (m.gguf)"
