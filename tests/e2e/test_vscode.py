@@ -259,10 +259,6 @@ def test_vscode_real_model(vsix, artifacts, tmp_path):
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-# A known, open bug (issue 17 item 7, seen the other way round from the issue's report): VS Code
-# shows no ghost text at this spot while Neovim does, with the same server and model; the
-# extension's log shows no inline request at all. Strict: the day it passes, this marker must go.
-@pytest.mark.xfail(strict=True, reason="VS Code: no ghost text after Enter + `r` mid-file (issue 17, item 7)")
 def test_vscode_real_model_mid_body(vsix, artifacts, tmp_path):
     """Issue 17 item 7: Enter at the end of `def add(a, b):` mid-file (VS Code indents the new line),
     then `r`: the ghost text is `return …`, and Tab puts it into add()'s body."""

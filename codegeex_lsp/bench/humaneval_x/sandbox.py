@@ -323,13 +323,15 @@ class Sandbox:
             elif host.is_dir():
                 argv += ["--ro-bind", str(host), str(host)]
         argv += ["--ro-bind", "/etc", "/etc"]
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        for tmp in ("/tmp", "/dev/shm"):
+            argv += ["--perms", "1777", "--size", str(limits.tmpfs_bytes), "--tmpfs", tmp]
+        # Toolchains after the private /tmp: a venv or npm prefix under /tmp (a checkout in /tmp)
+        # would otherwise be hidden under the fresh tmpfs.
         made: set[str] = {"/"}
         for mount in self._mounts:
             argv += _parent_dirs(mount, made)
             argv += ["--ro-bind", mount, mount]
-        argv += ["--proc", "/proc", "--dev", "/dev"]
-        for tmp in ("/tmp", "/dev/shm"):
-            argv += ["--perms", "1777", "--size", str(limits.tmpfs_bytes), "--tmpfs", tmp]
         if writable:
             argv += ["--bind", str(self.dir), WORK_DIR]
         else:
