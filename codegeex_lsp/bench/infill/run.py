@@ -373,13 +373,7 @@ def run_benchmark(
         lazy.close()
 
     results: dict[str, Any] = {
-        "schema": report.SCHEMA_VERSION,
-        "benchmark": "infill",
-        "variant": options.variant,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
-        "host": host_info(),
-        "command": options.command,
+        **_results_header(options),
         "model": lazy.info_json(),
         "settings": settings,
         "languages": {},
@@ -406,11 +400,9 @@ def run_benchmark(
     return results
 
 
-def record_missing_peer(options: RunOptions, reason: str) -> dict[str, Any]:
-    """A peer that cannot run still gets a results file, so the report says why its column is empty."""
-    directory = options.out / options.variant
-    directory.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {
+def _results_header(options: RunOptions) -> dict[str, Any]:
+    """What every results file of a variant starts with: schema, variant, when, commit, host, command."""
+    return {
         "schema": report.SCHEMA_VERSION,
         "benchmark": "infill",
         "variant": options.variant,
@@ -418,6 +410,15 @@ def record_missing_peer(options: RunOptions, reason: str) -> dict[str, Any]:
         "git_commit": _git_commit(),
         "host": host_info(),
         "command": options.command,
+    }
+
+
+def record_missing_peer(options: RunOptions, reason: str) -> dict[str, Any]:
+    """A peer that cannot run still gets a results file, so the report says why its column is empty."""
+    directory = options.out / options.variant
+    directory.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        **_results_header(options),
         "missing": reason,
         "model": dataclasses.asdict(InfillerInfo(name=f"peer {options.peer}", model_hash="")),
         "settings": _settings(options),
