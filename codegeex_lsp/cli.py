@@ -37,8 +37,14 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--format", help="prompt format (default: detected from the tokenizer); see `codegeex-lsp formats`"
     )
     group.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
-    group.add_argument("--quant", default="none", choices=["none", "int4"],
-                       help="int4: weights quantized once (GPTQ, group 32) and run by our AVX2 kernels")
+    group.add_argument(
+        "--quant",
+        default="int4",
+        choices=["int4", "none"],
+        help="int4 (default): weights quantized once into the cache (GPTQ, group 32; a few minutes, "
+        "with a progress bar; `serve` answers with bf16 meanwhile) and run by our int4 kernels "
+        "(AVX-512 VNNI, AVX2 or scalar, picked at run time); none: float weights (--dtype)",
+    )
     group.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     group.add_argument("--cache-dir", help="where converted models live (env CODEGEEX_LSP_CACHE)")
     group.add_argument(

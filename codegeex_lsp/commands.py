@@ -34,7 +34,7 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(
         model=args.model,
         dtype=args.dtype,
-        quant=getattr(args, "quant", "none"),
+        quant=getattr(args, "quant", "int4"),
         threads=args.threads,
         cache_dir=args.cache_dir,
         trust_remote_code=args.trust_remote_code,

@@ -86,7 +86,7 @@ class EngineOptions:
 
     model: str = DEFAULT_MODEL
     dtype: str = "auto"  # auto | float32 | bfloat16
-    quant: str = "none"  # none | int4
+    quant: str = "int4"  # int4 (what users run) | none (float weights, for comparison)
     threads: int = 0  # 0: all cores torch sees
     trust_remote_code: bool = False
     cache_dir: str | None = None

@@ -84,7 +84,7 @@ def run(model: str, modes: list[str], n_texts: int, max_tokens: int, threads: in
     from codegeex_lsp.quant import quantize_model_
 
     torch.set_num_threads(threads)
-    loaded = load_model(EngineOptions(model=model, dtype="float32", threads=threads), progress=log)
+    loaded = load_model(EngineOptions(model=model, dtype="float32", quant="none", threads=threads), progress=log)
     texts = held_out_texts(n_texts, max_chars=4 * max_tokens)
     started = time.perf_counter()
     fim = held_out_fim(loaded.tokenizer, loaded.model_type, n_texts, max_tokens)

@@ -9,12 +9,14 @@ a broken file still makes a library raise while loading is reported as a ModelEr
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -448,6 +450,31 @@ def build_int4(
     return model
 
 
+def int4_checkpoint(options: EngineOptions, progress: Progress | None = None) -> Path:
+    """Where `options.model`'s int4 checkpoint (current recipe) lives, built or not. Resolves the
+    model first (assembling or converting it once, like a load)."""
+    cache = cache_dir(options.cache_dir)
+    hf_dir, digest, _ = resolve_hf_dir(options.model, cache, progress or (lambda _m: None))
+    return int4_checkpoint_path(hf_dir, digest or weights_key(hf_dir), cache)
+
+
+@contextlib.contextmanager
+def build_lock(path: Path, progress: Progress) -> Iterator[None]:
+    """One int4 build per checkpoint at a time across processes (two editors' workers, a CLI run):
+    the later one waits for the earlier one's file instead of building it again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"waiting for another process building {path.name}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def load_int4(
     args: ModelArgs,
     hf_dir: Path,
@@ -462,19 +489,23 @@ def load_int4(
     from codegeex_lsp.quant import load_quantized_into
 
     path = int4_checkpoint_path(hf_dir, key, cache)
-    if path.is_file():
-        progress(f"loading int4 weights from {path}")
-        with torch.device("meta"):
-            model = Transformer(args, max_seq_len=max_seq)
-        try:
-            load_quantized_into(model, path, source_model_sha256=key)
-            return model.eval()
-        except ModelError as exc:
-            message = f"int4 checkpoint unusable, rebuilding it: {exc}"
-            log.warning("%s", message)
-            progress(message)
-            path.unlink(missing_ok=True)
-    return build_int4(args, hf_dir, key, path, max_seq, progress, tokenizer)
+    if not path.is_file():
+        with build_lock(path, progress):
+            if not path.is_file():  # nobody built it while we waited
+                return build_int4(args, hf_dir, key, path, max_seq, progress, tokenizer)
+    progress(f"loading int4 weights from {path}")
+    with torch.device("meta"):
+        model = Transformer(args, max_seq_len=max_seq)
+    try:
+        load_quantized_into(model, path, source_model_sha256=key)
+        return model.eval()
+    except ModelError as exc:
+        message = f"int4 checkpoint unusable, rebuilding it: {exc}"
+        log.warning("%s", message)
+        progress(message)
+    with build_lock(path, progress):
+        path.unlink(missing_ok=True)
+        return build_int4(args, hf_dir, key, path, max_seq, progress, tokenizer)
 
 
 def pick_dtype(name: str) -> torch.dtype:

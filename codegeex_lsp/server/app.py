@@ -73,9 +73,11 @@ class ProgressReporter:
         progress.begin(token, lsp.WorkDoneProgressBegin(title=title, cancellable=False))
         return token
 
-    def report(self, handle: object, message: str) -> None:
+    def report(self, handle: object, message: str, percentage: int | None = None) -> None:
         if isinstance(handle, str):
-            self._server.work_done_progress.report(handle, lsp.WorkDoneProgressReport(message=message))
+            self._server.work_done_progress.report(
+                handle, lsp.WorkDoneProgressReport(message=message, percentage=percentage)
+            )
 
     def end(self, handle: object, message: str) -> None:
         if isinstance(handle, str):

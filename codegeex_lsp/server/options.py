@@ -4,7 +4,7 @@ Options arrive twice at most per change: `initializationOptions` and
 `workspace/didChangeConfiguration` (its `settings`, or the `codegeexLsp` section inside them).
 The wire form is the tree below with camelCase keys (snake_case is accepted too):
 
-    {"model": {"name": "qwen2.5-coder-0.5b", "format": null, "dtype": "auto", "threads": 0},
+    {"model": {"name": "qwen2.5-coder-0.5b", "format": null, "dtype": "auto", "quant": "int4", "threads": 0},
      "completion": {"maxTokens": null, "maxTokensLine": 48, "maxTokensBlock": 192},
      "debounce": {"minMs": 25, "maxMs": 300, "initialMs": 75},
      "languages": {"enabled": ["*"], "disabled": ["markdown"]},
@@ -44,7 +44,7 @@ class ModelOptions:
     name: str = DEFAULT_MODEL
     format: str | None = None
     dtype: str = field(default="auto", metadata=_limits(choices=("auto", "bfloat16", "float32")))
-    quant: str = field(default="none", metadata=_limits(choices=("none", "int4")))
+    quant: str = field(default="int4", metadata=_limits(choices=("int4", "none")))
     threads: int = field(default=0, metadata=_limits(0, 1024))
     cache_dir: str | None = None
     # Running a tokenizer's own Python code is the user's call on the command line, never a

@@ -61,6 +61,10 @@ class ModelStatus:
     error: str | None = None
     load_s: float | None = None
     generation: int = 0
+    quant: str | None = None  # the weights served: "none" or "int4 (<recipe>)"
+    task: str | None = None  # a background task running (protocol.INT4_BUILD) and its last step
+    task_message: str | None = None
+    task_percentage: int | None = None
 
 
 @dataclass
@@ -83,6 +87,10 @@ class StatusReport:
             "format": model.format,
             "error": model.error,
             "loadSeconds": None if model.load_s is None else round(model.load_s, 3),
+            "quant": model.quant,
+            "background": None
+            if model.task is None
+            else {"task": model.task, "message": model.task_message, "percentage": model.task_percentage},
             "positionEncoding": self.position_encoding,
             "openDocuments": self.open_documents,
             "cacheEntries": self.cache_entries,

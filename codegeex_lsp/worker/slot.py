@@ -3,6 +3,10 @@
 The load runs on its own thread, so the worker answers hello and status (and forwards progress)
 while torch is imported and the weights are read. Every prompt format a client asks for reuses the
 loaded weights (`CompletionService(loaded, format)`); only the first load costs.
+
+int4 (the default) without its checkpoint: the slot serves the float weights at once and builds
+int4 in the background (`engine.int4_upgrade`), then swaps every service to it; a decode already
+running finishes on the weights it started with.
 """
 
 from __future__ import annotations
@@ -15,21 +19,33 @@ from typing import TYPE_CHECKING
 
 from codegeex_lsp.config import EngineOptions
 from codegeex_lsp.errors import CodegeexError
+from codegeex_lsp.protocol import Progress
 
 if TYPE_CHECKING:
+    from codegeex_lsp.engine.int4_upgrade import Int4Upgrade
     from codegeex_lsp.engine.service import CompletionService
 
 log = logging.getLogger(__name__)
 
 
 class ModelSlot:
-    def __init__(self, engine: EngineOptions, progress: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        engine: EngineOptions,
+        progress: Callable[[str], None],
+        emit: Callable[[Progress], None] = lambda _event: None,
+        background_int4: bool = True,
+    ) -> None:
         self.engine = engine
         self.state = "loading"
         self.error: str | None = None
         self.loads = 0
         self.load_s = 0.0
+        self.quant = ""  # what is served once ready: "none" or "int4 (<recipe>)"
+        self.upgrade: Int4Upgrade | None = None  # the background int4 build while it runs
         self._progress = progress
+        self._emit = emit
+        self._background_int4 = background_int4
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._services: dict[str | None, CompletionService] = {}
@@ -40,10 +56,17 @@ class ModelSlot:
 
     def _load(self) -> None:
         started = time.perf_counter()
+        upgrade = None
         try:
+            from codegeex_lsp.engine.int4_upgrade import Int4Upgrade, needs_build, serving_options
             from codegeex_lsp.engine.service import CompletionService
 
-            service = CompletionService.load(self.engine, None, self._progress)
+            engine = self.engine
+            if self._background_int4 and needs_build(engine, self._progress):
+                upgrade = Int4Upgrade(engine, self._emit)
+                engine = serving_options(engine)
+                self._progress("no int4 weights yet: serving bf16 while they build in the background")
+            service = CompletionService.load(engine, None, self._progress)
         except CodegeexError as exc:
             self._finish(error=str(exc))
             return
@@ -55,10 +78,33 @@ class ModelSlot:
             self._services[None] = service
             self.loads += 1
             self.load_s = time.perf_counter() - started
+            self.quant = service.loaded.quant
+            self.upgrade = upgrade
         log.info(
             "model %s loaded in %.1f s (format %s)", service.loaded.name, self.load_s, service.format.name
         )
         self._finish(error=None)
+        if upgrade is not None:
+            threading.Thread(target=self._upgrade, args=(upgrade,), name="codegeex-int4-build", daemon=True).start()
+
+    def _upgrade(self, upgrade: Int4Upgrade) -> None:
+        from codegeex_lsp.engine.service import CompletionService
+
+        loaded = upgrade.run()
+        with self._lock:
+            self.upgrade = None
+            if loaded is None:
+                return
+            self._services = {key: CompletionService(loaded, key) for key in self._services}
+            self.quant = loaded.quant
+        log.info("switched to %s", loaded.quant)
+        upgrade.finished(loaded)
+
+    def stop(self) -> None:
+        """Stop a background build (the worker is exiting)."""
+        upgrade = self.upgrade
+        if upgrade is not None:
+            upgrade.stop()
 
     def _finish(self, error: str | None) -> None:
         with self._lock:

@@ -60,7 +60,7 @@ def serve_flags() -> tuple[str, ...]:
 
 def tiny_server_args(model: Path) -> list[str]:
     """`codegeex-lsp serve` arguments for the tiny model: float32, one torch thread (shared cores)."""
-    return ["--model", str(model), "--dtype", "float32", "--threads", "1", *serve_flags()]
+    return ["--model", str(model), "--dtype", "float32", "--quant", "none", "--threads", "1", *serve_flags()]
 
 
 def real_server_args() -> list[str]:

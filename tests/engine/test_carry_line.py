@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def loaded(tiny_model_factory):
     """The tiny Qwen2 model: its tokenizer has the <|fim_*|> tokens, so the format is qwen2.5-coder."""
-    return load_model(EngineOptions(model=str(tiny_model_factory("qwen2")), dtype="float32"))
+    return load_model(EngineOptions(model=str(tiny_model_factory("qwen2")), dtype="float32", quant="none"))
 
 
 def _keystrokes() -> list[FimRequest]:

@@ -12,7 +12,7 @@ from codegeex_lsp.postprocess.early_stop import cut_at_stop
 
 @pytest.fixture(scope="module")
 def tiny(tiny_glm_dir):
-    return load_model(EngineOptions(model=str(tiny_glm_dir), dtype="float32"))
+    return load_model(EngineOptions(model=str(tiny_glm_dir), dtype="float32", quant="none"))
 
 
 @pytest.fixture(scope="module")

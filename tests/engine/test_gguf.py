@@ -98,7 +98,7 @@ def tiny_gguf(tiny_model_factory, tmp_path_factory):
 
 def test_gguf_converts_and_matches_hf(tiny_gguf, tmp_path):
     hf_dir, gguf_path = tiny_gguf
-    opts = EngineOptions(model=str(gguf_path), dtype="float32", cache_dir=str(tmp_path))
+    opts = EngineOptions(model=str(gguf_path), dtype="float32", quant="none", cache_dir=str(tmp_path))
     ours = load_model(opts)
     hf = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
     hf_tok = AutoTokenizer.from_pretrained(str(hf_dir))
@@ -121,4 +121,4 @@ def test_gguf_converts_and_matches_hf(tiny_gguf, tmp_path):
 def test_unsupported_gguf_architecture(tiny_model_factory, tmp_path):
     path = write_tiny_gguf(tiny_model_factory("qwen2"), tmp_path / "phi.gguf", arch_name="phi3")
     with pytest.raises(ModelError, match="GGUF architecture 'phi3' is not supported"):
-        load_model(EngineOptions(model=str(path), dtype="float32", cache_dir=str(tmp_path / "c")))
+        load_model(EngineOptions(model=str(path), dtype="float32", quant="none", cache_dir=str(tmp_path / "c")))

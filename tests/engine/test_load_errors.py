@@ -16,7 +16,7 @@ from codegeex_lsp.errors import ModelError
 
 
 def _opts(tmp_path: Path, model: str) -> EngineOptions:
-    return EngineOptions(model=model, dtype="float32", cache_dir=str(tmp_path / "cache"))
+    return EngineOptions(model=model, dtype="float32", quant="none", cache_dir=str(tmp_path / "cache"))
 
 
 def test_missing_path(tmp_path):

@@ -27,9 +27,9 @@ def test_packed_equals_f_linear(out_f, in_f, rows, bias):
 
 def test_model_packed_by_default_in_bf16_and_identical(tiny_model_factory):
     path = tiny_model_factory("qwen2")
-    packed = load_model(EngineOptions(model=str(path), dtype="bfloat16"))
+    packed = load_model(EngineOptions(model=str(path), dtype="bfloat16", quant="none"))
     assert any(isinstance(m, PackedLinear) for m in packed.model.modules())
-    plain = load_model(EngineOptions(model=str(path), dtype="bfloat16"))
+    plain = load_model(EngineOptions(model=str(path), dtype="bfloat16", quant="none"))
     restored = 0
     for module in list(plain.model.modules()):
         for name, child in list(module.named_children()):
@@ -38,7 +38,7 @@ def test_model_packed_by_default_in_bf16_and_identical(tiny_model_factory):
                 restored += 1
                 setattr(module, name, lin)
     assert restored  # the comparison below must run against plain F.linear
-    fresh = load_model(EngineOptions(model=str(path), dtype="float32"))
+    fresh = load_model(EngineOptions(model=str(path), dtype="float32", quant="none"))
     for (_name, module), (_, ref) in zip(
         plain.model.named_modules(), fresh.model.named_modules(), strict=True
     ):
@@ -52,6 +52,6 @@ def test_model_packed_by_default_in_bf16_and_identical(tiny_model_factory):
 
 
 def test_fp32_models_are_not_packed(tiny_glm_dir):
-    loaded = load_model(EngineOptions(model=str(tiny_glm_dir), dtype="float32"))
+    loaded = load_model(EngineOptions(model=str(tiny_glm_dir), dtype="float32", quant="none"))
     assert pack_linears_(loaded.model) == 0
     assert not any(isinstance(m, PackedLinear) for m in loaded.model.modules())

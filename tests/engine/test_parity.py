@@ -23,7 +23,7 @@ PROMPTS = [
 @pytest.mark.parametrize("arch", ARCHS)
 def test_logits_match_transformers(tiny_model_factory, arch):
     path = tiny_model_factory(arch)
-    ours = load_model(EngineOptions(model=str(path), dtype="float32"))
+    ours = load_model(EngineOptions(model=str(path), dtype="float32", quant="none"))
     hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
     ids = ours.tokenizer.encode(PROMPTS[0])
     with torch.inference_mode():
@@ -35,7 +35,7 @@ def test_logits_match_transformers(tiny_model_factory, arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_greedy_equals_generate(tiny_model_factory, arch):
     path = tiny_model_factory(arch)
-    ours = load_model(EngineOptions(model=str(path), dtype="float32"))
+    ours = load_model(EngineOptions(model=str(path), dtype="float32", quant="none"))
     hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(str(path))
     max_new = 40

@@ -12,7 +12,7 @@ from codegeex_lsp.prompt.types import FimRequest
 
 @pytest.fixture(scope="module")
 def service(tiny_glm_dir):
-    return CompletionService.load(EngineOptions(model=str(tiny_glm_dir), dtype="float32"))
+    return CompletionService.load(EngineOptions(model=str(tiny_glm_dir), dtype="float32", quant="none"))
 
 
 def test_tiny_model_completes_with_detected_format(service):

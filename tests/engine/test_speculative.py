@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module", params=["glm", "qwen2", "llama"])
 def loaded(request, tiny_model_factory):
-    return load_model(EngineOptions(model=str(tiny_model_factory(request.param)), dtype="float32"))
+    return load_model(EngineOptions(model=str(tiny_model_factory(request.param)), dtype="float32", quant="none"))
 
 
 DEFAULT_LOOKUP = LookupParams()

@@ -71,7 +71,7 @@ def test_int4_calibration_runs_the_fim_prompts(tiny_glm_dir):
     from codegeex_lsp.config import EngineOptions
     from codegeex_lsp.engine.load import calibration_hessians, load_model
 
-    loaded = load_model(EngineOptions(model=str(tiny_glm_dir), dtype="float32", threads=1))
+    loaded = load_model(EngineOptions(model=str(tiny_glm_dir), dtype="float32", quant="none", threads=1))
     messages: list[str] = []
     both = calibration_hessians(
         loaded.model, loaded.tokenizer, 2, 64, progress=messages.append, model_type=loaded.model_type, n_fim=2

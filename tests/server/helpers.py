@@ -23,7 +23,7 @@ FAST_DEBOUNCE = {"minMs": 0, "maxMs": 0, "initialMs": 0}
 
 
 def server_command(model: str | Path, *extra: str) -> list[str]:
-    """The tiny model in float32 on one torch thread (the test machine's cores are shared);
+    """The tiny model in float32 (not int4: these tests are about the server) on one torch thread (the test machine's cores are shared);
     later `extra` flags override these."""
     return [
         sys.executable,
@@ -36,6 +36,8 @@ def server_command(model: str | Path, *extra: str) -> list[str]:
         "1",
         "--dtype",
         "float32",
+        "--quant",
+        "none",
         *extra,
     ]
 

@@ -68,7 +68,7 @@ class RunOptions:
 
     languages: tuple[str, ...] = LANGUAGES
     model: str | None = None
-    quant: str = "none"
+    quant: str = "int4"
     n: int = 1
     temperature: float = 0.0
     max_tokens: int = 512
@@ -98,7 +98,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--langs", default=",".join(LANGUAGES), help="comma-separated: " + ",".join(LANGUAGES)
     )
     parser.add_argument("--model", default=None, help="model name or path (default: the engine's default)")
-    parser.add_argument("--quant", choices=("none", "int4"), default="none")
+    parser.add_argument(
+        "--quant", choices=("int4", "none"), default="int4", help="int4: what users run (default); none: float"
+    )
     parser.add_argument(
         "--protocol",
         choices=PROTOCOLS,

@@ -101,7 +101,7 @@ class RunOptions:
     format: str | None = None
     dtype: str = "auto"
     threads: int = 0
-    quant: str = "none"
+    quant: str = "int4"
     per_task: int = 1
     limit: int | None = None
     seed: int = DEFAULT_SEED
@@ -136,7 +136,9 @@ class RunOptions:
 
     @property
     def model_options(self) -> ModelOptions:
-        return ModelOptions(name=self.model, format=self.format, dtype=self.dtype, threads=self.threads)
+        return ModelOptions(
+            name=self.model, format=self.format, dtype=self.dtype, quant=self.quant, threads=self.threads
+        )
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -188,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", help="prompt format (default: detected from the tokenizer)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    parser.add_argument("--quant", choices=("none", "int4"), default="none")
+    parser.add_argument(
+        "--quant", choices=("int4", "none"), default="int4", help="int4: what users run (default); none: float"
+    )
     parser.add_argument("--per-task", type=int, default=1, help="masks per kind and problem (default 1)")
     parser.add_argument(
         "--limit", type=int, default=None, help="at most N tasks per language and kind (a seeded draw)"
@@ -233,8 +237,8 @@ def options_from_args(args: argparse.Namespace, command: str = "") -> RunOptions
     samples = tuple((kind, getattr(args, f"sample_{kind}")) for kind in standard.DEFAULT_SAMPLES)
     if any(size is not None and size < 1 for _, size in samples):
         raise InputError("--sample-* must be positive")
-    if args.peer and (args.through_lsp or args.canonical or args.quant != "none"):
-        raise InputError("--peer runs the peer alone: no --through-lsp, --canonical or --quant")
+    if args.peer and (args.through_lsp or args.canonical):
+        raise InputError("--peer runs the peer alone (on the GGUF as stored): no --through-lsp or --canonical")
     if unknown := [name for name in languages if name not in LANGUAGES]:
         raise InputError(f"unknown language(s) {', '.join(unknown)}; choose from {','.join(LANGUAGES)}")
     if unknown := [name for name in kinds if name not in KINDS]:
@@ -252,8 +256,6 @@ def options_from_args(args: argparse.Namespace, command: str = "") -> RunOptions
         raise InputError("--through-lsp: the server decides the mode from the context stage (--mode context)")
     if args.through_lsp and args.canonical:
         raise InputError("--canonical checks the harness; it does not go through the server")
-    if args.through_lsp and args.quant != "none":
-        raise InputError("--through-lsp: `codegeex-lsp serve` has no --quant option yet; run int4 directly")
     return RunOptions(
         languages=languages,
         kinds=kinds,
