@@ -84,11 +84,14 @@ case("config: server options turn the server's debounce off and carry the model"
   eq(config.server_options(), {
     debounce = { minMs = 0, maxMs = 0, initialMs = 0 },
     completion = { maxTokens = 20 },
-    model = { name = "x" },
+    model = { name = "x", quant = "int4" },
     context = { prefixTokens = 64 },
   })
   config.setup({})
   eq(config.server_options().completion.maxTokens, vim.NIL)
+  eq(config.server_options().model, { quant = "int4" })
+  config.setup({ quant = "none" })
+  eq(config.server_options().model, { quant = "none" })
 end)
 
 local at = { line = 3, character = 8 }

@@ -8,6 +8,7 @@
 export const SECTION = "codegeexLsp";
 
 export type Trigger = "automatic" | "manual";
+export type Quant = "int4" | "none";
 
 export interface ClientSettings {
   /** Global switch; the status bar item toggles it. */
@@ -19,6 +20,8 @@ export interface ClientSettings {
   model: string;
   /** Empty: detected from the model's tokenizer. */
   format: string;
+  /** int4 (default, what the project ships and measures) or none (float weights, for comparison). */
+  quant: Quant;
   maxTokens: number | null;
   debounce: { minMs: number; maxMs: number; initialMs: number };
   context: { prefixTokens: number; suffixTokens: number; referenceTokens: number; carryLine: boolean };
@@ -31,6 +34,7 @@ export const DEFAULTS: ClientSettings = {
   trigger: "automatic",
   model: "",
   format: "",
+  quant: "int4",
   maxTokens: null,
   debounce: { minMs: 25, maxMs: 300, initialMs: 75 },
   context: { prefixTokens: 1024, suffixTokens: 256, referenceTokens: 512, carryLine: true },
@@ -107,6 +111,7 @@ export function readSettings(get: Getter): { settings: ClientSettings; warnings:
     ),
     model: pick("model", d.model, str, "a string"),
     format: pick("format", d.format, str, "a string"),
+    quant: pick("quant", d.quant, (v) => (v === "int4" || v === "none" ? v : undefined), '"int4" or "none"'),
     maxTokens,
     debounce,
     context: {
@@ -142,14 +147,15 @@ export function languageEnabled(settings: ClientSettings, languageId: string): b
 
 /**
  * The server's options in wire form (camelCase tree of options.py). Empty model/format are left
- * out so the server keeps its command line's values.
+ * out so the server keeps its command line's values; `quant` is always sent (it wins over a
+ * `--quant` in `server.args`).
  */
 export function toServerOptions(settings: ClientSettings): Record<string, unknown> {
   const entries = Object.entries(settings.languages);
   const wildcard = settings.languages["*"] ?? true;
   const enabled = wildcard ? ["*"] : entries.filter(([id, on]) => on && id !== "*").map(([id]) => id);
   const disabled = entries.filter(([id, on]) => !on && id !== "*").map(([id]) => id);
-  const model: Record<string, unknown> = {};
+  const model: Record<string, unknown> = { quant: settings.quant };
   if (settings.model) {
     model.name = settings.model;
   }
@@ -162,9 +168,7 @@ export function toServerOptions(settings: ClientSettings): Record<string, unknow
     languages: { enabled, disabled },
     context: { ...settings.context },
   };
-  if (Object.keys(model).length > 0) {
-    options.model = model;
-  }
+  options.model = model;
   return options;
 }
 

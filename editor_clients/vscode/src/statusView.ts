@@ -13,7 +13,7 @@ export interface StatusState {
   languageEnabled: boolean;
   model?: string;
   format?: string;
-  /** Latest `$/progress` message of the model load. */
+  /** Latest `$/progress` message of the model load (or of a background build while ready). */
   progress?: string;
   percentage?: number;
   error?: string;
@@ -41,7 +41,8 @@ export function reduce(state: StatusState, event: StatusEvent): StatusState {
       }
       return {
         ...state,
-        phase: state.phase === "error" ? state.phase : "loading",
+        // A background task (the one-time int4 build) reports while the model already serves.
+        phase: state.phase === "error" || state.phase === "ready" ? state.phase : "loading",
         progress: event.message ?? state.progress,
         percentage: event.percentage,
       };
@@ -117,6 +118,13 @@ function look(state: StatusState): Omit<StatusView, "label"> {
         return {
           text: "$(circle-slash) CodeGeeX",
           tooltip: `CodeGeeX: ready with ${model}, off for this language (codegeexLsp.languages). ${toggle}`,
+        };
+      }
+      if (state.percentage !== undefined) {
+        const what = state.progress ? ` (${state.progress})` : "";
+        return {
+          text: `$(check) CodeGeeX ${Math.round(state.percentage)}%`,
+          tooltip: `CodeGeeX: ready with ${model}; building in the background${what}. ${toggle}`,
         };
       }
       return { text: "$(check) CodeGeeX", tooltip: `CodeGeeX: ready with ${model}. ${toggle}` };

@@ -79,13 +79,15 @@ test("languages: own entry, else the wildcard; the global switch wins", () => {
 
 test("server options use the server's wire names and leave empty model/format out", () => {
   assert.deepEqual(toServerOptions(DEFAULTS), {
+    model: { quant: "int4" },
     completion: { maxTokens: null },
     debounce: { minMs: 25, maxMs: 300, initialMs: 75 },
     languages: { enabled: ["*"], disabled: ["markdown", "plaintext", "scminput"] },
     context: { prefixTokens: 1024, suffixTokens: 256, referenceTokens: 512, carryLine: true },
   });
   const only = toServerOptions({ ...DEFAULTS, model: "m", format: "glm-4.5", languages: { "*": false, go: true } });
-  assert.deepEqual(only.model, { name: "m", format: "glm-4.5" });
+  assert.deepEqual(only.model, { quant: "int4", name: "m", format: "glm-4.5" });
+  assert.deepEqual(toServerOptions({ ...DEFAULTS, quant: "none" }).model, { quant: "none" });
   assert.deepEqual(only.languages, { enabled: ["go"], disabled: [] });
 });
 
@@ -96,6 +98,7 @@ test("a change restarts, notifies or does nothing", () => {
   assert.equal(planChange({ ...d, model: "a" }, d), "restart"); // cleared: only a new process forgets it
   assert.equal(planChange(d, { ...d, model: "a" }), "notify");
   assert.equal(planChange(d, { ...d, maxTokens: 12 }), "notify");
+  assert.equal(planChange(d, { ...d, quant: "none" }), "notify");
   assert.equal(planChange(d, { ...d, enable: false }), "none");
   assert.equal(planChange(d, { ...d, trigger: "manual" }), "none");
 });

@@ -19,6 +19,17 @@ test("starting, loading with progress, ready", () => {
   assert.match(view(ready).tooltip, /ready with m \(f\)/);
 });
 
+test("a background build reports while the model serves: still ready, with its percentage", () => {
+  const ready = run([{ kind: "status", state: "ready", model: "m", format: "f" }]);
+  const building = run([{ kind: "progress", message: "int4 build: gptq layers.3.w_down", percentage: 42 }], ready);
+  assert.equal(building.phase, "ready");
+  assert.equal(view(building).text, "$(check) CodeGeeX 42%");
+  assert.match(view(building).tooltip, /ready with m \(f\); building in the background \(int4 build/);
+  const done = run([{ kind: "progress", done: true, message: "switched to int4 (r)" }], building);
+  assert.equal(done.phase, "ready");
+  assert.equal(view(done).text, "$(check) CodeGeeX");
+});
+
 test("an error shows with the error background and the message", () => {
   const state = run([{ kind: "status", state: "error", error: "cannot load model 'x'" }]);
   const shown = view(state);

@@ -36,6 +36,8 @@ M.defaults = {
   model = nil,
   --- Prompt format (nil: detected from the tokenizer), see `codegeex-lsp formats`.
   format = nil,
+  --- Weights: "int4" (default; built once on first use, bf16 answers meanwhile) or "none" (float).
+  quant = "int4",
   --- Most tokens per suggestion (nil: the server's 48 for a line, 192 for a block).
   max_tokens = nil,
   --- Raw server options (camelCase wire form, see the server's options), merged last.
@@ -164,9 +166,7 @@ function M.server_options()
     debounce = { minMs = 0, maxMs = 0, initialMs = 0 },
     completion = { maxTokens = o.max_tokens or vim.NIL },
   }
-  if o.model or o.format then
-    wire.model = { name = o.model, format = o.format }
-  end
+  wire.model = { name = o.model, format = o.format, quant = o.quant }
   return vim.tbl_deep_extend("force", wire, o.server_options or {})
 end
 
