@@ -34,6 +34,8 @@ class LanguageInfo:
 
     `language_id` is the registry key (the canonical LSP languageId): aliases resolve to it.
     `grammar` is "<module>.<function>" of a tree-sitter wheel, or None when there is no tree.
+    The lexical fields (comments, strings) feed the post-processing scanner; `codegeex` and
+    `codegeex_tag` feed the CodeGeeX prompts (see `grammars/languages.toml` for each field).
     """
 
     language_id: str
@@ -42,15 +44,26 @@ class LanguageInfo:
     queries: str | None = None
     block_style: BlockStyle | None = None
     line_comment: str | None = None
+    more_line_comments: tuple[str, ...] = ()
     block_comment: tuple[str, str] | None = None
+    strings: tuple[str, ...] = ()
+    long_strings: tuple[str, ...] = ()
+    char_literals: bool = False
     extensions: tuple[str, ...] = ()
     filenames: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    codegeex: bool = False
+    codegeex_tag: str | None = None
 
     @property
     def has_grammar(self) -> bool:
         """Whether a syntax tree can be built for this language."""
         return self.grammar is not None
+
+    @property
+    def line_comments(self) -> tuple[str, ...]:
+        """Every token that starts a comment running to the end of the line, the usual one first."""
+        return (self.line_comment, *self.more_line_comments) if self.line_comment else self.more_line_comments
 
 
 @dataclass(frozen=True)
@@ -89,12 +102,27 @@ def _opt_str(entry: Mapping[str, object], key: str, language_id: str) -> str | N
     return value
 
 
+def _bool(entry: Mapping[str, object], key: str, language_id: str) -> bool:
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"languages.toml: [{language_id}].{key} must be true or false")
+    return value
+
+
+REQUIRED_KEYS = ("name", "strings")
+"""Keys every entry states, even when empty (`strings = []`): a forgotten one would silently make
+the scanner count brackets inside strings."""
+OPTIONAL_KEYS = ("grammar", "queries", "block_style", "line_comment", "more_line_comments", "block_comment",
+                 "long_strings", "char_literals", "extensions", "filenames", "aliases", "codegeex",
+                 "codegeex_tag")
+
+
 def _parse_entry(language_id: str, entry: Mapping[str, object]) -> LanguageInfo:
     """One registry entry; a malformed one is a packaging bug, so it raises with the entry's id."""
-    known = {"name", "grammar", "queries", "block_style", "line_comment", "block_comment",
-             "extensions", "filenames", "aliases"}
-    if unknown := set(entry) - known:
+    if unknown := set(entry) - {*REQUIRED_KEYS, *OPTIONAL_KEYS}:
         raise ValueError(f"languages.toml: [{language_id}] has unknown keys {sorted(unknown)}")
+    if missing := [key for key in REQUIRED_KEYS if key not in entry]:
+        raise ValueError(f"languages.toml: [{language_id}] needs {', '.join(missing)}")
     name = _opt_str(entry, "name", language_id)
     if not name:
         raise ValueError(f"languages.toml: [{language_id}] needs a name")
@@ -107,17 +135,30 @@ def _parse_entry(language_id: str, entry: Mapping[str, object]) -> LanguageInfo:
     grammar = _opt_str(entry, "grammar", language_id)
     if grammar is not None and "." not in grammar:
         raise ValueError(f"languages.toml: [{language_id}].grammar must be '<module>.<function>'")
+    line_comment = _opt_str(entry, "line_comment", language_id)
+    codegeex = _bool(entry, "codegeex", language_id)
+    codegeex_tag = _opt_str(entry, "codegeex_tag", language_id)
+    if codegeex_tag is not None and not codegeex:
+        raise ValueError(f"languages.toml: [{language_id}].codegeex_tag needs codegeex = true")
+    if codegeex and codegeex_tag is None and not line_comment:
+        raise ValueError(f"languages.toml: [{language_id}] needs a line_comment or a codegeex_tag")
     return LanguageInfo(
         language_id=language_id,
         name=name,
         grammar=grammar,
         queries=_opt_str(entry, "queries", language_id),
         block_style=block_style,  # type: ignore[arg-type]  # checked against _BLOCK_STYLES above
-        line_comment=_opt_str(entry, "line_comment", language_id),
+        line_comment=line_comment,
+        more_line_comments=_str_tuple(entry, "more_line_comments", language_id),
         block_comment=(block_comment[0], block_comment[1]) if block_comment else None,
+        strings=_str_tuple(entry, "strings", language_id),
+        long_strings=_str_tuple(entry, "long_strings", language_id),
+        char_literals=_bool(entry, "char_literals", language_id),
         extensions=tuple(e.lower() for e in _str_tuple(entry, "extensions", language_id)),
         filenames=_str_tuple(entry, "filenames", language_id),
         aliases=tuple(a.lower() for a in _str_tuple(entry, "aliases", language_id)),
+        codegeex=codegeex,
+        codegeex_tag=codegeex_tag,
     )
 
 
@@ -147,6 +188,13 @@ def parse_registry(source: str) -> Registry:
 def load_registry() -> Registry:
     """The shipped registry, read once per process."""
     return parse_registry(grammars_dir().joinpath("languages.toml").read_text(encoding="utf-8"))
+
+
+def registered(language_id: str) -> LanguageInfo | None:
+    """The entry of an id or alias (any case), or None: no file-name guess, no plain-text fallback."""
+    registry = load_registry()
+    key = registry.by_alias.get(language_id.lower())
+    return registry.languages[key] if key is not None else None
 
 
 def _language_for_path(registry: Registry, path: str | None) -> str | None:

@@ -1,8 +1,9 @@
 """Just enough lexing for the filters: where strings and comments are, and bracket balance.
 
-This is a heuristic scanner, not a parser: it knows each language's comment and string delimiters
-(the table below), skips escaped quotes, and carries an open long string or block comment from the
-prefix into the suggestion. Brackets inside strings and comments do not count.
+This is a heuristic scanner, not a parser: it takes each language's comment and string delimiters
+from the language registry (`grammars/languages.toml`), skips escaped quotes, and carries an open
+long string or block comment from the prefix into the suggestion. Brackets inside strings and
+comments do not count. An id the registry does not know is scanned as plain text (all code).
 """
 
 from __future__ import annotations
@@ -13,56 +14,46 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from codegeex_lsp.context.languages import LanguageInfo, language_for
+
 OPEN_TO_CLOSE = {"(": ")", "[": "]", "{": "}"}
 CLOSE_TO_OPEN = {close: open_ for open_, close in OPEN_TO_CLOSE.items()}
 
 
 @dataclass(frozen=True)
 class Lexical:
-    """Comment and string delimiters of one language.
+    """Comment and string delimiters of one language, as the scanner uses them.
 
     `long_strings` may span lines (Python triple quotes, JS/Go backticks); `short_strings` end at the
     line's end. With `char_literals`, `'` opens only a `'x'` literal (Rust lifetimes stay code).
     """
 
-    line_comments: tuple[str, ...] = ("//",)
-    block_comment: tuple[str, str] | None = ("/*", "*/")
-    long_strings: tuple[str, ...] = ()
-    short_strings: tuple[str, ...] = ('"', "'")
+    line_comments: tuple[str, ...]
+    block_comment: tuple[str, str] | None
+    long_strings: tuple[str, ...]
+    short_strings: tuple[str, ...]
     char_literals: bool = False
 
-
-C_LIKE = Lexical()
-PLAIN = Lexical(line_comments=(), block_comment=None, short_strings=())
-_HASH_COMMENTS = Lexical(line_comments=("#",), block_comment=None)
-_BACKTICKS = Lexical(long_strings=("`",))
-
-LEXICAL: dict[str, Lexical] = {
-    "python": Lexical(line_comments=("#",), block_comment=None, long_strings=('"""', "'''")),
-    "javascript": _BACKTICKS,
-    "javascriptreact": _BACKTICKS,
-    "typescript": _BACKTICKS,
-    "typescriptreact": _BACKTICKS,
-    "go": _BACKTICKS,
-    "rust": Lexical(short_strings=('"',), char_literals=True),
-    "java": Lexical(long_strings=('"""',)),
-    "kotlin": Lexical(long_strings=('"""',)),
-    "c": C_LIKE,
-    "cpp": C_LIKE,
-    "csharp": C_LIKE,
-    "swift": Lexical(long_strings=('"""',)),
-    "php": Lexical(line_comments=("//", "#")),
-    "ruby": _HASH_COMMENTS,
-    "shellscript": _HASH_COMMENTS,
-    "lua": Lexical(line_comments=("--",), block_comment=("--[[", "]]")),
-    "plaintext": PLAIN,
-    "markdown": PLAIN,
-}
+    @classmethod
+    def of(cls, info: LanguageInfo) -> Lexical:
+        """The scanner's view of a registry entry."""
+        return cls(
+            line_comments=info.line_comments,
+            block_comment=info.block_comment,
+            long_strings=info.long_strings,
+            short_strings=info.strings,
+            char_literals=info.char_literals,
+        )
 
 
 def lexical_for(language: str) -> Lexical:
-    """The delimiters of a languageId; unknown ids get the C-like table."""
-    return LEXICAL.get(language, C_LIKE)
+    """The delimiters of a languageId (or alias), from the registry; unknown ids are plain text."""
+    return _lexical(language_for(language))
+
+
+@functools.lru_cache(maxsize=128)
+def _lexical(info: LanguageInfo) -> Lexical:
+    return Lexical.of(info)
 
 
 @dataclass(frozen=True)

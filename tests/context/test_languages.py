@@ -129,13 +129,18 @@ def test_extensions_are_unique_and_lower_case() -> None:
 
 
 @pytest.mark.parametrize(("source", "message"), [
-    ('[languages.plaintext]\nname = "T"\n[languages.a]\nname = "A"\nextensions = [".x"]\n'
-     '[languages.b]\nname = "B"\nextensions = [".x"]\n', "extension '.x' is used twice"),
-    ('[languages.plaintext]\nname = "T"\n[languages.a]\nname = "A"\nblock_style = "tabs"\n', "block_style"),
-    ('[languages.plaintext]\nname = "T"\n[languages.a]\nname = "A"\ncomment = "#"\n', "unknown keys"),
-    ('[languages.a]\nname = "A"\n', "plaintext entry is required"),
-    ('[languages.plaintext]\nname = "T"\naliases = ["t"]\n[languages.t]\nname = "A"\n', "used twice"),
-    ('[languages.plaintext]\nname = "T"\nline_comment = 3\n', "must be a string"),
+    ('[languages.plaintext]\nname = "T"\nstrings = []\n[languages.a]\nname = "A"\nstrings = []\nextensions = [".x"]\n'
+     '[languages.b]\nname = "B"\nstrings = []\nextensions = [".x"]\n', "extension '.x' is used twice"),
+    ('[languages.plaintext]\nname = "T"\nstrings = []\n[languages.a]\nname = "A"\nstrings = []\nblock_style = "tabs"\n', "block_style"),
+    ('[languages.plaintext]\nname = "T"\nstrings = []\n[languages.a]\nname = "A"\nstrings = []\ncomment = "#"\n', "unknown keys"),
+    ('[languages.a]\nname = "A"\nstrings = []\n', "plaintext entry is required"),
+    ('[languages.plaintext]\nname = "T"\nstrings = []\naliases = ["t"]\n[languages.t]\nname = "A"\nstrings = []\n', "used twice"),
+    ('[languages.plaintext]\nname = "T"\nstrings = []\nline_comment = 3\n', "must be a string"),
+    ('[languages.plaintext]\nname = "T"\n', r"\[plaintext\] needs strings"),
+    ('[languages.plaintext]\nstrings = []\n', r"\[plaintext\] needs name"),
+    ('[languages.plaintext]\nname = "T"\nstrings = []\nchar_literals = "yes"\n', "true or false"),
+    ('[languages.plaintext]\nname = "T"\nstrings = []\ncodegeex_tag = "# T"\n', "needs codegeex = true"),
+    ('[languages.plaintext]\nname = "T"\nstrings = []\ncodegeex = true\n', "line_comment or a codegeex_tag"),
 ])
 def test_malformed_registry_is_rejected(source: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):

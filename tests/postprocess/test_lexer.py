@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from codegeex_lsp.context.languages import load_registry
 from codegeex_lsp.postprocess._lexer import (
     imbalance,
     line_depths,
@@ -63,3 +64,33 @@ def test_indentation_counts_tabs_to_the_next_stop():
 def test_within_edit_distance(a, b, distance):
     assert within_edit_distance(a, b, distance)
     assert distance == 0 or not within_edit_distance(a, b, distance - 1)
+
+
+# Where the scanner's old table and the registry disagreed, one answer was kept; these pin it.
+
+
+def test_python_triple_quotes_are_strings_not_comments():
+    """Docstrings are string literals: an escaped quote does not close them (a comment would close)."""
+    assert load_registry().languages["python"].block_comment is None
+    assert state_after('x = """a \\""" b', "python") == '"""'
+    assert state_after("x = '''a ( b", "python") == "'''"
+
+
+def test_php_hash_comments_count():
+    assert load_registry().languages["php"].line_comments == ("//", "#")
+    assert imbalance("f(1  # )", "php") == 1
+
+
+def test_ruby_begin_end_is_a_block_comment():
+    assert imbalance("=begin (\n=end\nx = 1", "ruby") == 0
+    assert lines_inside_block("=begin\n(\n=end\nx", "ruby") == [False, True, True, False]
+
+
+def test_an_unknown_language_is_scanned_as_plain_text():
+    """The registry's one fallback: no comment or string syntax is guessed (it used to be C's)."""
+    assert imbalance('f("(")', "brainfuck") == imbalance('f("(")', "plaintext") == 1
+    assert imbalance("f(1) // )", "brainfuck") == 1
+
+
+def test_aliases_scan_like_their_language():
+    assert state_after("s = `multi\nline", "js") == "`"

@@ -1,7 +1,8 @@
 """HumanEval-X tasks: loading the six `humanevalx_<lang>.jsonl.gz` files into frozen `Task`s.
 
 Also owns the facts about the data that the rest of the benchmark must not guess: the language
-names and file stems, and the tasks known to be bad in the dataset itself (reported, never hidden).
+file stems (their LSP ids and names come from the language registry), and the tasks known to be bad
+in the dataset itself (reported, never hidden).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from codegeex_lsp.context.languages import LanguageInfo, registered
+
 
 def package_data(name: str) -> Path:
     """A data set shipped inside the package (`codegeex_lsp/bench/data/<name>`, with its LICENSE)."""
@@ -27,14 +30,21 @@ DEFAULT_DATA_DIR = package_data("humanevalx")
 LANGUAGES: tuple[str, ...] = ("python", "cpp", "java", "js", "go", "rust")
 """Benchmark language names, in the order of the published tables; also the file stems."""
 
-DISPLAY_NAMES: dict[str, str] = {
-    "python": "Python",
-    "cpp": "C++",
-    "java": "Java",
-    "js": "JavaScript",
-    "go": "Go",
-    "rust": "Rust",
-}
+
+
+def language_info(language: str) -> LanguageInfo:
+    """The registry entry of a benchmark language (its file stem; "js" is javascript's alias)."""
+    info = registered(language)
+    if info is None:
+        raise ValueError(f"benchmark language {language!r} is not in grammars/languages.toml")
+    return info
+
+
+def display_name(language: str) -> str:
+    """How reports name a benchmark language ("js" -> "JavaScript"); an unknown one as it is."""
+    info = registered(language)
+    return info.name if info is not None else language
+
 
 KNOWN_BAD: dict[tuple[str, int], str] = {
     ("go", 95): "flaky: the test depends on Go map iteration order (canonical fails ~24% of runs)",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from codegeex_lsp.bench.humaneval_x.dataset import language_info
 from codegeex_lsp.bench.humaneval_x.generator import GeneratorInfo
 from codegeex_lsp.bench.humaneval_x.instruct import (
     ANSWER_OPENING,
@@ -33,16 +34,6 @@ from codegeex_lsp.prompt.types import FimRequest
 
 END_OF_TURN = "<|im_end|>"
 """ChatML's end of a turn (Qwen2.5's chat template)."""
-
-LSP_LANGUAGE = {
-    "python": "python",
-    "cpp": "cpp",
-    "java": "java",
-    "js": "javascript",
-    "go": "go",
-    "rust": "rust",
-}
-
 
 class EngineGenerator:
     def __init__(self, service: CompletionService, prompt_tokens: int = 1536, protocol: str = "fim") -> None:
@@ -94,7 +85,7 @@ class EngineGenerator:
     def _generate_fim(
         self, prompt: str, language: str, *, n: int, temperature: float, max_tokens: int
     ) -> list[str]:
-        request = FimRequest(prefix=prompt, suffix="", language=LSP_LANGUAGE[language], mode="BLOCK")
+        request = FimRequest(prefix=prompt, suffix="", language=language_info(language).language_id, mode="BLOCK")
         options = CompletionOptions(
             max_tokens=max_tokens, temperature=temperature, n=n, prefix_tokens=self.prompt_tokens, seed=0
         )

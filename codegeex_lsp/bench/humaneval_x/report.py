@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from codegeex_lsp.bench.humaneval_x.dataset import DISPLAY_NAMES, LANGUAGES
+from codegeex_lsp.bench.humaneval_x.dataset import LANGUAGES, display_name
 from codegeex_lsp.bench.stats import format_host, format_paired, mcnemar, wilson_interval
 
 SCHEMA_VERSION = 1
@@ -92,7 +92,7 @@ def render_markdown(variants: Mapping[str, Results], model_card: Mapping[str, fl
         header.append("model card pass@1")
     rows = [header, ["---"] * len(header)]
     for language in _languages(variants):
-        row = [DISPLAY_NAMES.get(language, language)]
+        row = [display_name(language)]
         for results in variants.values():
             entry = results["languages"].get(language, {})
             for k in ks:
@@ -143,7 +143,7 @@ def plot_pass_at_1(
     for index, (label, values) in enumerate(series.items()):
         offsets = [position + (index - (len(series) - 1) / 2) * width for position in range(len(languages))]
         axes.bar(offsets, values, width, label=label)
-    axes.set_xticks(range(len(languages)), [DISPLAY_NAMES.get(language, language) for language in languages])
+    axes.set_xticks(range(len(languages)), [display_name(language) for language in languages])
     axes.set_ylabel("pass@1 (%)")
     axes.set_ylim(0, 100)
     axes.set_title("HumanEval-X pass@1")
@@ -213,7 +213,7 @@ def _comparisons(variants: Mapping[str, Results]) -> list[str]:
                     continue
                 paired = mcnemar(first, second)
                 if paired.n:
-                    lines.append(f"- {DISPLAY_NAMES.get(language, language)}: {format_paired(paired, a, b)}")
+                    lines.append(f"- {display_name(language)}: {format_paired(paired, a, b)}")
     if not lines:
         return []
     return ["## Paired comparisons (greedy, same tasks)", "", *lines, ""]
@@ -233,7 +233,7 @@ def _variant_notes(variant: str, results: Results) -> list[str]:
         f"max_tokens {settings.get('max_tokens')}, sandbox: {settings.get('isolation')}",
     ]
     for language, entry in results["languages"].items():
-        name = DISPLAY_NAMES.get(language, language)
+        name = display_name(language)
         if not entry.get("available", False):
             lines.append(f"- {name}: unavailable, skipped ({entry.get('reason')})")
             continue

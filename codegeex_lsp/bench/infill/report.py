@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from codegeex_lsp.bench.humaneval_x.dataset import DISPLAY_NAMES, LANGUAGES
+from codegeex_lsp.bench.humaneval_x.dataset import LANGUAGES, display_name
 from codegeex_lsp.bench.infill.suite import PUBLISHED, SUITE
 from codegeex_lsp.bench.infill.tasks import KIND_MODES, KINDS, SPLITS
 from codegeex_lsp.bench.stats import format_host, format_paired, mcnemar, wilson_interval
@@ -97,7 +97,7 @@ def render_markdown(variants: Mapping[str, Results]) -> str:
             if not counts and not any(cell is None for cell in cells):
                 continue
             n = counts[0] if counts else 0
-            row = ["All" if language == "all" else DISPLAY_NAMES.get(language, language), kind, str(n)]
+            row = ["All" if language == "all" else display_name(language), kind, str(n)]
             for cell in cells:
                 row += _cells(cell, n)
             rows.append(row)
@@ -144,7 +144,7 @@ def plot_pass_at_1(variants: Mapping[str, Results], path: Path) -> Path:
 
     languages = [*_languages(variants), "all"]
     kinds = _kinds(variants) or list(KINDS)
-    labels = ["All" if language == "all" else DISPLAY_NAMES.get(language, language) for language in languages]
+    labels = ["All" if language == "all" else display_name(language) for language in languages]
     figure, axes_grid = plt.subplots(
         len(kinds), 1, figsize=(max(6.0, 1.2 * len(languages)), 2.6 * len(kinds)), squeeze=False
     )
@@ -303,7 +303,7 @@ def _task_notes(results: Results) -> list[str]:
                 f"{mode} {count}" for mode, count in sorted(cell.get("editor_modes", {}).items())
             )
             parts.append(f"{kind}: {modes}")
-        lines.append(f"  - {DISPLAY_NAMES.get(language, language)}: {'; '.join(parts)}")
+        lines.append(f"  - {display_name(language)}: {'; '.join(parts)}")
     lines.append("")
     return lines
 
@@ -325,7 +325,7 @@ def _variant_notes(variant: str, results: Results) -> list[str]:
     ]
     failing: list[str] = []
     for language, entry in results["languages"].items():
-        name = DISPLAY_NAMES.get(language, language)
+        name = display_name(language)
         if not entry.get("available", False):
             lines.append(f"- {name}: unavailable, skipped ({entry.get('reason')})")
             continue

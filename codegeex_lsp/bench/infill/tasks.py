@@ -40,9 +40,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from codegeex_lsp.bench.humaneval_x.dataset import Task
+from codegeex_lsp.bench.humaneval_x.dataset import Task, language_info
 from codegeex_lsp.bench.humaneval_x.dataset import draw_order as dataset_draw_order
-from codegeex_lsp.context import ContextOptions, Document, build_context, language_for
+from codegeex_lsp.context import ContextOptions, Document, build_context
 
 KINDS: tuple[str, ...] = ("single", "multi", "span")
 KIND_MODES: dict[str, str] = {"single": "LINE", "multi": "BLOCK", "span": "BLOCK"}
@@ -57,26 +57,16 @@ SPLITS: tuple[str, ...] = ("tune", "heldout")
 SPLIT_CHOICES: tuple[str, ...] = ("all", *SPLITS)
 _SPLIT_SALT = "codegeex-lsp/split/"
 
-LSP_LANGUAGE_IDS: dict[str, str] = {
-    "python": "python",
-    "cpp": "cpp",
-    "java": "java",
-    "js": "javascript",
-    "go": "go",
-    "rust": "rust",
-}
-"""Benchmark language -> LSP languageId (what an editor sends in didOpen)."""
 
-FILE_NAMES: dict[str, str] = {
-    "python": "main.py",
-    "cpp": "main.cpp",
-    "java": "Main.java",
-    "js": "main.js",
-    "go": "main.go",
-    "rust": "main.rs",
-}
+
+def file_name(language: str) -> str:
+    """The task document's name: `main` and the language's first registry extension, except
+    `Main.java`, since HumanEval-X's Java tests are `public class Main`."""
+    return ("Main" if language == "java" else "main") + language_info(language).extensions[0]
+
+
 DOCUMENT_ROOT = "/infill"
-"""The workspace both paths use: every task is `file:///infill/<FILE_NAMES[lang]>`, root /infill,
+"""The workspace both paths use: every task is `file:///infill/<file_name(lang)>`, root /infill,
 so the prompts (some formats show the path) are the same directly and through the server."""
 
 _BRACE_ONLY = re.compile(r"[\s{}()\[\];,]*")
@@ -123,11 +113,11 @@ class InfillTask:
 
     @property
     def uri(self) -> str:
-        return f"file://{DOCUMENT_ROOT}/{FILE_NAMES[self.language]}"
+        return f"file://{DOCUMENT_ROOT}/{file_name(self.language)}"
 
     @property
     def lsp_language(self) -> str:
-        return LSP_LANGUAGE_IDS[self.language]
+        return language_info(self.language).language_id
 
     @property
     def sha(self) -> str:
@@ -224,16 +214,18 @@ def is_target_line(language: str, text: str) -> bool:
     stripped = text.strip()
     if _BRACE_ONLY.fullmatch(stripped):
         return False
-    info = language_for(LSP_LANGUAGE_IDS[language])
-    openers = [info.line_comment, info.block_comment[0] if info.block_comment else None]
-    if language != "python":
-        openers += ["*", "*/"]  # the inside and end of a /* ... */ block
-    return not any(opener and stripped.startswith(opener) for opener in openers)
+    info = language_info(language)
+    openers = [*info.line_comments, *info.long_strings]  # a long string there is a docstring
+    if info.block_comment:
+        openers.append(info.block_comment[0])
+        if info.block_comment == ("/*", "*/"):
+            openers += ["*", "*/"]  # the inside and end of a /* ... */ block
+    return not any(stripped.startswith(opener) for opener in openers)
 
 
 def editor_context(task_holed: str, cursor: int, language: str) -> tuple[str, str]:
     """(mode, reason) the context stage decides at `cursor` of the holed document."""
-    doc = Document(f"file://{DOCUMENT_ROOT}/{FILE_NAMES[language]}", task_holed, LSP_LANGUAGE_IDS[language])
+    doc = Document(f"file://{DOCUMENT_ROOT}/{file_name(language)}", task_holed, language_info(language).language_id)
     ctx = build_context(
         doc, doc.position_at(cursor), (), ContextOptions(references=False, root=DOCUMENT_ROOT)
     )

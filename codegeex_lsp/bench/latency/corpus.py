@@ -17,15 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from codegeex_lsp.context.languages import language_for
+
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "data" / "latency"
-LANGUAGE_IDS = {
-    ".py": "python",
-    ".go": "go",
-    ".js": "javascript",
-    ".c": "c",
-    ".rs": "rust",
-    ".ts": "typescript",
-}
 MIN_BYTES, MAX_BYTES = 1_500, 14_000  # big enough to type into, small enough for one prompt window
 # Generated tables (Go's z*.go, Python's encodings/) are left out: nobody types them.
 
@@ -135,12 +129,14 @@ def write_corpus(dest: Path = CORPUS_DIR, per_origin: int = 4, seed: int = 0) ->
 
 
 def packaged_files(corpus: Path = CORPUS_DIR) -> list[Path]:
-    """The corpus the benchmark replays by default, in a fixed order."""
-    return sorted(p for p in corpus.iterdir() if p.suffix in LANGUAGE_IDS)
+    """The corpus the benchmark replays by default, in a fixed order: the files of a language with a
+    tree-sitter grammar (the notices and README beside them are not replayed)."""
+    return sorted(p for p in corpus.iterdir() if language_for(None, str(p)).has_grammar)
 
 
 def language_id(path: Path) -> str:
-    return LANGUAGE_IDS.get(path.suffix, "plaintext")
+    """The languageId an editor would send for the file (by its extension, from the registry)."""
+    return language_for(None, str(path)).language_id
 
 
 if __name__ == "__main__":  # regenerate the corpus (only on purpose: it changes the benchmark)
