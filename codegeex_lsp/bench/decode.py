@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from codegeex_lsp.bench import llama_cpp
+from codegeex_lsp.bench.latency.corpus import packaged_files
 
 SHORT_PROMPT = (
     "<|fim_prefix|>import json\nfrom pathlib import Path\n\n\ndef load_config(path: str) -> dict:\n"
@@ -36,7 +37,6 @@ SHORT_PROMPT = (
 # Fixed source text for the prefill prompt: the third-party files the latency bench replays (shipped
 # with their licenses; not benchmark tasks).
 PREFILL_SOURCES = Path(__file__).parent / "data" / "latency"
-SOURCE_SUFFIXES = (".py", ".go", ".c", ".js")
 
 
 @dataclass
@@ -120,7 +120,7 @@ def host_read_gb_s(threads: int, gib: float = 1.0, repeat: int = 5) -> float:
 
 def prefill_prompt_ids(tokenizer, n_tokens: int) -> list[int]:
     """`n_tokens` ids of fixed source text (repeated if short): the same prompt on every host."""
-    files = sorted(p for p in PREFILL_SOURCES.iterdir() if p.suffix in SOURCE_SUFFIXES)
+    files = packaged_files(PREFILL_SOURCES)
     ids = tokenizer.encode("\n".join(p.read_text() for p in files), add_special_tokens=False)
     if not ids:
         raise RuntimeError(f"no prefill source text in {PREFILL_SOURCES}")

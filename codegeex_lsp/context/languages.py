@@ -23,8 +23,10 @@ import tree_sitter
 log = logging.getLogger(__name__)
 
 BlockStyle = Literal["indent", "braces"]
+Prose = Literal["content", "never"]
 PLAINTEXT = "plaintext"
 _BLOCK_STYLES = ("indent", "braces")
+_PROSE = ("content", "never")
 _unknown_ids_logged: set[str] = set()
 
 
@@ -34,8 +36,9 @@ class LanguageInfo:
 
     `language_id` is the registry key (the canonical LSP languageId): aliases resolve to it.
     `grammar` is "<module>.<function>" of a tree-sitter wheel, or None when there is no tree.
-    The lexical fields (comments, strings) feed the post-processing scanner; `codegeex` and
-    `codegeex_tag` feed the CodeGeeX prompts (see `grammars/languages.toml` for each field).
+    The lexical fields (comments, strings) feed the post-processing scanner, `prose` and
+    `code_fences` its chat filter; `codegeex` and `codegeex_tag` feed the CodeGeeX prompts (see
+    `grammars/languages.toml` for each field).
     """
 
     language_id: str
@@ -54,6 +57,8 @@ class LanguageInfo:
     aliases: tuple[str, ...] = ()
     codegeex: bool = False
     codegeex_tag: str | None = None
+    prose: Prose | None = None
+    code_fences: bool = False
 
     @property
     def has_grammar(self) -> bool:
@@ -114,7 +119,7 @@ REQUIRED_KEYS = ("name", "strings")
 the scanner count brackets inside strings."""
 OPTIONAL_KEYS = ("grammar", "queries", "block_style", "line_comment", "more_line_comments", "block_comment",
                  "long_strings", "char_literals", "extensions", "filenames", "aliases", "codegeex",
-                 "codegeex_tag")
+                 "codegeex_tag", "prose", "code_fences")
 
 
 def _parse_entry(language_id: str, entry: Mapping[str, object]) -> LanguageInfo:
@@ -142,6 +147,9 @@ def _parse_entry(language_id: str, entry: Mapping[str, object]) -> LanguageInfo:
         raise ValueError(f"languages.toml: [{language_id}].codegeex_tag needs codegeex = true")
     if codegeex and codegeex_tag is None and not line_comment:
         raise ValueError(f"languages.toml: [{language_id}] needs a line_comment or a codegeex_tag")
+    prose = _opt_str(entry, "prose", language_id)
+    if prose is not None and prose not in _PROSE:
+        raise ValueError(f"languages.toml: [{language_id}].prose must be one of {_PROSE}")
     return LanguageInfo(
         language_id=language_id,
         name=name,
@@ -159,6 +167,8 @@ def _parse_entry(language_id: str, entry: Mapping[str, object]) -> LanguageInfo:
         aliases=tuple(a.lower() for a in _str_tuple(entry, "aliases", language_id)),
         codegeex=codegeex,
         codegeex_tag=codegeex_tag,
+        prose=prose,  # type: ignore[arg-type]  # checked against _PROSE above
+        code_fences=_bool(entry, "code_fences", language_id),
     )
 
 

@@ -6,23 +6,25 @@ tokens spelled out as text. Everything from the first such point on is cut.
 
 Rules, in order:
 1. a leaked special token (`LEAKED_TOKEN_PATTERNS`) anywhere: cut there;
-2. a markdown fence "```" (not in markdown documents): cut there; except when the suggestion opens
-   with a fence on a line of its own while the cursor's line is blank: then the fenced body is the
-   suggestion (its first line re-based on the cursor's indentation) and the closing fence cuts,
-   unless the body opens with one of the last `REWRITE_LINES` lines before the cursor (the answer
-   rewrites the code instead of filling the gap: nothing is left);
-3. chat prose (not in prose documents such as markdown or plain text), looked for only in lines that
-   start outside strings and comments: a markdown heading of a chat label ("## Explanation"), or a
-   line at column 0 that opens with a chat phrase (`CHAT_OPENING`), or, in languages where no
-   statement reads like English (`SENTENCES_ARE_NOT_CODE`; SQL does), a line at column 0 after a
-   blank line that reads as an English sentence (`looks_like_prose`). The cursor's own line is never
-   cut when the prefix already has text on it.
+2. a markdown fence "```" (not where fences are the language's own syntax: `code_fences` in the
+   language registry): cut there; except when the suggestion opens with a fence on a line of its
+   own while the cursor's line is blank: then the fenced body is the suggestion (its first line
+   re-based on the cursor's indentation) and the closing fence cuts, unless the body opens with one
+   of the last `REWRITE_LINES` lines before the cursor (the answer rewrites the code instead of
+   filling the gap: nothing is left);
+3. chat prose (not in prose documents such as markdown or plain text: `prose = "content"`), looked
+   for only in lines that start outside strings and comments: a markdown heading of a chat label
+   ("## Explanation"), or a line at column 0 that opens with a chat phrase (`CHAT_OPENING`), or, in
+   languages where no statement reads like English (`prose = "never"`; not SQL), a line at column 0
+   after a blank line that reads as an English sentence (`looks_like_prose`). The cursor's own line
+   is never cut when the prefix already has text on it.
 """
 
 from __future__ import annotations
 
 import re
 
+from codegeex_lsp.context.languages import language_for
 from codegeex_lsp.postprocess._lexer import lexical_for, lines_inside_block, state_after
 from codegeex_lsp.postprocess._text import first_nonblank, indent_cols, is_blank, squash
 from codegeex_lsp.postprocess.candidate import Candidate
@@ -40,51 +42,6 @@ _LEAKED_TOKEN = re.compile("|".join(LEAKED_TOKEN_PATTERNS))
 FENCE = "```"
 REWRITE_LINES = 3
 """A fenced answer opening with one of this many last non-blank lines of the prefix rewrites them."""
-FENCE_IS_CONTENT = frozenset({"markdown", "mdx"})
-PROSE_IS_CONTENT = frozenset(
-    {
-        "markdown",
-        "mdx",
-        "plaintext",
-        "text",
-        "restructuredtext",
-        "latex",
-        "tex",
-        "org",
-        "html",
-        "xml",
-        "json",
-        "jsonc",
-        "yaml",
-        "toml",
-        "ini",
-        "csv",
-        "git-commit",
-        "scminput",
-    }
-)
-
-SENTENCES_ARE_NOT_CODE = frozenset(
-    {
-        "python",
-        "javascript",
-        "javascriptreact",
-        "typescript",
-        "typescriptreact",
-        "java",
-        "c",
-        "cpp",
-        "csharp",
-        "go",
-        "rust",
-        "kotlin",
-        "swift",
-        "php",
-        "scala",
-        "dart",
-    }
-)
-
 _LABEL = (
     r"(?:Explanation|Example\s+[Uu]sage|Usage|Output|Notes?|Summary|Key\s+[Pp]oints|How\s+[Ii]t\s+[Ww]orks"
     r"|Time\s+[Cc]omplexity|Space\s+[Cc]omplexity|Test\s+[Cc]ases?|Changes|Improvements)"
@@ -128,9 +85,10 @@ def cut_chat_runoff(candidate: Candidate) -> Candidate:
     leaked = _LEAKED_TOKEN.search(text)
     if leaked:
         text = text[: leaked.start()]
-    if candidate.language not in FENCE_IS_CONTENT:
+    info = language_for(candidate.language)
+    if not info.code_fences:
         text = _cut_fences(text, candidate)
-    if candidate.language not in PROSE_IS_CONTENT:
+    if info.prose != "content":
         text = _cut_prose(text, candidate)
     return candidate.with_text(text)
 
@@ -194,4 +152,4 @@ def _is_chat(line: str, language: str, previous_blank: bool) -> bool:
         return False
     if CHAT_OPENING.match(stripped):
         return True
-    return language in SENTENCES_ARE_NOT_CODE and previous_blank and looks_like_prose(stripped)
+    return language_for(language).prose == "never" and previous_blank and looks_like_prose(stripped)

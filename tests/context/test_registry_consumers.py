@@ -17,6 +17,8 @@ from codegeex_lsp.postprocess import _lexer
 from codegeex_lsp.postprocess._lexer import imbalance
 from codegeex_lsp.prompt.languages import codegeex_language
 from tests.bench.test_infill_report import _results
+from tests.postprocess.cases import apply as run_filter
+from tests.postprocess.cases import make
 
 SHIPPED = grammars_dir().joinpath("languages.toml").read_text(encoding="utf-8")
 
@@ -104,3 +106,16 @@ def test_the_bench_takes_names_and_files_from_the_toml(edited_registry: Callable
     edited_registry('name = "Python"\n', 'name = "Snake"\n')
     assert display_name("python") == "Snake"
     assert "| Snake | single | 2 |" in infill_report.render_markdown({"fp": _results("fp", dict.fromkeys(ids, True))})
+
+
+def test_the_chat_filter_takes_prose_and_fences_from_the_toml(
+    edited_registry: Callable[[str, str], None],
+) -> None:
+    sentence = "x = 1\n\nThe value is set once and never changes again."
+    fenced = "print(1)\n```\n"
+    assert run_filter("cut_chat_runoff", make("█\n", sentence, "BLOCK", "python")).text == "x = 1\n"
+    assert run_filter("cut_chat_runoff", make("█\n", fenced, "BLOCK", "python")).text == "print(1)\n"
+    edited_registry('codegeex = true\nprose = "never"\n\n[languages.javascript]',
+                    'codegeex = true\ncode_fences = true\n\n[languages.javascript]')
+    assert run_filter("cut_chat_runoff", make("█\n", sentence, "BLOCK", "python")).text == sentence
+    assert run_filter("cut_chat_runoff", make("█\n", fenced, "BLOCK", "python")).text == fenced
