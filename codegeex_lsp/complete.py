@@ -14,17 +14,16 @@ Torch-free: the generator owns the model.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Any, Protocol
 
+from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.context import CompletionContext, to_fim_request
 from codegeex_lsp.postprocess import finish_candidates
 from codegeex_lsp.prompt.budget import bound_request, fit_to_context
 from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.protocol import Completion
-
-IsCancelled = Callable[[], bool]
 
 
 class Generator(Protocol):
@@ -33,11 +32,13 @@ class Generator(Protocol):
         request: FimRequest,
         options: CompletionOptions,
         *,
-        is_cancelled: IsCancelled | None = None,
+        cancel: Cancellation | None = None,
         cache_key: Hashable | None = None,
     ) -> Completion:
         """Raw candidates in `raw` (`completion`/`candidates` empty); `cache_key` names the document
-        whose per-document state (a KV cache) the request may reuse."""
+        whose per-document state (a KV cache) the request may reuse. A generator stops at once when
+        `cancel` fires (it registers `cancel.on_cancel`, or reads the flag between tokens) and
+        answers finish_reason "cancelled"."""
         ...
 
 
@@ -54,11 +55,11 @@ def complete_planned(
     generator: Generator,
     *,
     request_id: str | None = None,
-    is_cancelled: IsCancelled | None = None,
+    cancel: Cancellation | None = None,
     cache_key: Hashable | None = None,
 ) -> Completion:
     """Generate for an already planned `request`, then heal and post-process the candidates."""
-    raw = generator.generate(request, options, is_cancelled=is_cancelled, cache_key=cache_key)
+    raw = generator.generate(request, options, cancel=cancel, cache_key=cache_key)
     if raw.finish_reason == "cancelled":
         return dataclasses.replace(raw, completion="", candidates=())
     texts = finish_candidates(raw.raw, request, request_id)

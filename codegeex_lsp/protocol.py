@@ -2,7 +2,10 @@
 
 Two protocols live here, and nothing else: the `codegeex/*` custom LSP methods, and the worker IPC.
 The server never imports `worker/` and the worker never imports `server/`; both import this module,
-which imports no third-party package (the msgpack codec is handed in by each end).
+which holds everything the two ends share: message types, the msgpack codec and framing
+(`Channel`), the shared worker's rendezvous (`WorkerPaths`, `listen`, `connect`) and its
+authentication (the token in `hello`, the peer's uid, the admin secret's `ADMIN_ENV`). Its only
+third-party import is msgpack.
 
 Custom LSP methods (namespaced `codegeex/…`, STYLE 7):
 
@@ -20,7 +23,7 @@ client's `hello` (the daemon's random token; the protocol version) and the worke
                        cancel {id}                   stop that completion between two tokens
                        status {id}                   the worker's state (no effect on idleness)
                        stop {id, admin}              ask the worker to exit (the spawner only)
-    worker -> client   progress {message}            model-load progress (to every client)
+    worker -> client   progress {message, task, ...} model-load progress, background tasks (to all)
                        prepared {id, ...}            answer to prepare
                        token {id, index, text}       candidate `index`'s text so far (stream)
                        result {id, completion}       the final answer to complete
@@ -44,10 +47,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
+import hmac
 import json
 import math
+import os
+import secrets
 import socket
 import struct
 import threading
@@ -58,6 +65,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import msgpack
 
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.prompt.types import FimRequest, Reference, ScopeInfo
@@ -98,10 +107,15 @@ class BadMessage(ProtocolError):
 
 
 class Codec(NamedTuple):
-    """How a message dict becomes frame bytes and back (msgpack at both ends)."""
+    """How a message dict becomes frame bytes and back."""
 
     pack: Callable[[dict[str, Any]], bytes]
     unpack: Callable[[bytes], Any]
+
+
+MSGPACK = Codec(
+    functools.partial(msgpack.packb, use_bin_type=True), functools.partial(msgpack.unpackb, raw=False)
+)
 
 
 _MESSAGES: dict[str, type] = {}
@@ -155,12 +169,26 @@ class Prepared:
     n_context: int
     load_s: float
     loads: int  # model loads this worker process has done (1 when several clients share it)
+    quant: str = ""  # the weights served now: "none" (also while int4 builds) or "int4 (<recipe>)"
+
+
+# Background tasks a worker (or an in-process engine) runs while it serves: `Progress.task`.
+INT4_BUILD = "int4-build"
 
 
 @_message("progress")
 @dataclass(frozen=True)
 class Progress:
+    """Model-load progress (`task` empty), or one step of a background task the model slot runs
+    while serving (`task` e.g. INT4_BUILD; `stage` begin | report | end, `percentage` 0-100 or -1).
+    An `end` that changed the weights served names them in `quant`."""
+
     message: str
+    task: str = ""
+    stage: str = "report"
+    title: str = ""
+    percentage: int = -1
+    quant: str = ""
 
 
 @_message("complete")
@@ -325,7 +353,7 @@ def _describe(hint: Any) -> str:
 class Channel:
     """One framed connection: `send` from any thread, `receive` from one reader thread."""
 
-    def __init__(self, sock: socket.socket, codec: Codec) -> None:
+    def __init__(self, sock: socket.socket, codec: Codec = MSGPACK) -> None:
         self.sock = sock
         self._codec = codec
         self._send_lock = threading.Lock()
@@ -563,3 +591,106 @@ class WorkerPaths:
     @property
     def log(self) -> Path:
         return self.dir / f"{self.key}.log"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by the user only, replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def listen(paths: WorkerPaths) -> tuple[socket.socket, str] | None:
+    """The daemon's end: lock the key, write a fresh token, bind the socket 0600. None if another
+    worker holds the key."""
+    lock_fd = os.open(paths.pid, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        return None
+    os.ftruncate(lock_fd, 0)
+    os.write(lock_fd, f"{os.getpid()}\n".encode())  # the fd stays open (and locked) until exit
+    token = secrets.token_hex(32)
+    write_private(paths.token, token)
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()  # a killed worker's leftover: we hold the lock, so it is stale
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # the socket is born 0600: no window in which others can connect
+    try:
+        listener.bind(str(paths.socket))
+    finally:
+        os.umask(old_umask)
+    os.chmod(paths.socket, 0o600)
+    listener.listen(socket.SOMAXCONN)
+    return listener, token
+
+
+def unlisten(paths: WorkerPaths) -> None:
+    """The daemon's end, on exit: no socket or token left for a client to find."""
+    for path in (paths.socket, paths.token):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def connect(paths: WorkerPaths) -> tuple[socket.socket, str]:
+    """The client's end: the daemon's socket, connected, and the token its hello must carry.
+
+    FileNotFoundError / ConnectionRefusedError when no daemon serves the key; TimeoutError when its
+    backlog stays full (a flood of connections) for HELLO_TIMEOUT_S."""
+    token = paths.token.read_text().strip()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(HELLO_TIMEOUT_S)
+        deadline = time.monotonic() + HELLO_TIMEOUT_S
+        while True:
+            try:
+                sock.connect(str(paths.socket))
+                return sock, token
+            except BlockingIOError:  # the backlog is full: wait a bit
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the model worker's socket stays busy") from None
+                time.sleep(0.02)
+    except OSError:
+        sock.close()
+        raise
+
+
+# -- authentication ---------------------------------------------------------------------------------
+
+ADMIN_ENV = "CODEGEEX_LSP_WORKER_ADMIN"  # the spawner's stop secret (the environment, never argv)
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The connecting process's uid (Linux SO_PEERCRED); None where the platform has no such option."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None or sock.family != socket.AF_UNIX:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid
+
+
+def hello_refusal(hello: object, sock: socket.socket, token: str | None) -> str | None:
+    """Why the daemon refuses a connection's first message (None: accepted). `token` None: no token
+    is asked (a private worker's inherited socket)."""
+    if not isinstance(hello, Hello):
+        return "the first message must be hello"
+    if hello.protocol != PROTOCOL_VERSION:
+        return f"protocol {hello.protocol} is not this worker's {PROTOCOL_VERSION}"
+    uid = peer_uid(sock)
+    if uid is not None and uid != os.getuid():
+        return "another user's process"
+    if token is not None and not hmac.compare_digest(str(hello.token).encode(), token.encode()):
+        return "bad token"
+    return None
+
+
+def admin_allowed(secret: str, admin: str | None) -> bool:
+    """Whether a `stop` carrying `secret` may stop a worker whose spawner's secret is `admin`
+    (None: anyone may, the one client of a private worker)."""
+    return admin is None or hmac.compare_digest(secret.encode(), admin.encode())

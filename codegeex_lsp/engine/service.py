@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine.decode import GenerationResult, LookupParams, SamplingParams, generate
 from codegeex_lsp.engine.forced import TokenTexts, token_texts
@@ -149,13 +150,14 @@ class CompletionService:
         request: FimRequest,
         options: CompletionOptions,
         *,
-        is_cancelled: Callable[[], bool] | None = None,
+        cancel: Cancellation | None = None,
         on_token: Callable[[int, int, str], None] | None = None,
         cache_key: Hashable | None = None,
     ) -> CompletionResult:
         """The raw candidates for `request` (`completion` and `candidates` left empty: the caller
         post-processes). `cache_key` names its document (the URI): requests with the same key
-        reuse the KV cache of the previous prompt's common start; None reuses nothing."""
+        reuse the KV cache of the previous prompt's common start; None reuses nothing. The decode
+        reads `cancel`'s flag between tokens (a flag read, no callback needed)."""
         started = time.perf_counter()
         prompt = self.build(request, options)
         params = self.sampling_params(prompt, request, options)
@@ -167,7 +169,7 @@ class CompletionService:
             prompt.token_ids,
             params,
             on_token=on_token,
-            is_cancelled=is_cancelled,
+            is_cancelled=None if cancel is None else cancel.is_cancelled,
             stop_check=self.stop_spec(prompt, request).check,
             cache=cache,
             n_cached=n_cached,

@@ -11,8 +11,8 @@ The client only generates (`complete.Generator`): raw text under the one stop sp
 (`postprocess.early_stop.stop_spec`); the orchestrator heals and post-processes it.
 
 Transport: httpx. Every request streams (`"stream": true`, server-sent events). Cancelling closes
-the stream: a watcher shuts the connection's socket down within a poll interval, even while waiting
-for the first byte, and the server stops generating when its next write fails. Local stops (one
+the stream: the request's `on_cancel` callback shuts the connection's socket down at once, even
+while waiting for the first byte, and the server stops generating when its next write fails. Local stops (one
 line in LINE mode, a closed scope) close it the same way. Connection errors, timeouts, 429 and 5xx
 are retried with exponential backoff before the first token; 4xx are not. The API key comes from
 an environment variable and is only ever sent as the Authorization header. HTTPS uses the system
@@ -40,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from codegeex_lsp import __version__
+from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.errors import CodegeexError, RemoteError
 from codegeex_lsp.postprocess.early_stop import StopSpec, stop_spec
@@ -55,9 +56,7 @@ DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_STOP_STRINGS = 4  # OpenAI's limit; the rest are applied here
 _MAX_BACKOFF_S = 10.0
-_CANCEL_POLL_S = 0.02
 
-IsCancelled = Callable[[], bool]
 OnToken = Callable[[int, int, str], None]
 
 
@@ -163,13 +162,13 @@ class OpenAIClient:
         request: FimRequest,
         options: CompletionOptions,
         *,
-        is_cancelled: IsCancelled | None = None,
+        cancel: Cancellation | None = None,
         on_token: OnToken | None = None,
         cache_key: object = None,
     ) -> Completion:
         """One raw completion (`complete.Generator`; the caller post-processes). RemoteError when
         the server fails."""
-        cancelled = is_cancelled or (lambda: False)
+        cancel = cancel or Cancellation()
         started = time.perf_counter()
         prefix, _trailing = split_trailing_whitespace(request.prefix)
         trimmed = replace(request, prefix=prefix)
@@ -197,7 +196,7 @@ class OpenAIClient:
         body["stop"] = list(spec.strings[:MAX_STOP_STRINGS])
         try:
             text, finish, n_chunks, usage, served_by, first_s = self._generate(
-                body, spec, cancelled, on_token
+                body, spec, cancel, on_token
             )
         except RemoteError as exc:
             self._failed(str(exc))
@@ -259,22 +258,20 @@ class OpenAIClient:
         self,
         body: dict[str, Any],
         spec: StopSpec,
-        cancelled: IsCancelled,
+        cancel: Cancellation,
         on_token: OnToken | None,
     ) -> tuple[str, str, int, dict[str, Any], str | None, float]:
         started = time.perf_counter()
         cutter = _Cutter()
-        done = threading.Event()
-        watcher = threading.Thread(target=_watch, args=(cutter, cancelled, done), daemon=True)
         with self._lock:
             self._cutters.add(cutter)
-        watcher.start()
+        forget = cancel.on_cancel(cutter.interrupt)
         text, finish, n_chunks = "", "length", 0
         usage: dict[str, Any] = {}
         served_by: str | None = None
         first_s = 0.0
         try:
-            response = self._open_stream(body, cancelled, cutter)
+            response = self._open_stream(body, cancel, cutter)
             if response is None:
                 return "", "cancelled", 0, {}, None, 0.0
             try:
@@ -311,21 +308,21 @@ class OpenAIClient:
                 cutter.interrupt()  # closing a stream read halfway must not wait for the rest
                 response.close()
         finally:
-            done.set()
+            forget()
             with self._lock:
                 self._cutters.discard(cutter)
-        if cancelled():
+        if cancel.is_cancelled():
             finish = "cancelled"
         return text, finish, n_chunks, usage, served_by, first_s
 
     def _open_stream(
-        self, body: dict[str, Any], cancelled: IsCancelled, cutter: _Cutter
+        self, body: dict[str, Any], cancel: Cancellation, cutter: _Cutter
     ) -> httpx.Response | None:
         """POST the request, retrying what may pass; None if cancelled meanwhile."""
         attempts = self.options.retries + 1
         last = "no attempt"
         for attempt in range(attempts):
-            if cancelled():
+            if cancel.is_cancelled():
                 return None
             self.requests += 1
             retry_after_s = 0.0
@@ -339,7 +336,7 @@ class OpenAIClient:
             try:
                 response = self._http.send(request, stream=True)
             except httpx.HTTPError as exc:
-                if cancelled():
+                if cancel.is_cancelled():
                     return None
                 last = _describe(exc)
             else:
@@ -356,7 +353,7 @@ class OpenAIClient:
             if attempt + 1 < attempts:
                 wait_s = max(retry_after_s, self.options.backoff_s * 2**attempt)
                 log.info("%s: %s; retrying in %.1f s", self._base, last, min(wait_s, _MAX_BACKOFF_S))
-                if _sleep_unless(cancelled, min(wait_s, _MAX_BACKOFF_S)):
+                if cancel.wait(min(wait_s, _MAX_BACKOFF_S)):
                     return None
         raise RemoteError(f"cannot get a completion from {self._base}: {last} (tried {attempts} times)")
 
@@ -384,23 +381,6 @@ def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
         yield json.loads(payload)
     if data and (payload := "\n".join(data)).strip() != "[DONE]":
         yield json.loads(payload)
-
-
-def _watch(cutter: _Cutter, cancelled: IsCancelled, done: threading.Event) -> None:
-    while not done.wait(_CANCEL_POLL_S):
-        if cancelled():
-            cutter.interrupt()
-            return
-
-
-def _sleep_unless(cancelled: IsCancelled, seconds: float) -> bool:
-    """Sleep, waking early (True) when cancelled."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        if cancelled():
-            return True
-        time.sleep(min(left, 0.05))
-    return cancelled()
 
 
 def _api_key(env_name: str | None) -> str | None:

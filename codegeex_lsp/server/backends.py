@@ -17,18 +17,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.complete import Generator
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.protocol import Completion
+from codegeex_lsp.protocol import Progress as TaskProgress
 from codegeex_lsp.server.options import BackendOptions, ModelOptions
 from codegeex_lsp.server.scheduler import token_delay_hook
 
 if TYPE_CHECKING:
+    from codegeex_lsp.engine.int4_upgrade import Int4Upgrade
     from codegeex_lsp.engine.service import CompletionService
     from codegeex_lsp.remote.openai import OpenAIClient, OpenAIOptions
     from codegeex_lsp.server.worker_client import WorkerClient
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-IsCancelled = Callable[[], bool]
+Tasks = Callable[[TaskProgress], None]  # steps of a background task (the int4 build), any thread
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class ModelInfo:
     name: str
     format: str
     n_context: int
+    quant: str = ""  # the weights served at load: "none" or "int4 (<recipe>)"; "" when unknown (remote)
 
 
 class Session(Generator, Protocol):
@@ -63,7 +68,11 @@ class Session(Generator, Protocol):
 class Backend(Protocol):
     kind: str
 
-    def load(self, model: ModelOptions, previous: Session | None, progress: Progress) -> Session: ...
+    def load(
+        self, model: ModelOptions, previous: Session | None, progress: Progress, tasks: Tasks | None = None
+    ) -> Session:
+        """`tasks` gets the steps of background work the session starts (int4 build, then switch)."""
+        ...
 
 
 def engine_options(model: ModelOptions) -> EngineOptions:
@@ -86,11 +95,32 @@ def _same_weights(a: ModelOptions, b: ModelOptions) -> bool:
 
 class InProcessSession:
     def __init__(self, service: CompletionService, model: ModelOptions, token_delay_ms: float) -> None:
-        self.service = service
         self.model = model
         self.owner = service.loaded
-        self.info = ModelInfo(service.loaded.name, service.format.name, int(service.loaded.model.max_seq_len))
-        self.generate = functools.partial(service.generate, on_token=token_delay_hook(token_delay_ms))
+        self.upgrade: Int4Upgrade | None = None
+        self._token_delay_ms = token_delay_ms
+        self.switch(service)
+
+    def switch(self, service: CompletionService) -> None:
+        """Serve from `service` from the next request on (a decode running keeps its weights)."""
+        loaded = service.loaded
+        self.service = service
+        self.info = ModelInfo(loaded.name, service.format.name, int(loaded.model.max_seq_len), loaded.quant)
+        self.generate = functools.partial(service.generate, on_token=token_delay_hook(self._token_delay_ms))
+
+    def upgrade_in_background(self, upgrade: Int4Upgrade) -> None:
+        """Run `upgrade` on its own thread, then switch to its int4 weights."""
+        from codegeex_lsp.engine.service import CompletionService
+
+        def run() -> None:
+            loaded = upgrade.run()
+            self.upgrade = None
+            if loaded is not None:
+                self.switch(CompletionService(loaded, self.model.format))
+                upgrade.finished(loaded)
+
+        self.upgrade = upgrade
+        threading.Thread(target=run, name="codegeex-int4-build", daemon=True).start()
 
     def cache_key(self, request: FimRequest, options: CompletionOptions) -> Hashable:
         prompt = self.service.build(request, options)
@@ -100,7 +130,9 @@ class InProcessSession:
         return {"kind": "in-process"}
 
     def close(self) -> None:
-        pass
+        upgrade = self.upgrade
+        if upgrade is not None:
+            upgrade.stop()
 
 
 class InProcessBackend:
@@ -109,15 +141,31 @@ class InProcessBackend:
     def __init__(self, token_delay_ms: float = 0.0) -> None:
         self.token_delay_ms = token_delay_ms
 
-    def load(self, model: ModelOptions, previous: Session | None, progress: Progress) -> Session:
+    def load(
+        self, model: ModelOptions, previous: Session | None, progress: Progress, tasks: Tasks | None = None
+    ) -> Session:
+        from codegeex_lsp.engine.int4_upgrade import Int4Upgrade, needs_build, serving_options
         from codegeex_lsp.engine.service import CompletionService
 
-        if isinstance(previous, InProcessSession) and _same_weights(previous.model, model):
+        upgrade = None
+        if (
+            isinstance(previous, InProcessSession)
+            and previous.upgrade is None
+            and _same_weights(previous.model, model)
+        ):
             progress(f"switching prompt format to {model.format or 'auto'}")
             service = CompletionService(previous.service.loaded, model.format)
         else:
-            service = CompletionService.load(engine_options(model), model.format, progress)
-        return InProcessSession(service, model, self.token_delay_ms)
+            engine = engine_options(model)
+            if tasks is not None and needs_build(engine, progress):
+                upgrade = Int4Upgrade(engine, tasks)
+                engine = serving_options(engine)
+                progress("no int4 weights yet: serving bf16 while they build in the background")
+            service = CompletionService.load(engine, model.format, progress)
+        session = InProcessSession(service, model, self.token_delay_ms)
+        if upgrade is not None:
+            session.upgrade_in_background(upgrade)
+        return session
 
 
 # -- model worker ----------------------------------------------------------------------------------
@@ -140,14 +188,14 @@ class WorkerSession:
         request: FimRequest,
         options: CompletionOptions,
         *,
-        is_cancelled: IsCancelled | None = None,
+        cancel: Cancellation | None = None,
         cache_key: Hashable | None = None,
     ) -> Completion:
         return self.client.complete(
             request,
             options,
             self._format,
-            is_cancelled=is_cancelled or (lambda: False),
+            cancel=cancel,
             token_delay_ms=self._token_delay_ms,
             document=None if cache_key is None else str(cache_key),
         )
@@ -190,7 +238,9 @@ class WorkerBackend:
         self.idle_timeout_s = idle_timeout_s
         self.token_delay_ms = token_delay_ms
 
-    def load(self, model: ModelOptions, previous: Session | None, progress: Progress) -> Session:
+    def load(
+        self, model: ModelOptions, previous: Session | None, progress: Progress, tasks: Tasks | None = None
+    ) -> Session:
         from codegeex_lsp.server.worker_client import WorkerClient
 
         engine = engine_options(model)
@@ -204,6 +254,8 @@ class WorkerBackend:
                 allow_token_delay=self.token_delay_ms > 0,
             )
         client.on_progress = progress
+        if tasks is not None:
+            client.on_task = tasks
         try:
             prepared = client.prepare(model.format)
         except Exception:
@@ -211,7 +263,7 @@ class WorkerBackend:
                 client.close()
             raise
         progress(f"model worker pid {client.pid}: {prepared.model} ready ({prepared.loads} load(s))")
-        info = ModelInfo(prepared.model, prepared.format, prepared.n_context)
+        info = ModelInfo(prepared.model, prepared.format, prepared.n_context, prepared.quant)
         return WorkerSession(client, info, model.format, self.token_delay_ms)
 
 
@@ -241,7 +293,9 @@ class OpenAIBackend:
     def __init__(self, options: OpenAIOptions) -> None:
         self.options = options
 
-    def load(self, model: ModelOptions, previous: Session | None, progress: Progress) -> Session:
+    def load(
+        self, model: ModelOptions, previous: Session | None, progress: Progress, tasks: Tasks | None = None
+    ) -> Session:
         from codegeex_lsp.remote.openai import OpenAIClient
 
         options = dataclasses.replace(

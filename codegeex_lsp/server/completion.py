@@ -9,7 +9,7 @@ Order, cheapest first, so that most keystrokes never reach the model:
    key (prompt token ids + sampling params, or the planned request);
 4. debounce (adaptive, see scheduler.Debouncer), then skip if a newer request superseded this one;
 5. `complete.complete_planned` on the model thread: the backend's session generates (worker,
-   in-process or remote; the generator polls the ticket between tokens), then the candidates are
+   in-process or remote; the ticket's cancellation stops it at once), then the candidates are
    healed and post-processed once, with the context's scope and the request id.
 
 A superseded request returns None (the client sees an empty result); a request the client
@@ -243,7 +243,7 @@ class Completer:
                 opts,
                 session,
                 request_id=ticket.request_id,
-                is_cancelled=ticket.is_cancelled,
+                cancel=ticket,
                 cache_key=ticket.uri,
             )
             ended = time.monotonic()

@@ -7,9 +7,10 @@ Threads, each a single worker so work on it runs in arrival order:
 - `model`: one decode at a time (`CompletionService.complete` is single-threaded by design).
 - `loader`: model loads (seconds to minutes), so a reload never queues behind decodes.
 
-A `Ticket` is one completion request's cancel flag. The decode thread polls `ticket.is_cancelled`
-between tokens; the event loop sets it when the client sends `$/cancelRequest` (the handler's task
-is cancelled) or when a newer request for the same document arrives (`superseded`).
+A `Ticket` is one completion request's `Cancellation`: the event loop cancels it when the client
+sends `$/cancelRequest` (the handler's task is cancelled) or when a newer request for the same
+document arrives (`superseded`), and the generator's `on_cancel` callback stops the work at once
+(the worker's `cancel` frame, a closed HTTP stream, the engine's flag read between tokens).
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TypeVar
 
+from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.server.options import DebounceOptions
 
 T = TypeVar("T")
@@ -33,20 +33,14 @@ _EMA_WEIGHT = 0.3
 _RHYTHM_FACTOR = 1.5  # wait this many typical keystroke gaps before calling the model
 
 
-@dataclass
-class Ticket:
-    """One completion request in flight."""
+class Ticket(Cancellation):
+    """One completion request in flight: its cancellation, document and id."""
 
-    uri: str
-    request_id: str
-    _flag: threading.Event = field(default_factory=threading.Event)
-    superseded: bool = False
-
-    def cancel(self) -> None:
-        self._flag.set()
-
-    def is_cancelled(self) -> bool:
-        return self._flag.is_set()
+    def __init__(self, uri: str, request_id: str) -> None:
+        super().__init__()
+        self.uri = uri
+        self.request_id = request_id
+        self.superseded = False
 
 
 class Debouncer:

@@ -45,20 +45,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from codegeex_lsp import __version__
+from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.config import CompletionOptions, EngineOptions, runtime_dir
 from codegeex_lsp.errors import BackendError, ModelError, WorkerCrashed, WorkerGone
 from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.protocol import (
+    ADMIN_ENV,
     HELLO_TIMEOUT_S,
     MODEL_ERROR,
     BadMessage,
     Bye,
     Cancel,
     Channel,
-    Codec,
     Complete,
     Completion,
     Error,
@@ -76,6 +75,7 @@ from codegeex_lsp.protocol import (
     WorkerPaths,
     WorkerStatus,
     completion_from_wire,
+    connect,
     fim_to_wire,
     options_to_wire,
     worker_key,
@@ -84,12 +84,7 @@ from codegeex_lsp.server import logs
 
 log = logging.getLogger(__name__)
 
-MSGPACK = Codec(
-    functools.partial(msgpack.packb, use_bin_type=True), functools.partial(msgpack.unpackb, raw=False)
-)
-ADMIN_ENV = "CODEGEEX_LSP_WORKER_ADMIN"  # worker.daemon.ADMIN_ENV (the server never imports worker/)
 SPAWN_TIMEOUT_S = 60.0  # from spawn to a connectable socket (python + our imports, no torch yet)
-_CANCEL_POLL_S = 0.02
 _MAX_RESTART_DELAY_S = 30.0
 _LOG_KEEP_BYTES = 1 << 20
 
@@ -126,6 +121,7 @@ class WorkerClient:
         self._runtime = runtime
         self._restart = restart
         self.on_progress: Callable[[str], None] = lambda _message: None
+        self.on_task: Callable[[Progress], None] = lambda _event: None  # background tasks' steps
         self.pid: int | None = None
         self.connections = 0  # workers connected to so far (restarts = connections - 1)
         self.crashes = 0
@@ -165,12 +161,13 @@ class WorkerClient:
         options: CompletionOptions,
         format_name: str | None = None,
         *,
-        is_cancelled: Callable[[], bool] | None = None,
+        cancel: Cancellation | None = None,
         on_token: OnToken | None = None,
         token_delay_ms: float = 0.0,
         document: str | None = None,
     ) -> Completion:
-        """One completion; WorkerCrashed if the worker dies meanwhile, BackendError for its errors."""
+        """One completion; WorkerCrashed if the worker dies meanwhile, BackendError for its errors.
+        When `cancel` fires, its callback sends the worker `cancel {id}` at once."""
         wire_request, wire_options = fim_to_wire(request), options_to_wire(options)
         label = logs.request_id.get()
         for attempt in range(2):
@@ -186,7 +183,7 @@ class WorkerClient:
                         document,
                         label,
                     ),
-                    is_cancelled,
+                    cancel,
                     on_token,
                 )
             except WorkerGone:
@@ -196,10 +193,7 @@ class WorkerClient:
         raise AssertionError("unreachable")
 
     def _complete_once(
-        self,
-        make: Callable[[int], Complete],
-        is_cancelled: Callable[[], bool] | None,
-        on_token: OnToken | None,
+        self, make: Callable[[int], Complete], cancel: Cancellation | None, on_token: OnToken | None
     ) -> Completion:
         rid_box: list[int] = []
 
@@ -208,15 +202,16 @@ class WorkerClient:
             return make(rid)
 
         future = self._send(build, on_token)
-        cancel_sent = False
-        while True:
-            try:
-                reply = future.result(timeout=_CANCEL_POLL_S)
-                break
-            except FutureTimeout:
-                if not cancel_sent and is_cancelled is not None and is_cancelled():
-                    cancel_sent = True
-                    self._send_quietly(Cancel(rid_box[0]))
+        forget = (
+            cancel.on_cancel(functools.partial(self._cancel, rid_box[0]))
+            if cancel is not None
+            else None
+        )
+        try:
+            reply = future.result()
+        finally:
+            if forget is not None:
+                forget()
         if isinstance(reply, Error):
             raise (ModelError if reply.kind == MODEL_ERROR else BackendError)(reply.message)
         assert isinstance(reply, Result)
@@ -286,11 +281,14 @@ class WorkerClient:
                 channel.sock.shutdown(socket.SHUT_WR)
         return future
 
-    def _send_quietly(self, message: Any) -> None:
-        channel = self._channel
-        if channel is not None:
+    def _cancel(self, rid: int) -> None:
+        """`cancel {rid}` on the connection the request went out on, unless it was answered. Runs
+        on the thread that cancels (the event loop): one small frame, nothing waited for."""
+        with self._lock:
+            pending = self._pending.get(rid)
+        if pending is not None:
             with contextlib.suppress(OSError, ProtocolError):
-                channel.send(message)
+                pending.channel.send(Cancel(rid))
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -326,7 +324,7 @@ class WorkerClient:
             )
         finally:
             theirs.close()
-        channel = Channel(ours, MSGPACK)
+        channel = Channel(ours)
         return channel, self._handshake(channel, "")
 
     def _open_shared(self) -> tuple[Channel, Welcome]:
@@ -345,23 +343,11 @@ class WorkerClient:
         return self._connect_shared(paths)
 
     def _connect_shared(self, paths: WorkerPaths) -> tuple[Channel, Welcome]:
-        token = paths.token.read_text().strip()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(HELLO_TIMEOUT_S)
-            deadline = time.monotonic() + HELLO_TIMEOUT_S
-            while True:
-                try:
-                    sock.connect(str(paths.socket))
-                    break
-                except BlockingIOError:  # the backlog is full (a flood of connections): wait a bit
-                    if time.monotonic() > deadline:
-                        raise WorkerGone("the model worker's socket stays busy") from None
-                    time.sleep(0.02)
-        except OSError:
-            sock.close()
-            raise
-        channel = Channel(sock, MSGPACK)
+            sock, token = connect(paths)
+        except TimeoutError as exc:
+            raise WorkerGone(str(exc)) from None
+        channel = Channel(sock)
         return channel, self._handshake(channel, token)
 
     def _handshake(self, channel: Channel, token: str) -> Welcome:
@@ -451,6 +437,8 @@ class WorkerClient:
                     break
                 if isinstance(message, Bye):
                     bye = message.reason
+                elif isinstance(message, Progress) and message.task:
+                    self.on_task(message)
                 elif isinstance(message, Progress):
                     self.on_progress(message.message)
                 elif isinstance(message, Token):

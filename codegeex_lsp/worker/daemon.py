@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import functools
-import hmac
 import json
 import logging
 import math
@@ -46,24 +44,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgpack
-
 from codegeex_lsp import __version__
+from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.errors import CodegeexError
 from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.protocol import (
+    ADMIN_ENV,
     HELLO_TIMEOUT_S,
     INTERNAL_ERROR,
     MAX_HELLO_FRAME_BYTES,
     MODEL_ERROR,
-    PROTOCOL_VERSION,
     REQUEST_ERROR,
     BadMessage,
     Bye,
     Cancel,
     Channel,
-    Codec,
     Complete,
     Completion,
     Error,
@@ -80,20 +76,20 @@ from codegeex_lsp.protocol import (
     Welcome,
     WorkerPaths,
     WorkerStatus,
+    admin_allowed,
     completion_to_wire,
     fim_from_wire,
+    hello_refusal,
+    listen,
     options_from_wire,
+    unlisten,
 )
 from codegeex_lsp.worker.slot import ModelSlot
 
 log = logging.getLogger(__name__)
 
-MSGPACK = Codec(
-    functools.partial(msgpack.packb, use_bin_type=True), functools.partial(msgpack.unpackb, raw=False)
-)
 DEFAULT_IDLE_TIMEOUT_S = 600.0
 DEFAULT_ORPHAN_TIMEOUT_S = 60.0
-ADMIN_ENV = "CODEGEEX_LSP_WORKER_ADMIN"  # the spawner's stop secret (the environment, never argv)
 MAX_PENDING = 32  # connections that have not said hello yet; a new one evicts the oldest
 MAX_CLIENTS = 64  # authenticated connections (each editor window's server holds one)
 MAX_TOKEN_DELAY_MS = 10_000.0
@@ -129,7 +125,7 @@ class _Job:
     fim: FimRequest
     options: CompletionOptions
     token_delay_ms: float = 0.0
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel: Cancellation = field(default_factory=Cancellation)
 
 
 class Worker:
@@ -150,7 +146,7 @@ class Worker:
         self.allow_token_delay = allow_token_delay
         self.idle_timeout_s = idle_timeout_s
         self.orphan_timeout_s = orphan_timeout_s
-        self.slot = ModelSlot(engine, self._broadcast_progress)
+        self.slot = ModelSlot(engine, self._broadcast_progress, self._broadcast)
         self._lock = threading.Lock()
         self._clients: set[_Client] = set()
         self._jobs: dict[tuple[int, int], _Job] = {}
@@ -232,11 +228,12 @@ class Worker:
             return
         try:
             log.info("exiting: %s", reason)
+            self.slot.stop()
             for hook in self._on_stop:
                 with contextlib.suppress(OSError):
                     hook()
             for job in jobs:
-                job.cancel.set()
+                job.cancel.cancel()
             for client in clients:
                 client.send(Bye(reason))
                 client.channel.close()
@@ -248,11 +245,14 @@ class Worker:
         return self._stopping.wait(timeout_s)
 
     def _broadcast_progress(self, message: str) -> None:
-        log.info("%s", message)
+        self._broadcast(Progress(message))
+
+    def _broadcast(self, event: Progress) -> None:
+        log.info("%s", event.message)
         with self._lock:
             clients = list(self._clients)
         for client in clients:
-            client.send(Progress(message))
+            client.send(event)
 
     def _touch(self) -> None:
         with self._lock:
@@ -263,7 +263,8 @@ class Worker:
         while not self._stopping.wait(tick_s):
             now = time.monotonic()
             with self._lock:
-                busy = self._running is not None or not self._queue.empty() or self.slot.state == "loading"
+                loading = self.slot.state == "loading" or self.slot.upgrade is not None  # a build too
+                busy = self._running is not None or not self._queue.empty() or loading
                 idle_s = now - self._last_activity
                 orphan_s = 0.0 if self._clients else now - self._last_client
             if busy:
@@ -276,7 +277,7 @@ class Worker:
     # -- connections -----------------------------------------------------------------------------
 
     def _serve_connection(self, sock: socket.socket, require_token: bool) -> None:
-        channel = Channel(sock, MSGPACK)
+        channel = Channel(sock)
         try:
             hello = self._receive_hello(channel, sock, require_token)
         finally:
@@ -326,7 +327,7 @@ class Worker:
             hello = channel.receive(MAX_HELLO_FRAME_BYTES, deadline=time.monotonic() + HELLO_TIMEOUT_S)
             if hello is None:  # a liveness probe (connect, close): nothing to say
                 return None
-            refusal = self._check_hello(hello, sock, require_token)
+            refusal = hello_refusal(hello, sock, (self._token or "") if require_token else None)
             if refusal is not None:
                 log.warning("refused a client: %s", refusal)
                 with contextlib.suppress(OSError, ProtocolError):
@@ -339,18 +340,6 @@ class Worker:
             log.warning("dropped a connection before its hello: %s", exc)
             return None
 
-    def _check_hello(self, hello: object, sock: socket.socket, require_token: bool) -> str | None:
-        if not isinstance(hello, Hello):
-            return "the first message must be hello"
-        if hello.protocol != PROTOCOL_VERSION:
-            return f"protocol {hello.protocol} is not this worker's {PROTOCOL_VERSION}"
-        uid = _peer_uid(sock)
-        if uid is not None and uid != os.getuid():
-            return "another user's process"
-        if require_token and not hmac.compare_digest(str(hello.token).encode(), (self._token or "").encode()):
-            return "bad token"
-        return None
-
     def _drop(self, client: _Client) -> None:
         with self._lock:
             self._clients.discard(client)
@@ -358,7 +347,7 @@ class Worker:
             mine = [job for (owner, _), job in self._jobs.items() if owner == id(client)]
             left = len(self._clients)
         for job in mine:
-            job.cancel.set()
+            job.cancel.cancel()
         client.channel.close()
         log.info("client %s left (%d now)", client.name, left)
 
@@ -386,21 +375,22 @@ class Worker:
                 self._jobs[(id(client), message.id)] = job
                 self._requests += 1
                 self._last_activity = time.monotonic()
+                stopping = self._stopping.is_set()
+            if stopping:  # `stop` cancelled the jobs it saw; this one came after
+                job.cancel.cancel()
             self._queue.put(job)
         elif isinstance(message, Cancel):
             with self._lock:
                 job = self._jobs.get((id(client), message.id))
             if job is not None:
-                job.cancel.set()
+                job.cancel.cancel()
         elif isinstance(message, Prepare):
             self._touch()
             self.slot.when_done(functools.partial(self._answer_prepare, client, message))
         elif isinstance(message, StatusRequest):
             client.send(self.status(message.id))
         elif isinstance(message, Stop):
-            if self._admin is not None and not hmac.compare_digest(
-                message.admin.encode(), self._admin.encode()
-            ):
+            if not admin_allowed(message.admin, self._admin):
                 log.warning("client %s asked the worker to stop without the spawner's secret", client.name)
                 client.send(
                     Error(
@@ -456,6 +446,7 @@ class Worker:
                 n_context=int(service.loaded.model.max_seq_len),
                 load_s=self.slot.load_s,
                 loads=self.slot.loads,
+                quant=self.slot.quant,
             )
         )
 
@@ -506,10 +497,13 @@ class Worker:
 
     def _run(self, job: _Job) -> Result | Error:
         request = job.request
-        while not self.slot.wait(0.1):
-            if job.cancel.is_set() or self._stopping.is_set():
-                break
-        if job.cancel.is_set() or not self.slot.wait(0):
+        if not self.slot.wait(0):  # still loading: wake when it is done or the job is cancelled
+            wake = threading.Event()
+            forget = job.cancel.on_cancel(wake.set)
+            self.slot.when_done(wake.set)
+            wake.wait()
+            forget()
+        if job.cancel.is_cancelled() or not self.slot.wait(0):
             return Result(request.id, completion_to_wire(_cancelled(self.slot, job)))
         try:
             service = self.slot.service(request.format)
@@ -520,7 +514,7 @@ class Worker:
             result = service.generate(
                 job.fim,
                 job.options,
-                is_cancelled=job.cancel.is_set,
+                cancel=job.cancel,
                 on_token=_token_hook(job),
                 cache_key=request.document or None,
             )
@@ -537,7 +531,7 @@ def _token_hook(job: _Job):
 
     def on_token(index: int, _token: int, text: str) -> None:
         if request.stream and not job.client.send(Token(request.id, index, text)):
-            job.cancel.set()
+            job.cancel.cancel()
         if delay_s:
             time.sleep(delay_s)
 
@@ -558,59 +552,7 @@ def _cancelled(slot: ModelSlot, job: _Job) -> Completion:
     )
 
 
-def _peer_uid(sock: socket.socket) -> int | None:
-    """The connecting process's uid (Linux SO_PEERCRED); None where the platform has no such option."""
-    option = getattr(socket, "SO_PEERCRED", None)
-    if option is None or sock.family != socket.AF_UNIX:
-        return None
-    creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
-
-
 # -- process entry ---------------------------------------------------------------------------------
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` readable by the user only, replacing it atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.replace(tmp, path)
-
-
-def _listen(paths: WorkerPaths) -> tuple[socket.socket, str] | None:
-    """Lock the key, write a fresh token, bind the socket 0600. None if another worker holds the key."""
-    lock_fd = os.open(paths.pid, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(lock_fd)
-        return None
-    os.ftruncate(lock_fd, 0)
-    os.write(lock_fd, f"{os.getpid()}\n".encode())  # the fd stays open (and locked) until exit
-    token = secrets.token_hex(32)
-    _write_private(paths.token, token)
-    with contextlib.suppress(FileNotFoundError):
-        paths.socket.unlink()  # a killed worker's leftover: we hold the lock, so it is stale
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)  # the socket is born 0600: no window in which others can connect
-    try:
-        listener.bind(str(paths.socket))
-    finally:
-        os.umask(old_umask)
-    os.chmod(paths.socket, 0o600)
-    listener.listen(socket.SOMAXCONN)
-    return listener, token
-
-
-def _cleanup(paths: WorkerPaths) -> None:
-    for path in (paths.socket, paths.token):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -660,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     from codegeex_lsp.config import runtime_dir
 
     paths = WorkerPaths(Path(args.runtime_dir) if args.runtime_dir else runtime_dir(), args.key)
-    bound = _listen(paths)
+    bound = listen(paths)
     if bound is None:
         log.info("another worker already serves %s", args.key)
         return 0
@@ -677,13 +619,13 @@ def main(argv: list[str] | None = None) -> int:
         admin=admin or secrets.token_hex(32),
         allow_token_delay=args.allow_token_delay,
     )
-    worker._on_stop.append(functools.partial(_cleanup, paths))
+    worker._on_stop.append(functools.partial(unlisten, paths))
     worker.start()
     try:
         worker.serve_listener(listener)
     finally:
         worker.stop("exiting")
-        _cleanup(paths)
+        unlisten(paths)
     return _exit(0)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine import decode
 from codegeex_lsp.engine.decode import SamplingParams, generate
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module", params=["glm", "qwen2"])
 def loaded(request, tiny_model_factory):
     """The tiny model in a suffix-first (CodeGeeX4) and a prefix-first (Qwen2.5-Coder) format."""
-    return load_model(EngineOptions(model=str(tiny_model_factory(request.param)), dtype="float32"))
+    return load_model(EngineOptions(model=str(tiny_model_factory(request.param)), dtype="float32", quant="none"))
 
 
 def _services(loaded):
@@ -143,13 +144,17 @@ def test_cancelled_prefill_keeps_what_it_computed(loaded, monkeypatch):
     fresh = CompletionService(loaded, kv_reuse=False, speculative=False)
     request = FimRequest(prefix=BASE * 2, suffix=SUFFIX, language="python")
     opts = CompletionOptions(max_tokens=8)
-    checks = {"n": 0}
 
-    def cancel_after_two_chunks() -> bool:
-        checks["n"] += 1
-        return checks["n"] > 2
+    class CancelAfterTwoChunks(Cancellation):
+        """Cancelled from the third read of its flag on (the decode reads it once per chunk)."""
 
-    cut = service.complete(request, opts, cache_key="a.py", is_cancelled=cancel_after_two_chunks)
+        checks = 0
+
+        def is_cancelled(self) -> bool:
+            self.checks += 1
+            return self.checks > 2
+
+    cut = service.complete(request, opts, cache_key="a.py", cancel=CancelAfterTwoChunks())
     assert cut.finish_reason == "cancelled"
     assert cut.prefill_tokens == 48
     done = service.complete(request, opts, cache_key="a.py")

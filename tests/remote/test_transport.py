@@ -12,10 +12,12 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.complete import complete_planned
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.errors import RemoteError
@@ -42,6 +44,7 @@ class Stub(BaseHTTPRequestHandler):
     headers_sent = threading.Event()
     client_gone = threading.Event()
     release = threading.Event()
+    on_post: Callable[[], None] | None = None  # called once a POST's body is read
 
     def log_message(self, *_args) -> None:
         pass
@@ -56,6 +59,8 @@ class Stub(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         cls = type(self)
         cls.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        if cls.on_post is not None:
+            cls.on_post()
         if isinstance(cls.behaviour, int):
             body = json.dumps({"error": {"message": f"stub says {cls.behaviour}"}}).encode()
             self.send_response(cls.behaviour)
@@ -94,6 +99,7 @@ class Stub(BaseHTTPRequestHandler):
 def stub():
     Stub.behaviour = "stream"
     Stub.bodies = []
+    Stub.on_post = None
     for event in (Stub.headers_sent, Stub.client_gone, Stub.release):
         event.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
@@ -162,35 +168,59 @@ def test_streams_and_stops_where_the_spec_says(stub):
     assert done.completion == "a + b"  # healed: the prompt ended before "return "'s space
 
 
+def _helper_threads() -> set[threading.Thread]:
+    """Threads of this process but the stub's handlers (one per connection)."""
+    return {t for t in threading.enumerate() if "process_request_thread" not in t.name}
+
+
 def test_cancel_closes_the_stream(stub):
     Stub.behaviour = "endless"
     client = client_for(base_url(stub))
-    cancel = threading.Event()
-    n_tokens = 0
+    cancel = Cancellation()
+    before = _helper_threads()
+    seen: list[tuple[int, set[threading.Thread]]] = []
 
     def on_token(_index, _token, _text):
-        nonlocal n_tokens
-        n_tokens += 1
-        if n_tokens == 3:
-            cancel.set()
+        seen.append((cancel.n_callbacks, _helper_threads() - before))
+        if len(seen) == 3:
+            cancel.cancel()  # its callback shuts the stream's socket down before this returns
 
     block = FimRequest(prefix="x = [\n", suffix="", language="python", mode="BLOCK")
-    result = client.generate(
-        block, CompletionOptions(max_tokens=400), is_cancelled=cancel.is_set, on_token=on_token
-    )
+    result = client.generate(block, CompletionOptions(max_tokens=400), cancel=cancel, on_token=on_token)
     assert result.finish_reason == "cancelled"
     assert Stub.client_gone.wait(WAIT_S)  # the server saw the stream closed before it was done
-    assert n_tokens < 50
+    # While streaming, the request's cut was registered with the cancellation and no thread of
+    # ours watched a flag; afterwards the callback is unregistered.
+    assert seen[0] == (1, set())
+    assert cancel.n_callbacks == 0
+    assert len(seen) < int(WAIT_S / 0.02)  # the stream ended early, not at the stub's last piece
 
 
 def test_cancel_while_waiting_for_the_response_headers(stub):
     Stub.behaviour = "hold"
     client = client_for(base_url(stub))
-    cancel = threading.Event()
-    threading.Timer(0.2, cancel.set).start()
-    result = client.generate(ADD, CompletionOptions(max_tokens=8), is_cancelled=cancel.is_set)
+    cancel = Cancellation()
+    Stub.on_post = cancel.cancel  # from the stub's thread, while the client waits for headers
+    result = client.generate(ADD, CompletionOptions(max_tokens=8), cancel=cancel)
     assert result.finish_reason == "cancelled" and result.raw == ("",)
     assert not Stub.headers_sent.is_set()  # it returned while the server still held the response
+    assert len(Stub.bodies) == 1  # and did not try again
+
+
+def test_cancel_cuts_the_retry_back_off_short(stub):
+    Stub.behaviour = 503
+    client = client_for(base_url(stub), retries=3, backoff_s=3600.0)
+    backoffs: list[float | None] = []
+
+    class CancelledDuringBackOff(Cancellation):
+        def wait(self, timeout_s: float | None = None) -> bool:
+            backoffs.append(timeout_s)
+            threading.Thread(target=self.cancel).start()  # the editor moves on meanwhile
+            return super().wait(timeout_s)  # the capped 10 s back-off, ended by the cancel
+
+    result = client.generate(ADD, CompletionOptions(max_tokens=8), cancel=CancelledDuringBackOff())
+    assert result.finish_reason == "cancelled"
+    assert len(Stub.bodies) == 1 and len(backoffs) == 1  # one try, one back-off cut short, no retry
 
 
 def test_retries_back_off_exponentially_and_recover(stub):

@@ -25,7 +25,7 @@ class Recorder:
         self.raw, self.finish = raw, finish
         self.calls: list[tuple[FimRequest, CompletionOptions, object]] = []
 
-    def generate(self, request, options, *, is_cancelled=None, cache_key=None) -> Completion:
+    def generate(self, request, options, *, cancel=None, cache_key=None) -> Completion:
         self.calls.append((request, options, cache_key))
         return Completion("", (), (self.raw,), "m", "f", request.mode, 3, 9, self.finish)
 

@@ -212,8 +212,14 @@ def test_newer_ticket_supersedes_older():
         assert none is None and superseded is first
         assert first.is_cancelled() and first.superseded
         assert not second.is_cancelled() and not third.is_cancelled()
+        pushed: list[str] = []
+        second.on_cancel(lambda: pushed.append("second"))
+        third.on_cancel(lambda: pushed.append("third"))
+        scheduler.begin("u", "4")  # supersedes the second: its generator is told while begin runs
+        assert pushed == ["second"]
     finally:
         scheduler.shutdown()
+    assert pushed == ["second", "third"]  # shutdown cancels what is still in flight
 
 
 @pytest.mark.parametrize(

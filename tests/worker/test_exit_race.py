@@ -11,8 +11,8 @@ import pytest
 
 from codegeex_lsp.config import EngineOptions
 from codegeex_lsp.errors import WorkerCrashed, WorkerGone
-from codegeex_lsp.protocol import INTERNAL_ERROR, Bye, Channel, Error, Result, StatusRequest
-from codegeex_lsp.server.worker_client import MSGPACK, WorkerClient
+from codegeex_lsp.protocol import INTERNAL_ERROR, MSGPACK, Bye, Channel, Error, Result, StatusRequest
+from codegeex_lsp.server.worker_client import WorkerClient
 from codegeex_lsp.worker import daemon
 from codegeex_lsp.worker.daemon import Worker, _Client, _Job
 

@@ -24,6 +24,7 @@ from codegeex_lsp.protocol import (
     FRAME_HEADER,
     MAX_FRAME_BYTES,
     MAX_HELLO_FRAME_BYTES,
+    MSGPACK,
     Channel,
     Error,
     Hello,
@@ -35,7 +36,7 @@ from codegeex_lsp.protocol import (
     fim_to_wire,
     options_to_wire,
 )
-from codegeex_lsp.server.worker_client import MSGPACK, WorkerClient
+from codegeex_lsp.server.worker_client import WorkerClient
 from codegeex_lsp.worker.daemon import MAX_CLIENTS, MAX_PENDING
 from tests.worker.conftest import pid_alive
 
@@ -51,7 +52,7 @@ HANG_GUARD_S = 120.0  # how long a reply may take before the test calls it a han
 @pytest.fixture(scope="module")
 def victim(tiny_glm_dir, module_runtime):
     """The shared worker's spawner: an ordinary, non-debug client that must keep being served."""
-    engine = EngineOptions(model=str(tiny_glm_dir), dtype="float32", threads=1)
+    engine = EngineOptions(model=str(tiny_glm_dir), dtype="float32", quant="none", threads=1)
     client = WorkerClient(engine, runtime=module_runtime, idle_timeout_s=600)
     client.prepare(None)
     yield client
@@ -453,7 +454,7 @@ def test_only_the_spawner_may_stop_the_shared_worker(victim):
 
 
 def test_the_spawner_stops_it(tiny_glm_dir, runtime):
-    engine = EngineOptions(model=str(tiny_glm_dir), dtype="float32", threads=1)
+    engine = EngineOptions(model=str(tiny_glm_dir), dtype="float32", quant="none", threads=1)
     client = WorkerClient(engine, runtime=runtime, idle_timeout_s=600)
     try:
         client.prepare(None)

@@ -14,10 +14,12 @@ import time
 
 import pytest
 
+from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.config import CompletionOptions, EngineOptions, runtime_dir
 from codegeex_lsp.errors import CodegeexError, ModelError, WorkerCrashed
 from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.protocol import (
+    MSGPACK,
     PROTOCOL_VERSION,
     Channel,
     Hello,
@@ -26,7 +28,7 @@ from codegeex_lsp.protocol import (
     Welcome,
     WorkerStatus,
 )
-from codegeex_lsp.server.worker_client import MSGPACK, WorkerClient
+from codegeex_lsp.server.worker_client import WorkerClient
 from tests.worker.conftest import live_worker_pids, pid_alive
 
 pytestmark = pytest.mark.timeout(300)
@@ -36,7 +38,7 @@ SHORT = CompletionOptions(max_tokens=8)
 
 
 def engine(model_dir) -> EngineOptions:
-    return EngineOptions(model=str(model_dir), dtype="float32", threads=1)
+    return EngineOptions(model=str(model_dir), dtype="float32", quant="none", threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -79,28 +81,20 @@ def test_complete_and_stream(client):
 
 def test_cancel_stops_the_decode_between_tokens(client):
     client.prepare(None)
-    seen = threading.Event()
-    cancel = threading.Event()
+    cancel = Cancellation()
+    texts: list[str] = []
 
-    def on_token(_index, _token, _text):
-        seen.set()
+    def on_token(_index, _token, text):
+        texts.append(text)
+        if len(texts) == 2:
+            cancel.cancel()  # on the client's reader thread: the `cancel` frame goes out now
 
-    def cancel_soon():
-        seen.wait(30)
-        time.sleep(0.2)
-        cancel.set()
-
-    threading.Thread(target=cancel_soon, daemon=True).start()
-    started = time.monotonic()
     result = client.complete(
-        REQUEST,
-        CompletionOptions(max_tokens=200),
-        is_cancelled=cancel.is_set,
-        on_token=on_token,
-        token_delay_ms=100,
+        REQUEST, CompletionOptions(max_tokens=200), cancel=cancel, on_token=on_token, token_delay_ms=100
     )
     assert result.finish_reason == "cancelled"
-    assert time.monotonic() - started < 10  # 200 tokens at 100 ms each would take 20 s
+    assert result.generated_tokens < 200 and len(texts) < 200
+    assert cancel.n_callbacks == 0  # the request unregistered its callback
     assert client.complete(REQUEST, SHORT).finish_reason != "cancelled"  # and the worker goes on
 
 
