@@ -5,8 +5,8 @@ module, as an editor would over stdio, instead of each framing JSON-RPC by hand.
 asyncio (the latency replay sends, cancels and awaits many requests at once); `SyncLspClient`
 runs one on a private event loop thread for callers that ask one thing at a time.
 
-Requests carry ids chosen here, so a keystroke can `$/cancelRequest` the previous one as VS Code
-does. The server's stderr (its log) is drained into a file: a pipe nobody reads would fill and stall
+Requests carry ids chosen here (1, 2, 3, ...), so a keystroke can `$/cancelRequest` the previous one as VS Code
+does. An `on_message` observer sees every message either way as plain JSON (for transcripts). The server's stderr (its log) is drained into a file: a pipe nobody reads would fill and stall
 the server. Results come back as plain JSON values (dicts, lists, strings), whatever pygls made of
 them, so callers never depend on pygls's structuring of custom methods.
 """
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import json
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 
 from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
+from pygls.protocol import LanguageServerProtocol
 
 from codegeex_lsp.errors import CodegeexError
 
@@ -31,6 +34,9 @@ STOP_TIMEOUT_S = 20.0
 STATUS = "codegeex/status"
 
 T = TypeVar("T")
+
+MessageObserver = Callable[[bool, dict[str, Any]], None]
+"""Called with (outgoing, message): every JSON-RPC message the client sends or receives."""
 
 
 def plain(value: Any) -> Any:
@@ -89,11 +95,30 @@ def editor_capabilities(*, progress: bool = False) -> lsp.ClientCapabilities:
     )
 
 
+class _ObservedProtocol(LanguageServerProtocol):
+    """pygls's protocol, handing each whole message either way to `observer` as plain JSON."""
+
+    observer: MessageObserver | None = None
+
+    def _send_data(self, data: Any) -> None:
+        if data and self.observer is not None:
+            self.observer(True, json.loads(json.dumps(data, default=self._serialize_message)))
+        super()._send_data(data)
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        # pygls parses with this as json's object_hook: inner objects come first and are returned
+        # as they are, so a dict carrying "jsonrpc" is a whole message and still plain JSON.
+        if self.observer is not None and "jsonrpc" in data:
+            self.observer(False, copy.deepcopy(data))
+        return super().structure_message(data)
+
+
 class LspClient:
     """One server process and the pygls client talking to it (asyncio)."""
 
-    def __init__(self, name: str = "codegeex-lsp-client") -> None:
-        self.lsp = LanguageClient(name, "1")
+    def __init__(self, name: str = "codegeex-lsp-client", on_message: MessageObserver | None = None) -> None:
+        self.lsp = LanguageClient(name, "1", protocol_cls=_ObservedProtocol)
+        self.lsp.protocol.observer = on_message  # type: ignore[attr-defined]
         self._next_id = 0
         self._drain: asyncio.Task[None] | None = None
         self.pid: int | None = None
@@ -130,17 +155,23 @@ class LspClient:
         *,
         root_uri: str | None = None,
     ) -> lsp.InitializeResult:
-        result = await self.lsp.initialize_async(
+        result = await self.lsp.protocol.send_request_async(
+            lsp.INITIALIZE,
             lsp.InitializeParams(
                 capabilities=capabilities or editor_capabilities(),
                 process_id=os.getpid(),
                 root_uri=root_uri,
                 client_info=lsp.ClientInfo(name=self.lsp.name),
                 initialization_options=init_options or None,
-            )
+            ),
+            msg_id=self._new_id(),
         )
         self.lsp.initialized(lsp.InitializedParams())
         return result
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
 
     def _typed(self, method: str, params: Any) -> Any:
         """JSON params of a standard method as its lsprotocol type (pygls serializes only those)."""
@@ -151,7 +182,9 @@ class LspClient:
 
     async def request(self, method: str, params: Any) -> Any:
         """One request (JSON or lsprotocol params); its result as plain JSON."""
-        result = await self.lsp.protocol.send_request_async(method, self._typed(method, params))
+        result = await self.lsp.protocol.send_request_async(
+            method, self._typed(method, params), msg_id=self._new_id()
+        )
         return plain(self.lsp.protocol._converter.unstructure(result))
 
     def notify(self, method: str, params: Any) -> None:
@@ -181,13 +214,11 @@ class LspClient:
         self, uri: str, line: int, character: int, *, invoked: bool = False
     ) -> tuple[int, Future[Any]]:
         """Send an inline completion request; (its id, a future of its result)."""
-        self._next_id += 1
+        msg_id = self._new_id()
         future = self.lsp.protocol.send_request(
-            lsp.TEXT_DOCUMENT_INLINE_COMPLETION,
-            inline_params(uri, line, character, invoked=invoked),
-            msg_id=self._next_id,
+            lsp.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, character, invoked=invoked), msg_id=msg_id
         )
-        return self._next_id, future
+        return msg_id, future
 
     def cancel(self, msg_id: int) -> None:
         self.lsp.protocol.notify(lsp.CANCEL_REQUEST, lsp.CancelParams(id=msg_id))
@@ -195,7 +226,9 @@ class LspClient:
     async def stop(self) -> None:
         """shutdown + exit; the process is killed if it does not leave in time."""
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.lsp.shutdown_async(None), STOP_TIMEOUT_S)
+            await asyncio.wait_for(
+                self.lsp.protocol.send_request_async(lsp.SHUTDOWN, None, msg_id=self._new_id()), STOP_TIMEOUT_S
+            )
             self.lsp.exit(None)
         server = self.lsp._server
         if server is not None:

@@ -2,23 +2,29 @@
 
     python docs/transcripts/record_lsp_session.py [--model NAME] [--out docs/transcripts/lsp-session.md]
 
-Drives the server over stdio like an editor would: initialize (UTF-16, inline completion, progress),
-waits for the model, opens a Python and a Rust file, asks for inline completions, types through a
-suggestion, repeats a request (cache), uses the textDocument/completion fallback, cancels a request,
-reads codegeex/status, then shuts down. Every message either way is logged with its time.
+Drives the server over stdio like an editor would, through the project's one LSP client
+(`codegeex_lsp.lsp_client`, pygls): initialize (UTF-16, inline completion, progress), waits for the
+model, opens a Python and a Rust file, asks for inline completions, types through a suggestion,
+repeats a request (cache), uses the textDocument/completion fallback, cancels a request, reads
+codegeex/status, then shuts down. Every message either way is logged with its time.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import queue
-import subprocess
 import sys
-import threading
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import attrs
+from lsprotocol import types as lsp
+
+from codegeex_lsp.lsp_client import LspClient, editor_capabilities
 
 PYTHON_URI = "file:///demo/stats.py"
 PYTHON_TEXT = (
@@ -54,68 +60,40 @@ RUST_CURSOR = (4, 4)
 # Typed into main() for the textDocument/completion fallback: the item replaces the word "val".
 RUST_TYPED = (9, 0, "    let total: usize = counts.val\n")
 
+Message = dict[str, Any]
+KEY_ORDER = ("jsonrpc", "id", "method", "params", "result", "error")
+"""Top-level keys in the order a reader expects them (pygls writes `id`, `params`, `method`, ...)."""
+
 
 class Session:
-    def __init__(self, command: list[str]) -> None:
+    """The shared pygls client with every message either way logged, timed from the start."""
+
+    def __init__(self) -> None:
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
-        self.log: list[tuple[float, str, dict[str, Any]]] = []
-        self.inbox: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.next_id = 1
-        threading.Thread(target=self._read, daemon=True).start()
+        self.log: list[tuple[float, str, Message]] = []
+        self._waiters: list[tuple[Callable[[Message], bool], asyncio.Future[Message]]] = []
+        self.client = LspClient("record_lsp_session.py", on_message=self._record)
 
-    def _stamp(self) -> float:
-        return (time.monotonic() - self.started) * 1000.0
+    def _record(self, outgoing: bool, message: Message) -> None:
+        stamp = (time.monotonic() - self.started) * 1000.0
+        ordered = {key: message[key] for key in KEY_ORDER if key in message} | message
+        self.log.append((stamp, "client → server" if outgoing else "server → client", ordered))
+        for waiter in [w for w in self._waiters if not outgoing and w[0](message)]:
+            self._waiters.remove(waiter)
+            if not waiter[1].done():
+                waiter[1].set_result(message)
 
-    def _read(self) -> None:
-        stdout = self.proc.stdout
-        assert stdout is not None
-        while True:
-            length = None
-            while True:
-                line = stdout.readline()
-                if not line:
-                    return
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-                elif line in (b"\r\n", b"\n") and length is not None:
-                    break
-            message = json.loads(stdout.read(length))
-            self.log.append((self._stamp(), "server → client", message))
-            self.inbox.put(message)
+    def expect(self, predicate: Callable[[Message], bool]) -> asyncio.Future[Message]:
+        """A future of the next server message matching `predicate` (ask before it can arrive)."""
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, future))
+        return future
 
-    def send(self, message: dict[str, Any]) -> None:
-        body = json.dumps(message, ensure_ascii=False).encode("utf-8")
-        self.log.append((self._stamp(), "client → server", message))
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
+    async def call(self, method: str, params: Any) -> Any:
+        return await self.client.request(method, params)
 
     def notify(self, method: str, params: Any) -> None:
-        self.send({"jsonrpc": "2.0", "method": method, "params": params})
-
-    def request(self, method: str, params: Any) -> int:
-        msg_id = self.next_id
-        self.next_id += 1
-        self.send({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
-        return msg_id
-
-    def wait(self, predicate, timeout_s: float = 600.0) -> dict[str, Any]:
-        """The next message matching `predicate`; answers the server's own requests meanwhile."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            message = self.inbox.get(timeout=max(deadline - time.monotonic(), 0.01))
-            if "method" in message and "id" in message:  # a request from the server
-                result = [None] if message["method"] == "workspace/configuration" else None
-                self.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
-            if predicate(message):
-                return message
-
-    def call(self, method: str, params: Any) -> dict[str, Any]:
-        msg_id = self.request(method, params)
-        return self.wait(lambda m: m.get("id") == msg_id and "method" not in m)
+        self.client.notify(method, params)
 
 
 def inline_params(uri: str, line: int, character: int, invoked: bool = False) -> dict[str, Any]:
@@ -137,29 +115,34 @@ def insert(session: Session, uri: str, version: int, line: int, character: int, 
     )
 
 
-def first_item_text(response: dict[str, Any]) -> str:
-    items = (response.get("result") or {}).get("items") or []
+def first_item_text(result: Any) -> str:
+    items = (result or {}).get("items") or []
     return items[0]["insertText"] if items else ""
 
 
-def drive(session: Session) -> None:
-    session.call(
-        "initialize",
-        {
-            "processId": None,
-            "rootUri": "file:///demo",
-            "clientInfo": {"name": "record_lsp_session.py"},
-            "capabilities": {
-                "general": {"positionEncodings": ["utf-16"]},
-                "window": {"workDoneProgress": True},
-                "textDocument": {"synchronization": {}, "inlineCompletion": {}, "completion": {}},
-            },
-            "initializationOptions": {"debounce": {"minMs": 0, "maxMs": 0, "initialMs": 0}},
-        },
+def capabilities() -> lsp.ClientCapabilities:
+    """An inline-completion editor's, with work-done progress and the completion fallback."""
+    caps = editor_capabilities(progress=True)
+    assert caps.text_document is not None
+    return attrs.evolve(
+        caps, text_document=attrs.evolve(caps.text_document, completion=lsp.CompletionClientCapabilities())
     )
-    session.notify("initialized", {})
-    session.wait(lambda m: m.get("method") == "$/progress" and m["params"]["value"]["kind"] == "end")
-    session.call("codegeex/status", None)
+
+
+def _progress_end(message: Message) -> bool:
+    value = (message.get("params") or {}).get("value") if message.get("method") == "$/progress" else None
+    return isinstance(value, dict) and value.get("kind") == "end"
+
+
+async def drive(session: Session, command: list[str], log_path: Path) -> None:
+    await session.client.start(command, log_path)
+    session.started = time.monotonic()  # the clock runs from the server process's start
+    loaded = session.expect(_progress_end)
+    await session.client.initialize(
+        {"debounce": {"minMs": 0, "maxMs": 0, "initialMs": 0}}, capabilities(), root_uri="file:///demo"
+    )
+    await asyncio.wait_for(loaded, 600.0)
+    await session.call("codegeex/status", None)
 
     session.notify(
         "textDocument/didOpen",
@@ -167,12 +150,12 @@ def drive(session: Session) -> None:
     )
     line, character = PYTHON_CURSOR
     shown = first_item_text(
-        session.call("textDocument/inlineCompletion", inline_params(PYTHON_URI, line, character))
+        await session.call("textDocument/inlineCompletion", inline_params(PYTHON_URI, line, character))
     )
     if len(shown) > 3 and "\n" not in shown[:3]:
         # The user types the first three characters of the ghost text: served without the model.
         insert(session, PYTHON_URI, 2, line, character, shown[:3])
-        session.call("textDocument/inlineCompletion", inline_params(PYTHON_URI, line, character + 3))
+        await session.call("textDocument/inlineCompletion", inline_params(PYTHON_URI, line, character + 3))
     session.notify("codegeex/dismissed", {"uri": PYTHON_URI})
 
     session.notify(
@@ -180,12 +163,12 @@ def drive(session: Session) -> None:
         {"textDocument": {"uri": RUST_URI, "languageId": "rust", "version": 1, "text": RUST_TEXT}},
     )
     line, character = RUST_CURSOR
-    session.call("textDocument/inlineCompletion", inline_params(RUST_URI, line, character))
-    session.call("textDocument/inlineCompletion", inline_params(RUST_URI, line, character))  # cache hit
+    await session.call("textDocument/inlineCompletion", inline_params(RUST_URI, line, character))
+    await session.call("textDocument/inlineCompletion", inline_params(RUST_URI, line, character))  # cache hit
     session.notify("codegeex/accepted", {"uri": RUST_URI})
     line, character, typed = RUST_TYPED
     insert(session, RUST_URI, 2, line, character, typed)
-    session.call(
+    await session.call(
         "textDocument/completion",
         {
             "textDocument": {"uri": RUST_URI},
@@ -195,27 +178,25 @@ def drive(session: Session) -> None:
     )
 
     # A request the client gives up on: $/cancelRequest stops the decode within a token.
-    msg_id = session.request("textDocument/inlineCompletion", inline_params(PYTHON_URI, 4, 0, invoked=True))
-    time.sleep(0.2)
-    session.notify("$/cancelRequest", {"id": msg_id})
-    session.wait(lambda m: m.get("id") == msg_id and "method" not in m)
+    msg_id, future = session.client.inline(PYTHON_URI, 4, 0, invoked=True)
+    await asyncio.sleep(0.2)
+    session.client.cancel(msg_id)
+    await asyncio.gather(asyncio.wrap_future(future), return_exceptions=True)  # a result or the cancel error
 
-    session.call("codegeex/status", None)
-    session.call("shutdown", None)
-    session.notify("exit", None)
-    session.proc.wait(60)
+    await session.call("codegeex/status", None)
+    await session.client.stop()  # shutdown, exit, and the process's exit code
 
 
-def render(session: Session, command: list[str]) -> str:
+def render(session: Session, command: list[str], model: str = "the embedded default model") -> str:
     out = [
         "# codegeex-lsp: a recorded LSP session",
         "",
         "Recorded with `python docs/transcripts/record_lsp_session.py` against",
-        f"`{' '.join(command)}` (the embedded default model), stdio, UTF-16 positions.",
+        f"`{' '.join(command)}` ({model}), stdio, UTF-16 positions.",
         "Every JSON-RPC message in either direction, in order; times are milliseconds since the",
         "server process started. `window/logMessage` records carry the request id in brackets.",
         "",
-        f"Server exit code: {session.proc.returncode}.",
+        f"Server exit code: {session.client.returncode}.",
         "",
     ]
     for stamp, direction, message in session.log:
@@ -229,6 +210,20 @@ def render(session: Session, command: list[str]) -> str:
     return "\n".join(out)
 
 
+async def record(command: list[str]) -> Session:
+    session = Session()
+    with tempfile.TemporaryDirectory(prefix="record-lsp-") as tmp:
+        log_path = Path(tmp) / "server.log"
+        try:
+            await drive(session, command, log_path)
+        except BaseException:
+            if log_path.exists():
+                print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
+            await session.client.stop()
+            raise
+    return session
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the embedded model")
@@ -238,14 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     command = [sys.executable, "-m", "codegeex_lsp.cli", "serve", "--threads", args.threads]
     if args.model:
         command += ["--model", args.model]
-    session = Session(command)
-    try:
-        drive(session)
-    finally:
-        if session.proc.poll() is None:
-            session.proc.kill()
+    session = asyncio.run(record(command))
     shown = ["codegeex-lsp", *command[3:]]
-    Path(args.out).write_text(render(session, shown), encoding="utf-8")
+    model = f"model {args.model}" if args.model else "the embedded default model"
+    Path(args.out).write_text(render(session, shown, model), encoding="utf-8")
     print(f"wrote {args.out} ({len(session.log)} messages)", file=sys.stderr)
     return 0
 
