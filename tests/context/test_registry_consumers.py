@@ -4,7 +4,7 @@ the prompt builder and the benchmarks change when (and only when) the toml does.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -24,7 +24,7 @@ SHIPPED = grammars_dir().joinpath("languages.toml").read_text(encoding="utf-8")
 
 
 @pytest.fixture
-def edited_registry(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+def edited_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], None]]:
     """Swap in the shipped toml with one piece of text replaced; nothing else changes."""
 
     def edit(old: str, new: str) -> None:
