@@ -415,7 +415,13 @@ class Channel:
 
 @dataclass(frozen=True)
 class Completion:
-    """One finished completion, whichever backend made it (the engine's CompletionResult, on the wire)."""
+    """One generation, whichever backend made it, in the worker's `result` as it is here.
+
+    A generator fills `raw` and leaves `completion`/`candidates` empty; the orchestrator
+    (`complete.complete_planned`) puts the healed, post-processed texts there. `timings` are
+    seconds from the request's start (`first_token_s` absent when no token was sampled); the
+    decode's token counts are 0 where a backend does not know them (a remote server).
+    """
 
     completion: str
     candidates: tuple[str, ...]
@@ -427,11 +433,18 @@ class Completion:
     generated_tokens: int
     finish_reason: str  # stop | length | cancelled
     timings: dict[str, float] = field(default_factory=dict)
+    prefill_tokens: int = 0  # prompt tokens computed by this request
+    reused_tokens: int = 0  # prompt tokens whose keys/values came from the document's cache
+    draft_tokens: int = 0  # speculative tokens proposed ...
+    accepted_tokens: int = 0  # ... and kept
+    forward_passes: int = 0  # model calls after the prefill
 
 
-def completion_to_wire(result: Any) -> dict[str, Any]:
-    """Completion (or the engine's CompletionResult, same fields) -> a plain map."""
-    return {f.name: getattr(result, f.name) for f in dataclasses.fields(Completion)}
+_COUNT_FIELDS = ("prefill_tokens", "reused_tokens", "draft_tokens", "accepted_tokens", "forward_passes")
+
+
+def completion_to_wire(result: Completion) -> dict[str, Any]:
+    return dataclasses.asdict(result)
 
 
 def completion_from_wire(data: dict[str, Any]) -> Completion:
@@ -447,6 +460,7 @@ def completion_from_wire(data: dict[str, Any]) -> Completion:
             generated_tokens=int(data["generated_tokens"]),
             finish_reason=str(data["finish_reason"]),
             timings={str(k): float(v) for k, v in dict(data.get("timings", {})).items()},
+            **{name: int(data.get(name, 0)) for name in _COUNT_FIELDS},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"bad completion: {exc}") from exc

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from codegeex_lsp.cancel import Cancellation
@@ -53,19 +53,6 @@ def _env_bytes(name: str, default: int) -> int:
         return int(float(value) * (1 << 20)) if value else default
     except ValueError:
         return default
-
-
-@dataclass(frozen=True)
-class CompletionResult(Completion):
-    """The wire `Completion` plus the decode's token counts as fields (they are also in `timings`,
-    the open map that crosses the worker protocol; *_s from the request's start, first_token_s
-    absent when no token was sampled)."""
-
-    prefill_tokens: int = 0  # prompt tokens computed by this request
-    reused_tokens: int = 0  # prompt tokens whose keys/values came from the document's cache
-    draft_tokens: int = 0  # speculative tokens proposed ...
-    accepted_tokens: int = 0  # ... and kept
-    forward_passes: int = 0  # model calls after the prefill
 
 
 class CompletionService:
@@ -139,7 +126,7 @@ class CompletionService:
 
     def complete(
         self, request: FimRequest, options: CompletionOptions, **generate_args: Any
-    ) -> CompletionResult:
+    ) -> Completion:
         """`generate()`, then the candidates healed and post-processed (`finish_candidates`)."""
         result = self.generate(request, options, **generate_args)
         texts = finish_candidates(result.raw, request)
@@ -153,7 +140,7 @@ class CompletionService:
         cancel: Cancellation | None = None,
         on_token: Callable[[int, int, str], None] | None = None,
         cache_key: Hashable | None = None,
-    ) -> CompletionResult:
+    ) -> Completion:
         """The raw candidates for `request` (`completion` and `candidates` left empty: the caller
         post-processes). `cache_key` names its document (the URI): requests with the same key
         reuse the KV cache of the previous prompt's common start; None reuses nothing. The decode
@@ -183,7 +170,7 @@ class CompletionService:
         first_token = (
             {"first_token_s": built - started + result.first_token_s} if result.n_decode_steps else {}
         )
-        return CompletionResult(
+        return Completion(
             completion="",
             candidates=(),
             raw=tuple(c.text for c in result.candidates),
@@ -201,11 +188,6 @@ class CompletionService:
                 "decode_tok_s": result.decode_tok_s,
                 **first_token,
                 "total_s": time.perf_counter() - started,
-                "prefill_tokens": result.n_prefilled_tokens,
-                "reused_tokens": result.n_reused_tokens,
-                "draft_tokens": result.n_draft_tokens,
-                "accepted_tokens": result.n_accepted_tokens,
-                "forward_passes": result.n_forward_passes,
             },
             prefill_tokens=result.n_prefilled_tokens,
             reused_tokens=result.n_reused_tokens,

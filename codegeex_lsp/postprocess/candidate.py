@@ -17,32 +17,41 @@ _MODES = ("LINE", "BLOCK")
 
 @dataclass(frozen=True)
 class Candidate:
-    """One suggestion: the raw or partly cleaned model `text` at the cursor between prefix and suffix.
+    """One suggestion: the raw or partly cleaned model `text` at the cursor of `request`.
 
-    `language` is the LSP languageId; `mode` is what the scope stage asked for: "LINE" (finish the
-    current line) or "BLOCK" (may add lines). `scope` is the innermost function or class around the
-    cursor (`CursorContext.scope`); a BLOCK suggestion may not leave it. `request_id` only labels
-    log records.
+    The request is the one the generator got, carried as it is (no copy of its fields): its
+    `language` (LSP languageId), its `mode` ("LINE": finish the current line; "BLOCK": may add
+    lines) and its `scope` (the innermost function or class around the cursor; a BLOCK suggestion
+    may not leave it) are what the filters read. `request_id` only labels log records.
     """
 
-    prefix: str
-    suffix: str
-    language: str
-    mode: Mode
+    request: FimRequest
     text: str
-    scope: ScopeInfo | None = None
     request_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, not {self.mode!r}")
+        if self.request.mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, not {self.request.mode!r}")
 
-    @classmethod
-    def for_request(cls, request: FimRequest, text: str = "", request_id: str | None = None) -> Candidate:
-        """The candidate `text` for `request`, with the request's scope and mode."""
-        return cls(
-            request.prefix, request.suffix, request.language, request.mode, text, request.scope, request_id
-        )
+    @property
+    def prefix(self) -> str:
+        return self.request.prefix
+
+    @property
+    def suffix(self) -> str:
+        return self.request.suffix
+
+    @property
+    def language(self) -> str:
+        return self.request.language
+
+    @property
+    def mode(self) -> Mode:
+        return self.request.mode
+
+    @property
+    def scope(self) -> ScopeInfo | None:
+        return self.request.scope
 
     def with_text(self, text: str) -> Candidate:
         """The same candidate with another suggestion text; returns self when nothing changed."""

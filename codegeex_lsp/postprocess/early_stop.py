@@ -74,7 +74,7 @@ def scope_stop_check(request: FimRequest) -> Callable[[str], bool]:
     runs on for max_tokens, repeating the rest of the file. The text is whitespace-healed first,
     as the final pipeline sees it.
     """
-    base = Candidate.for_request(request)
+    base = Candidate(request, "")
     _prefix, trailing = split_trailing_whitespace(request.prefix)
 
     def check(text: str) -> bool:

@@ -79,7 +79,7 @@ def finish_candidates(
     the prompt left out) and run through the pipeline once, with the request's scope and mode;
     discarded and duplicate ones dropped. The one place generated text becomes a suggestion."""
     _prefix, trailing = split_trailing_whitespace(request.prefix)
-    base = Candidate.for_request(request, request_id=request_id)
+    base = Candidate(request, "", request_id)
     texts: list[str] = []
     for text in raw:
         item = run_pipeline(base.with_text(heal(text, trailing)))

@@ -37,7 +37,7 @@ from codegeex_lsp.protocol import ACCEPTED, DISMISSED, STATUS
 from codegeex_lsp.server import convert, logs, transport
 from codegeex_lsp.server.backends import make_backend
 from codegeex_lsp.server.cache import CompletionCache, TypedThrough
-from codegeex_lsp.server.completion import Completer, SuggestRequest
+from codegeex_lsp.server.completion import Completer
 from codegeex_lsp.server.documents import DocumentStore, Oversized
 from codegeex_lsp.server.framing import DEFAULT_MAX_BODY_BYTES
 from codegeex_lsp.server.loader import ModelHost
@@ -318,10 +318,10 @@ def create_server(
     async def inline_completion(params: lsp.InlineCompletionParams) -> lsp.InlineCompletionList:
         rid = _request_id(ls, "inline")
         invoked = params.context.trigger_kind == lsp.InlineCompletionTriggerKind.Invoked
-        request = SuggestRequest(params.text_document.uri, convert.position_in(params.position), invoked)
-        suggestion = await ls.completer.suggest(request, rid)
+        position = convert.position_in(params.position)
+        suggestion = await ls.completer.suggest(params.text_document.uri, position, rid, invoked=invoked)
         if suggestion is None:
-            return convert.inline_items(None, request.position)
+            return convert.inline_items(None, position)
         return convert.inline_items(suggestion.text, suggestion.context.position)
 
     @ls.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(resolve_provider=False))
@@ -330,10 +330,10 @@ def create_server(
         invoked = (
             params.context is not None and params.context.trigger_kind == lsp.CompletionTriggerKind.Invoked
         )
-        request = SuggestRequest(params.text_document.uri, convert.position_in(params.position), invoked)
-        suggestion = await ls.completer.suggest(request, rid)
+        position = convert.position_in(params.position)
+        suggestion = await ls.completer.suggest(params.text_document.uri, position, rid, invoked=invoked)
         if suggestion is None:
-            return convert.completion_items(None, "", request.position, ls.documents.encoding)
+            return convert.completion_items(None, "", position, ls.documents.encoding)
         ctx = suggestion.context
         return convert.completion_items(suggestion.text, ctx.prefix, ctx.position, ls.documents.encoding)
 

@@ -47,15 +47,8 @@ log = logging.getLogger(__name__)
 
 Source = Literal["model", "cache", "typed-through"]
 
-# Per-request token counts the engine reports in `timings` (the map that crosses the worker IPC).
+# Per-request token counts the engine reports (Completion fields), summed in the counters.
 DECODE_COUNTS = ("prefill_tokens", "reused_tokens", "draft_tokens", "accepted_tokens")
-
-
-@dataclass(frozen=True)
-class SuggestRequest:
-    uri: str
-    position: Position
-    invoked: bool = False  # explicitly asked for (no debounce, NONE mode upgraded to LINE)
 
 
 @dataclass(frozen=True)
@@ -119,18 +112,21 @@ class Completer:
         self._backend_failing = False
         self._decodes = decodes  # one record per finished decode, for `codegeex/status`
 
-    async def suggest(self, request: SuggestRequest, request_id: str) -> Suggestion | None:
-        """The suggestion for `request`, or None; counts the outcome. Never raises but CancelledError."""
+    async def suggest(
+        self, uri: str, position: Position, request_id: str, *, invoked: bool = False
+    ) -> Suggestion | None:
+        """The suggestion at `position` in `uri`, or None; counts the outcome. Never raises but
+        CancelledError. `invoked`: explicitly asked for (no debounce, NONE mode upgraded to LINE)."""
         self.counters.requests += 1
-        ticket, superseded = self.scheduler.begin(request.uri, request_id)
+        ticket, superseded = self.scheduler.begin(uri, request_id)
         if superseded is not None:
             log.debug("supersedes request %s", superseded.request_id)
         arrived = time.monotonic()
         delay_s = (
-            0.0 if request.invoked else self.scheduler.debouncer.observe(request.uri, request.position.line)
+            0.0 if invoked else self.scheduler.debouncer.observe(uri, position.line)
         )
         try:
-            suggestion = await self._suggest(request, ticket, arrived + delay_s, arrived)
+            suggestion = await self._suggest(position, invoked, ticket, arrived + delay_s, arrived)
         except asyncio.CancelledError:
             ticket.cancel()
             self.counters.cancelled += 1
@@ -161,33 +157,34 @@ class Completer:
             return None
         self.counters.served += 1
         ctx = suggestion.context
-        self.typed.remember(request.uri, ctx.prefix, ctx.suffix, suggestion.text, ctx.mode)
+        self.typed.remember(uri, ctx.prefix, ctx.suffix, suggestion.text, ctx.mode)
         if suggestion.source != "typed-through":  # the rest of one already shown is not a new one
-            self._on_shown(request.uri, ctx.language.language_id)
+            self._on_shown(uri, ctx.language.language_id)
         return suggestion
 
     async def _suggest(
-        self, request: SuggestRequest, ticket: Ticket, start_at: float, arrived: float
+        self, position: Position, invoked: bool, ticket: Ticket, start_at: float, arrived: float
     ) -> Suggestion | None:
+        uri = ticket.uri
         options = self._options()
         ctx = await self.scheduler.documents.run(
             lambda: self.documents.snapshot(
-                request.uri, request.position, context_options(options, self._root())
+                uri, position, context_options(options, self._root())
             )
         )
         if ctx is None:
-            log.warning("%s is not open: no completion", request.uri)
+            log.warning("%s is not open: no completion", uri)
             return None
         if not options.languages.allows(ctx.language.language_id):
             log.debug("language %s is disabled", ctx.language.language_id)
             return None
         if ctx.mode == "NONE":
-            if not request.invoked:
+            if not invoked:
                 log.debug("no completion here (%s)", ctx.reason)
                 return None
             ctx = dataclasses.replace(ctx, mode="LINE")
 
-        forwarded = self.typed.forward(request.uri, ctx.prefix, ctx.suffix)
+        forwarded = self.typed.forward(uri, ctx.prefix, ctx.suffix)
         if forwarded is not None:
             self.counters.typed_through += 1
             log.debug("typed-through: %d chars left of the shown suggestion", len(forwarded))
@@ -266,7 +263,7 @@ class Completer:
     def _record_decode(self, ticket: Ticket, queued_s: float, done_s: float, result: Completion) -> None:
         """Count a finished decode's tokens; keep its latencies from the request's arrival."""
         t = result.timings
-        counts = {name: int(t.get(name, 0)) for name in DECODE_COUNTS}
+        counts = {name: getattr(result, name) for name in DECODE_COUNTS}
         for name, value in counts.items():
             setattr(self.counters, name, getattr(self.counters, name) + value)
         if self._decodes is None:
@@ -283,7 +280,7 @@ class Completer:
                 "reusedTokens": counts["reused_tokens"],
                 "draftTokens": counts["draft_tokens"],
                 "acceptedTokens": counts["accepted_tokens"],
-                "forwardPasses": int(t.get("forward_passes", 0)),
+                "forwardPasses": result.forward_passes,
                 # From the request's arrival: debounce, queueing and prompt building included.
                 "startMs": round(queued_s * 1e3, 2),
                 "firstTokenMs": None if first_token_s is None else round((queued_s + first_token_s) * 1e3, 2),

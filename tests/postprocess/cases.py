@@ -27,6 +27,7 @@ from pathlib import Path
 
 from codegeex_lsp.context.scope import ScopeInfo
 from codegeex_lsp.postprocess import DEFAULT_PIPELINE, Candidate, run_pipeline
+from codegeex_lsp.prompt.types import FimRequest
 
 CURSOR = "█"
 OPEN, CLOSE = "├", "┤"
@@ -49,7 +50,8 @@ def make(
     scope: ScopeInfo | None = None,
 ) -> Candidate:
     prefix, suffix = split_document(document)
-    return Candidate(prefix=prefix, suffix=suffix, language=language, mode=mode, text=text, scope=scope)  # type: ignore[arg-type]
+    request = FimRequest(prefix, suffix, language, mode=mode, scope=scope)  # type: ignore[arg-type]
+    return Candidate(request, text)
 
 
 def render(candidate: Candidate, result: Candidate | None) -> str:

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from codegeex_lsp.postprocess import DEFAULT_PIPELINE, Candidate, run_pipeline
+from codegeex_lsp.prompt.types import FimRequest
 from tests.postprocess.cases import golden_cases, make
 
 CASES = golden_cases()
@@ -34,7 +35,7 @@ def test_candidate_lines_around_the_cursor():
 
 def test_candidate_rejects_unknown_modes():
     with pytest.raises(ValueError, match="mode"):
-        Candidate(prefix="", suffix="", language="python", mode="WORD", text="")  # type: ignore[arg-type]
+        Candidate(FimRequest("", mode="WORD"), "")  # type: ignore[arg-type]
 
 
 def test_the_order_is_data():
@@ -66,7 +67,8 @@ def test_a_discard_stops_the_pipeline():
 
 def test_a_filter_cannot_change_the_document():
     def rogue(candidate):
-        return dataclasses.replace(candidate, prefix="", suffix="", mode="BLOCK", text="y")
+        request = dataclasses.replace(candidate.request, prefix="", suffix="", mode="BLOCK")
+        return dataclasses.replace(candidate, request=request, text="y")
 
     original = make("keep █ this", "x")
     result = run_pipeline(original, filters=(rogue,))

@@ -96,6 +96,11 @@ def test_payload_conversions():
     assert options_from_wire(options_to_wire(options)) == options
     done = Completion("c", ("c",), ("c ",), "m", "f", "LINE", 3, 1, "stop", {"total_s": 0.1})
     assert completion_from_wire(MSGPACK.unpack(MSGPACK.pack(completion_to_wire(done)))) == done
+    # The engine's decode counts are fields of the one generation type, and cross the wire as such.
+    counted = Completion("", (), ("x",), "m", "f", "BLOCK", 9, 2, "length", {}, 5, 4, 3, 2, 1)
+    assert completion_from_wire(MSGPACK.unpack(MSGPACK.pack(completion_to_wire(counted)))) == counted
+    wire = completion_to_wire(counted)
+    assert (wire["prefill_tokens"], wire["forward_passes"]) == (5, 1) and wire["timings"] == {}
     with pytest.raises(ProtocolError):
         completion_from_wire({"completion": "x"})
 
