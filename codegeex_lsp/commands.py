@@ -159,7 +159,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def model(args: argparse.Namespace) -> int:
-    """`install` assembles, verifies and converts the model once; `info` shows what is cached."""
+    """`install` assembles, verifies and converts the model once, and builds its int4 checkpoint
+    (the default `--quant`; `--quant none` skips it); `info` shows what is cached."""
     from codegeex_lsp.engine.load import load_model
 
     loaded = load_model(replace(engine_options(args)), lambda m: _stderr(f"[codegeex-lsp] {m}"))
@@ -174,6 +175,7 @@ def model(args: argparse.Namespace) -> int:
                 "dir": str(loaded.hf_dir),
                 "sha256": loaded.source_sha256,
                 "parameters": n_params,
+                "quant": loaded.quant,
                 "load_s": round(loaded.load_s, 2),
             }
         )

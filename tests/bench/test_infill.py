@@ -32,7 +32,7 @@ FIRST_TASK_IDS = {
 """Pinned: the ids (and so the masks) must not move between runs, machines or Python versions."""
 
 NOT_CODE = "@@ not code @@"
-TINY_FLAGS = ["--threads", "1", "--dtype", "float32", "--max-tokens-line", "8", "--max-tokens-block", "16"]
+TINY_FLAGS = ["--threads", "1", "--dtype", "float32", "--quant", "none", "--max-tokens-line", "8", "--max-tokens-block", "16"]
 
 
 def _needs(language: str) -> None:
@@ -174,8 +174,8 @@ def test_runs_resume_without_regenerating_or_reexecuting(
 
 def test_bad_flag_combinations_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--langs", "python", "--limit", "1", "--out", str(tmp_path)]
-    assert run.main([*base, "--through-lsp", "--quant", "int4"]) == 2
-    assert "no --quant" in capsys.readouterr().err
+    assert run.main([*base, "--peer", "llama-server", "--through-lsp"]) == 2
+    assert "runs the peer alone" in capsys.readouterr().err
     assert run.main([*base, "--through-lsp", "--mode", "kind"]) == 2
     assert run.main([*base, "--kinds", "single,paragraph"]) == 2
     assert run.main([*base, "--limit", "0"]) == 2
@@ -186,7 +186,7 @@ def test_no_carry_line_is_its_own_variant_and_setting(tmp_path: Path) -> None:
     args = ["--langs", "python", "--out", str(tmp_path)]
     on = run.options_from_args(run.build_parser().parse_args(args))
     off = run.options_from_args(run.build_parser().parse_args([*args, "--no-carry-line"]))
-    assert (on.variant, off.variant) == ("fp", "fp-nocarry")
+    assert (on.variant, off.variant) == ("int4", "int4-nocarry")  # int4: the default, what users run
     assert on.settings["context"] == {"carryLine": True} and off.settings["context"] == {"carryLine": False}
     assert run._settings(off)["carry_line"] is False
     # A variant dir recorded before the setting existed holds runs that did not carry the line.

@@ -98,7 +98,7 @@ def test_short_replay_through_a_real_server(tiny_model_factory, tmp_path):
     model = tiny_model_factory("qwen2")
     out = tmp_path / "report"
     argv = [
-        *("--model", str(model), "--dtype", "float32", "--threads", "1", "--in-process"),
+        *("--model", str(model), "--dtype", "float32", "--quant", "none", "--threads", "1", "--in-process"),
         *("--keystrokes", "24", "--session-keys", "12", "--tail-s", "2", "--debounce-ms", "0"),
         *("--no-peer", "--memory-interval-s", "0.5", "--out", str(out), "--json-out", str(out / "l.json")),
     ]
@@ -120,6 +120,8 @@ def test_short_replay_through_a_real_server(tiny_model_factory, tmp_path):
         "serve",
         "--model",
         str(model),
+        "--quant",
+        "none",
         "--dtype",
         "float32",
         "--threads",

@@ -137,6 +137,8 @@ def test_a_run_with_both_sides(tiny_model_factory, tmp_path, monkeypatch):
             str(tiny_model_factory("qwen2")),
             "--dtype",
             "float32",
+            "--quant",
+            "none",
             "--threads",
             "1",
             "--in-process",

@@ -155,7 +155,7 @@ def test_main_canonical_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_tiny_model_end_to_end_produces_all_report_files(tmp_path: Path, tiny_glm_dir: Path) -> None:
     """The engine-backed generator (prompt formats, decode, scope stop) through the whole harness."""
-    argv = ["--langs", "python,js", "--limit", "2", "--model", str(tiny_glm_dir), "--max-tokens", "24"]
+    argv = ["--langs", "python,js", "--limit", "2", "--model", str(tiny_glm_dir), "--max-tokens", "24", "--quant", "none"]
     assert run.main([*argv, "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "fp" / "results.json").read_text())
     assert set(results["languages"]) == {"python", "js"}

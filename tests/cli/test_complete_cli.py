@@ -41,6 +41,8 @@ def test_json_output_with_tiny_model(tiny_glm_dir, source, tmp_path):
         "8",
         "--dtype",
         "float32",
+        "--quant",
+        "none",
         cache=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr

@@ -325,7 +325,7 @@ def run_cli(model: Path, source: Path, cache: Path) -> tuple[int, str, int]:
 
     env = {**os.environ, "CODEGEEX_LSP_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "codegeex_lsp.cli", "complete", str(source), "--line", "1",
-               "--character", "4", "--model", str(model), "--dtype", "float32", "--threads", "1",
+               "--character", "4", "--model", str(model), "--dtype", "float32", "--quant", "none", "--threads", "1",
                "--max-tokens", "4"]  # fmt: skip
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
