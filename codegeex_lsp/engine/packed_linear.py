@@ -56,6 +56,14 @@ def pack_linears_(model: nn.Module) -> int:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Parameters of `model`, packed weights included (they are buffers oneDNN owns, not Parameters)."""
-    packed = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, PackedLinear))
+    """Parameters of `model`, packed weights included: oneDNN's bf16 and our int4 ones are buffers,
+    not Parameters (an int4 weight counts as its logical size, whatever its planes)."""
+    from codegeex_lsp.quant.linear import QuantEmbedding, QuantLinear
+
+    packed = 0
+    for m in model.modules():
+        if isinstance(m, PackedLinear | QuantLinear):
+            packed += m.in_features * m.out_features
+        elif isinstance(m, QuantEmbedding):
+            packed += m.num_embeddings * m.embedding_dim
     return packed + sum(p.numel() for p in model.parameters())
