@@ -9,6 +9,12 @@
 3. `finish_candidates`: heal and post-process once, with the real scope, mode and request id.
 
 Torch-free: the generator owns the model.
+
+The shapes one keystroke passes through (worker backend; the wire maps are these dataclasses as
+msgpack maps): lsp params -> `CompletionContext` -> `FimRequest` + `CompletionOptions` (the worker's
+`complete`) -> `Prompt` -> the decode loop's `SamplingParams` / `GenerationResult` -> `Completion`
+(the worker's `result`, filled here) -> `postprocess.Candidate` (the request and one text) ->
+`server.completion.Suggestion` -> lsp `InlineCompletionList`.
 """
 
 from __future__ import annotations
