@@ -12,8 +12,10 @@ gets an empty name (the guideline allows it) and CodeGeeX2 gets no tag line.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from codegeex_lsp.context.languages import LanguageInfo, registered
+if TYPE_CHECKING:  # the registry imports the context package (tree-sitter, numpy): only when asked
+    from codegeex_lsp.context.languages import LanguageInfo
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ def codegeex_tag(info: LanguageInfo) -> str:
 
 def codegeex_language(language_id: str) -> CodegeexLanguage | None:
     """The CodeGeeX naming of an LSP languageId, or None when the models have no name for it."""
+    from codegeex_lsp.context.languages import registered
+
     info = registered(language_id)
     if info is None or not info.codegeex:
         return None
