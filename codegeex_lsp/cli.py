@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 
@@ -183,8 +184,16 @@ def _run_bench(args: argparse.Namespace) -> int:
     return int(module.main(args.args) or 0)
 
 
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: `finally` blocks stop the peer servers a benchmark started."""
+    raise SystemExit(143)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from codegeex_lsp import commands
+
+    if args.command == "bench":
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     table: dict[str, Callable[[argparse.Namespace], int]] = {
         "complete": commands.complete,
