@@ -319,10 +319,11 @@ def create_server(
         rid = _request_id(ls, "inline")
         invoked = params.context.trigger_kind == lsp.InlineCompletionTriggerKind.Invoked
         position = convert.position_in(params.position)
-        suggestion = await ls.completer.suggest(params.text_document.uri, position, rid, invoked=invoked)
-        if suggestion is None:
+        found = await ls.completer.suggest(params.text_document.uri, position, rid, invoked=invoked)
+        if found is None:
             return convert.inline_items(None, position)
-        return convert.inline_items(suggestion.text, suggestion.context.position)
+        text, ctx = found
+        return convert.inline_items(text, ctx.position)
 
     @ls.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(resolve_provider=False))
     async def completion(params: lsp.CompletionParams) -> lsp.CompletionList:
@@ -331,11 +332,11 @@ def create_server(
             params.context is not None and params.context.trigger_kind == lsp.CompletionTriggerKind.Invoked
         )
         position = convert.position_in(params.position)
-        suggestion = await ls.completer.suggest(params.text_document.uri, position, rid, invoked=invoked)
-        if suggestion is None:
+        found = await ls.completer.suggest(params.text_document.uri, position, rid, invoked=invoked)
+        if found is None:
             return convert.completion_items(None, "", position, ls.documents.encoding)
-        ctx = suggestion.context
-        return convert.completion_items(suggestion.text, ctx.prefix, ctx.position, ls.documents.encoding)
+        text, ctx = found
+        return convert.completion_items(text, ctx.prefix, ctx.position, ls.documents.encoding)
 
     @ls.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(params: lsp.DidChangeConfigurationParams) -> None:

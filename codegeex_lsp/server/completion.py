@@ -26,7 +26,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from codegeex_lsp.complete import complete_planned, plan_request
@@ -49,13 +48,6 @@ Source = Literal["model", "cache", "typed-through"]
 
 # Per-request token counts the engine reports (Completion fields), summed in the counters.
 DECODE_COUNTS = ("prefill_tokens", "reused_tokens", "draft_tokens", "accepted_tokens")
-
-
-@dataclass(frozen=True)
-class Suggestion:
-    text: str
-    context: CompletionContext
-    source: Source
 
 
 def completion_options(options: ServerOptions, mode: str) -> CompletionOptions:
@@ -114,9 +106,11 @@ class Completer:
 
     async def suggest(
         self, uri: str, position: Position, request_id: str, *, invoked: bool = False
-    ) -> Suggestion | None:
-        """The suggestion at `position` in `uri`, or None; counts the outcome. Never raises but
-        CancelledError. `invoked`: explicitly asked for (no debounce, NONE mode upgraded to LINE)."""
+    ) -> tuple[str, CompletionContext] | None:
+        """The suggestion's text at `position` in `uri` and the context it completes (its clamped
+        cursor and prefix are what the LSP conversion needs), or None; counts the outcome. Never
+        raises but CancelledError. `invoked`: explicitly asked for (no debounce, NONE mode upgraded
+        to LINE)."""
         self.counters.requests += 1
         ticket, superseded = self.scheduler.begin(uri, request_id)
         if superseded is not None:
@@ -126,7 +120,7 @@ class Completer:
             0.0 if invoked else self.scheduler.debouncer.observe(uri, position.line)
         )
         try:
-            suggestion = await self._suggest(position, invoked, ticket, arrived + delay_s, arrived)
+            found = await self._suggest(position, invoked, ticket, arrived + delay_s, arrived)
         except asyncio.CancelledError:
             ticket.cancel()
             self.counters.cancelled += 1
@@ -152,19 +146,19 @@ class Completer:
             self.counters.superseded += 1
             log.info("superseded by a newer request; answering empty")
             return None
-        if suggestion is None or not suggestion.text:
+        if found is None or not found[0]:
             self.counters.empty += 1
             return None
+        text, ctx, source = found
         self.counters.served += 1
-        ctx = suggestion.context
-        self.typed.remember(uri, ctx.prefix, ctx.suffix, suggestion.text, ctx.mode)
-        if suggestion.source != "typed-through":  # the rest of one already shown is not a new one
+        self.typed.remember(uri, ctx.prefix, ctx.suffix, text, ctx.mode)
+        if source != "typed-through":  # the rest of one already shown is not a new one
             self._on_shown(uri, ctx.language.language_id)
-        return suggestion
+        return text, ctx
 
     async def _suggest(
         self, position: Position, invoked: bool, ticket: Ticket, start_at: float, arrived: float
-    ) -> Suggestion | None:
+    ) -> tuple[str, CompletionContext, Source] | None:
         uri = ticket.uri
         options = self._options()
         ctx = await self.scheduler.documents.run(
@@ -188,7 +182,7 @@ class Completer:
         if forwarded is not None:
             self.counters.typed_through += 1
             log.debug("typed-through: %d chars left of the shown suggestion", len(forwarded))
-            return Suggestion(forwarded, ctx, "typed-through")
+            return forwarded, ctx, "typed-through"
 
         session = self.host.session
         if session is None or ticket.is_cancelled():
@@ -206,7 +200,7 @@ class Completer:
         if cached is not None:
             self.counters.cache_hits += 1
             log.debug("cache hit (%d chars)", len(cached))
-            return Suggestion(cached, ctx, "cache")
+            return cached, ctx, "cache"
 
         wait_s = start_at - time.monotonic()
         if wait_s > 0:
@@ -220,7 +214,7 @@ class Completer:
         if text is None:
             return None
         self.cache.put(key, text)
-        return Suggestion(text, ctx, "model")
+        return text, ctx, "model"
 
     async def _decode(
         self, session: Session, fim: FimRequest, opts: CompletionOptions, ticket: Ticket, arrived: float
