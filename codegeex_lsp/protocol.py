@@ -415,29 +415,32 @@ class Channel:
 
 @dataclass(frozen=True)
 class Completion:
-    """One generation, whichever backend made it, in the worker's `result` as it is here.
+    """One generation, whichever backend made it, from the decode loop to the worker's `result`.
 
-    A generator fills `raw` and leaves `completion`/`candidates` empty; the orchestrator
-    (`complete.complete_planned`) puts the healed, post-processed texts there. `timings` are
-    seconds from the request's start (`first_token_s` absent when no token was sampled); the
-    decode's token counts are 0 where a backend does not know them (a remote server).
+    The decode loop (`engine.decode.generate`) fills `raw`, `token_ids`, the counts and its timings;
+    a generator adds the labels (model, format, mode) and leaves `completion`/`candidates` empty;
+    the orchestrator (`complete.complete_planned`) puts the healed, post-processed texts there.
+    `timings` are seconds from the request's start (`first_token_s` absent when no token was
+    sampled); the decode's token counts are 0 and `token_ids` empty where a backend does not know
+    them (a remote server).
     """
 
-    completion: str
-    candidates: tuple[str, ...]
-    raw: tuple[str, ...]
-    model: str
-    format: str
-    mode: str
-    prompt_tokens: int
-    generated_tokens: int
-    finish_reason: str  # stop | length | cancelled
+    completion: str = ""
+    candidates: tuple[str, ...] = ()
+    raw: tuple[str, ...] = ()
+    model: str = ""
+    format: str = ""
+    mode: str = ""
+    prompt_tokens: int = 0
+    generated_tokens: int = 0  # the longest raw candidate's tokens (its stop token excluded)
+    finish_reason: str = "length"  # stop | length | cancelled (the first candidate's)
     timings: dict[str, float] = field(default_factory=dict)
     prefill_tokens: int = 0  # prompt tokens computed by this request
     reused_tokens: int = 0  # prompt tokens whose keys/values came from the document's cache
     draft_tokens: int = 0  # speculative tokens proposed ...
     accepted_tokens: int = 0  # ... and kept
     forward_passes: int = 0  # model calls after the prefill
+    token_ids: tuple[tuple[int, ...], ...] = ()  # each raw candidate's, as the decode loop sampled them
 
 
 _COUNT_FIELDS = ("prefill_tokens", "reused_tokens", "draft_tokens", "accepted_tokens", "forward_passes")
@@ -461,6 +464,7 @@ def completion_from_wire(data: dict[str, Any]) -> Completion:
             finish_reason=str(data["finish_reason"]),
             timings={str(k): float(v) for k, v in dict(data.get("timings", {})).items()},
             **{name: int(data.get(name, 0)) for name in _COUNT_FIELDS},
+            token_ids=tuple(tuple(map(int, ids)) for ids in data.get("token_ids", ())),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"bad completion: {exc}") from exc

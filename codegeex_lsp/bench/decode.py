@@ -159,9 +159,10 @@ def measure_ours(
     model: str, quant: str, threads: int, n_prefill: int, n_decode: int, repeat: int, cache, log
 ):
     """(row, loaded model's quant label) for one of our configurations."""
-    from codegeex_lsp.config import EngineOptions
-    from codegeex_lsp.engine.decode import SamplingParams, generate
+    from codegeex_lsp.config import CompletionOptions, EngineOptions
+    from codegeex_lsp.engine.decode import generate
     from codegeex_lsp.engine.load import load_model
+    from codegeex_lsp.prompt.types import Prompt
 
     loaded = load_model(
         EngineOptions(
@@ -174,16 +175,17 @@ def measure_ours(
         ),
         progress=log,
     )
-    long_ids = prefill_prompt_ids(loaded.tokenizer, n_prefill)
+    long_prompt = Prompt("raw", "", tuple(prefill_prompt_ids(loaded.tokenizer, n_prefill)), ())
     short_ids = loaded.tokenizer.encode(SHORT_PROMPT, add_special_tokens=False)
+    short_prompt = Prompt("raw", SHORT_PROMPT, tuple(short_ids), ())
     prefill_s, decode_tok_s, steps = float("inf"), 0.0, 0
     for _ in range(repeat + 1):  # the first round warms up and counts like the others: best is kept
-        p = generate(loaded.model, loaded.tokenizer, long_ids, SamplingParams(max_new_tokens=1))
-        d = generate(loaded.model, loaded.tokenizer, short_ids, SamplingParams(max_new_tokens=n_decode))
+        p = generate(loaded.model, loaded.tokenizer, long_prompt, CompletionOptions(max_tokens=1))
+        d = generate(loaded.model, loaded.tokenizer, short_prompt, CompletionOptions(max_tokens=n_decode))
         prefill_s, decode_tok_s, steps = (
-            min(prefill_s, p.prefill_s),
-            max(decode_tok_s, d.decode_tok_s),
-            d.n_decode_steps,
+            min(prefill_s, p.timings["prefill_s"]),
+            max(decode_tok_s, d.timings["decode_tok_s"]),
+            d.generated_tokens,
         )
     name = "ours int4" if quant == "int4" else "ours bf16"
     note = "" if steps == n_decode else f"decode stopped after {steps} tokens"

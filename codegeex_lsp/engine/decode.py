@@ -15,8 +15,13 @@ Two ways to do less work per keystroke:
   greedy would have produced is kept, plus the model's own next token after it; the cache is rolled
   back past the rejected tokens. The output is the greedy output, token for token.
 
-`SamplingParams.forced_text` (the cursor's partial word, see `forced`): the first tokens are limited
-to those that spell it; the text of every candidate starts after it.
+What to decode is the built `Prompt` (its ids, stop token ids and forced text) and the request's
+`CompletionOptions` (max tokens, temperature, top-p, n, seed); where a candidate ends, a
+`postprocess.early_stop.StopSpec`. The result is the one generation type, `protocol.Completion`,
+with the raw candidates and the decode's counts and timings (the service adds the model's labels).
+
+`Prompt.forced_text` (the cursor's partial word, see `forced`): the first tokens are limited to
+those that spell it; the text of every candidate starts after it.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from typing import Any, Literal
 
 import torch
 
+from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.engine.forced import TokenTexts, constrain, token_texts
 from codegeex_lsp.engine.kv_cache import KVCache
 from codegeex_lsp.engine.model import Transformer
 from codegeex_lsp.engine.sampling import sample
-from codegeex_lsp.postprocess.early_stop import cut_at_stop
+from codegeex_lsp.postprocess.early_stop import StopSpec
+from codegeex_lsp.prompt.types import Prompt
+from codegeex_lsp.protocol import Completion
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -40,21 +48,6 @@ FinishReason = Literal["stop", "length", "cancelled"]
 # stops within one chunk, and what it prefilled stays in the cache for the next keystroke. On 2 cores
 # (bf16, 0.5B) 128-token chunks cost ~20% more than 256-token ones and halve the wait for a stale one.
 PREFILL_CHUNK_TOKENS = 128
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    max_new_tokens: int = 64
-    temperature: float = 0.0
-    top_p: float = 1.0
-    n: int = 1
-    stop_token_ids: tuple[int, ...] = ()
-    stop_strings: tuple[str, ...] = ()
-    single_line: bool = False  # stop at the first newline that follows non-blank text
-    seed: int | None = None
-    # The generated text must start with this (the user's partial word, token healing); it is not
-    # part of any candidate's text.
-    forced_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,39 +66,6 @@ class LookupParams:
     max_ngram: int = 3
     min_ngram: int = 1
     max_backoff_steps: int = 8
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One candidate: ids and text exclude the stop token / stop string that ended it."""
-
-    token_ids: tuple[int, ...]
-    text: str
-    finish_reason: FinishReason
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    candidates: tuple[Generation, ...]
-    n_prompt_tokens: int
-    n_decode_steps: int  # tokens sampled per candidate (the stop token included)
-    prefill_s: float
-    decode_s: float
-    n_reused_tokens: int = 0  # prompt positions taken from the cache as they were
-    n_prefilled_tokens: int = 0  # prompt positions computed by this call
-    first_token_s: float = 0.0  # call start -> first token sampled (prefill included)
-    n_forward_passes: int = 0  # model calls after the prefill
-    n_draft_tokens: int = 0  # speculative tokens proposed ...
-    n_accepted_tokens: int = 0  # ... and kept
-
-    @property
-    def decode_tok_s(self) -> float:
-        """Decode throughput per sequence: steps after the first token over decode time."""
-        return (
-            (self.n_decode_steps - 1) / self.decode_s
-            if self.decode_s > 0 and self.n_decode_steps > 1
-            else 0.0
-        )
 
 
 OnToken = Callable[[int, int, str], None]  # (candidate index, token id, text so far)
@@ -172,23 +132,23 @@ class _Streams:
         self,
         n: int,
         tokenizer: Any,
-        params: SamplingParams,
+        prompt: Prompt,
+        stop: StopSpec,
         on_token: OnToken | None,
-        stop_check: Callable[[str], bool] | None,
         table: TokenTexts | None = None,
     ) -> None:
         self.tokenizer = tokenizer
-        self.params = params
+        self.stop = stop
         self.on_token = on_token
-        self.stop_check = stop_check
-        self.stop_ids = set(params.stop_token_ids)
+        self.stop_ids = set(prompt.stop_token_ids)
         self.ids: list[list[int]] = [[] for _ in range(n)]
         self.texts = [""] * n
         self.finish: list[FinishReason | None] = [None] * n
         self.table = table
-        self.forcing = [params.forced_text if table is not None else ""] * n
+        self.forced = prompt.forced_text if table is not None else ""
+        self.forcing = [self.forced] * n
         self.need_text = (
-            bool(params.stop_strings) or params.single_line or on_token is not None or stop_check is not None
+            bool(stop.strings) or stop.single_line or on_token is not None or stop.check is not None
         )
         self.steps = 0
         self.first_token_at: float | None = None
@@ -210,8 +170,7 @@ class _Streams:
         return logits
 
     def _visible(self, text: str) -> str:
-        forced = self.params.forced_text if self.table is not None else ""
-        return text[len(forced) :] if text.startswith(forced) else ""
+        return text[len(self.forced) :] if text.startswith(self.forced) else ""
 
     @property
     def done(self) -> bool:
@@ -240,29 +199,25 @@ class _Streams:
             if not self.need_text:
                 continue
             text = self._visible(self.tokenizer.decode(self.ids[b], skip_special_tokens=False))
-            cut = cut_at_stop(text, self.params.stop_strings, self.params.single_line)
+            cut = self.stop.cut(text)
             if cut is not None:
                 text = text[:cut]
                 self.finish[b] = "stop"
             elif (
-                self.stop_check is not None
+                self.stop.check is not None
                 and "\n" in self.tokenizer.decode([token])
-                and self.stop_check(text)
+                and self.stop.check(text)
             ):
                 self.finish[b] = "stop"
             self.texts[b] = text
             if self.on_token is not None:
                 self.on_token(b, token, text)
 
-    def generations(self) -> tuple[Generation, ...]:
-        out = []
-        for b, ids in enumerate(self.ids):
-            if self.need_text:
-                text = self.texts[b]
-            else:
-                text = self._visible(self.tokenizer.decode(ids, skip_special_tokens=False))
-            out.append(Generation(tuple(ids), text, self.finish[b] or "length"))
-        return tuple(out)
+    def raw(self) -> tuple[str, ...]:
+        """Each candidate's text (without the stop token / stop string that ended it)."""
+        if self.need_text:
+            return tuple(self.texts)
+        return tuple(self._visible(self.tokenizer.decode(ids, skip_special_tokens=False)) for ids in self.ids)
 
 
 @dataclass
@@ -279,14 +234,14 @@ def decode_n_tokens(
     pos: int,
     max_new: int,
     streams: _Streams,
-    params: SamplingParams,
+    options: CompletionOptions,
     is_cancelled: Callable[[], bool],
     counts: _Counts,
 ) -> None:
     """Sample from `logits` [B, V] (the prediction for position `pos`), then one token per step."""
     generator = None
-    if params.temperature > 0:
-        generator = torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
+    if options.temperature > 0:
+        generator = torch.Generator().manual_seed(options.seed if options.seed is not None else 0)
     n = logits.shape[0]
     for step in range(max_new):
         if is_cancelled():
@@ -295,7 +250,7 @@ def decode_n_tokens(
         logits = streams.constrain(logits)
         if streams.done:
             return
-        next_tokens = sample(logits, params.temperature, params.top_p, generator)  # [B]
+        next_tokens = sample(logits, options.temperature, options.top_p, generator)  # [B]
         streams.push(next_tokens.tolist())
         if streams.done or step == max_new - 1:
             return
@@ -370,51 +325,59 @@ def decode_speculative(
 def generate(
     model: Transformer,
     tokenizer: Any,
-    prompt_ids: Sequence[int],
-    params: SamplingParams,
+    prompt: Prompt,
+    options: CompletionOptions,
     *,
+    stop: StopSpec | None = None,
     on_token: OnToken | None = None,
     is_cancelled: Callable[[], bool] | None = None,
-    stop_check: Callable[[str], bool] | None = None,
     cache: KVCache | None = None,
     n_cached: int = 0,
     lookup: LookupParams | None = None,
     table: TokenTexts | None = None,
-) -> GenerationResult:
-    """Decode `params.n` candidates for `prompt_ids`. Greedy output equals transformers' greedy.
+) -> Completion:
+    """Decode `options.n` candidates for `prompt`. Greedy output equals transformers' greedy.
 
-    `stop_check(text)` runs each time a candidate completes a line; True ends that candidate (the
-    caller's post-processing decides what to keep). It is how a block stops at the end of its
-    scope instead of running on for max_new_tokens.
+    A candidate ends at one of `prompt.stop_token_ids`, at a stop string or newline of `stop`
+    (None: the prompt's stop strings), or when `stop.check(text)`, which runs each time a candidate
+    completes a line, says so (the caller's post-processing decides what to keep). It is how a
+    block stops at the end of its scope instead of running on for max_tokens.
 
     `cache` (batch 1): decode into it instead of a new one; its first `n_cached` positions must hold
-    `prompt_ids[:n_cached]` and are not recomputed (at least the last prompt token always is, for
-    its logits). Afterwards its first `n_reused_tokens + n_prefilled_tokens` positions hold the
+    `prompt.token_ids[:n_cached]` and are not recomputed (at least the last prompt token always is,
+    for its logits). Afterwards its first `reused_tokens + prefill_tokens` positions hold the
     prompt's start (all of it unless cancelled during the prefill); later positions hold generated
     tokens. With n > 1 the candidates decode in an expanded copy.
 
     `lookup`: prompt-lookup speculation; used for greedy single-candidate decoding only.
 
-    `params.forced_text`: the first tokens must spell it (`table`: the tokenizer's `TokenTexts`,
+    `prompt.forced_text`: the first tokens must spell it (`table`: the tokenizer's `TokenTexts`,
     built once per tokenizer when not given); candidates' texts start after it.
+
+    The result's `raw` and `token_ids` are the candidates' (stop token or string excluded), its
+    `finish_reason` the first candidate's, its timings `prefill_s`, `decode_s`, `decode_tok_s`
+    (steps after the first token over decode time, per sequence) and, once a token was sampled,
+    `first_token_s` (from the call's start); the labels (model, format, mode) are left empty.
     """
+    prompt_ids = prompt.token_ids
     if not prompt_ids:
         raise ValueError("empty prompt")
     n_prompt = len(prompt_ids)
     room = model.max_seq_len - n_prompt
     if room <= 0:
         raise ValueError(f"prompt of {n_prompt} tokens does not fit the context ({model.max_seq_len})")
-    max_new = min(params.max_new_tokens, room)
-    n = max(1, params.n)
+    max_new = min(options.max_tokens, room)
+    n = max(1, options.n)
     if cache is None or cache.batch_size != 1 or cache.max_len < n_prompt + max_new:
         cache, n_cached = model.new_cache(1), 0
     n_cached = max(0, min(n_cached, n_prompt - 1))
     cancelled = is_cancelled or (lambda: False)
-    if params.forced_text and table is None:
+    if prompt.forced_text and table is None:
         table = token_texts(tokenizer)
-    streams = _Streams(n, tokenizer, params, on_token, stop_check, table if params.forced_text else None)
+    stop = stop or StopSpec(prompt.stop_strings, False)
+    streams = _Streams(n, tokenizer, prompt, stop, on_token, table if prompt.forced_text else None)
     counts = _Counts()
-    speculate = lookup is not None and params.temperature <= 0 and n == 1
+    speculate = lookup is not None and options.temperature <= 0 and n == 1
 
     with torch.inference_mode():
         started = time.perf_counter()
@@ -440,19 +403,26 @@ def generate(
             if n > 1:
                 cache = cache.expand(n)
                 logits = logits.expand(n, -1)
-            decode_n_tokens(model, cache, logits, pos, max_new, streams, params, cancelled, counts)
+            decode_n_tokens(model, cache, logits, pos, max_new, streams, options, cancelled, counts)
     decode_s = time.perf_counter() - decode_started
-    first_token_s = streams.first_token_at - started if streams.first_token_at is not None else 0.0
-    return GenerationResult(
-        streams.generations(),
-        n_prompt,
-        streams.steps,
-        prefill_s,
-        decode_s,
-        n_reused_tokens=n_cached,
-        n_prefilled_tokens=n_prefilled,
-        first_token_s=first_token_s,
-        n_forward_passes=counts.forward_passes,
-        n_draft_tokens=counts.draft_tokens,
-        n_accepted_tokens=counts.accepted_tokens,
+    steps = streams.steps  # tokens sampled per candidate (the stop token included)
+    timings = {
+        "prefill_s": prefill_s,
+        "decode_s": decode_s,
+        "decode_tok_s": (steps - 1) / decode_s if decode_s > 0 and steps > 1 else 0.0,
+    }
+    if streams.first_token_at is not None:
+        timings["first_token_s"] = streams.first_token_at - started
+    return Completion(
+        raw=streams.raw(),
+        token_ids=tuple(tuple(ids) for ids in streams.ids),
+        prompt_tokens=n_prompt,
+        generated_tokens=max((len(ids) for ids in streams.ids), default=0),
+        finish_reason=streams.finish[0] or "length",
+        timings=timings,
+        prefill_tokens=n_prefilled,
+        reused_tokens=n_cached,
+        draft_tokens=counts.draft_tokens,
+        accepted_tokens=counts.accepted_tokens,
+        forward_passes=counts.forward_passes,
     )

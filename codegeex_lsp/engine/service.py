@@ -23,12 +23,12 @@ from typing import Any
 
 from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.config import CompletionOptions, EngineOptions
-from codegeex_lsp.engine.decode import GenerationResult, LookupParams, SamplingParams, generate
+from codegeex_lsp.engine.decode import LookupParams, generate
 from codegeex_lsp.engine.forced import TokenTexts, token_texts
 from codegeex_lsp.engine.kv_cache import KVCache, PrefixCache, cache_len_for
 from codegeex_lsp.engine.load import LoadedModel, Progress, load_model
 from codegeex_lsp.postprocess import finish_candidates
-from codegeex_lsp.postprocess.early_stop import StopSpec, stop_spec
+from codegeex_lsp.postprocess.early_stop import stop_spec
 from codegeex_lsp.prompt import FimRequest, Prompt, build_prompt, detect_format, verify_special_tokens
 from codegeex_lsp.prompt.budget import budget_for
 from codegeex_lsp.prompt.healing import split_trailing_whitespace
@@ -93,7 +93,8 @@ class CompletionService:
         return cls(load_model(options, progress), format_override)
 
     def build(self, request: FimRequest, options: CompletionOptions) -> Prompt:
-        """The prompt for `request`, its prefix ending before the cursor's trailing whitespace.
+        """The prompt for `request`, its prefix ending before the cursor's trailing whitespace, its
+        stop tokens the format's and the model's end-of-sequence tokens.
 
         The generated text starts at that point whether or not the cursor line is carried after the
         middle token (`Budget.carry_line`): the carried text is prompt and the forced word is spelled
@@ -101,32 +102,13 @@ class CompletionService:
         the generated text the same way either way.
         """
         prefix, _trailing = split_trailing_whitespace(request.prefix)
-        return build_prompt(
+        prompt = build_prompt(
             self.format, self.loaded.tokenizer, replace(request, prefix=prefix), budget_for(options)
         )
+        stop_ids = tuple(dict.fromkeys((*prompt.stop_token_ids, *self.loaded.eos_token_ids)))
+        return replace(prompt, stop_token_ids=stop_ids)
 
-    def stop_spec(self, prompt: Prompt, request: FimRequest) -> StopSpec:
-        return stop_spec(request, prompt.stop_strings)
-
-    def sampling_params(
-        self, prompt: Prompt, request: FimRequest, options: CompletionOptions
-    ) -> SamplingParams:
-        stops = self.stop_spec(prompt, request)
-        return SamplingParams(
-            max_new_tokens=options.max_tokens,
-            temperature=options.temperature,
-            top_p=options.top_p,
-            n=options.n,
-            stop_token_ids=tuple(dict.fromkeys((*prompt.stop_token_ids, *self.loaded.eos_token_ids))),
-            stop_strings=stops.strings,
-            single_line=stops.single_line,
-            seed=options.seed,
-            forced_text=prompt.forced_text,
-        )
-
-    def complete(
-        self, request: FimRequest, options: CompletionOptions, **generate_args: Any
-    ) -> Completion:
+    def complete(self, request: FimRequest, options: CompletionOptions, **generate_args: Any) -> Completion:
         """`generate()`, then the candidates healed and post-processed (`finish_candidates`)."""
         result = self.generate(request, options, **generate_args)
         texts = finish_candidates(result.raw, request)
@@ -147,57 +129,48 @@ class CompletionService:
         reads `cancel`'s flag between tokens (a flag read, no callback needed)."""
         started = time.perf_counter()
         prompt = self.build(request, options)
-        params = self.sampling_params(prompt, request, options)
-        cache, n_cached = self._take_cache(cache_key, prompt.token_ids, params)
+        cache, n_cached = self._take_cache(cache_key, prompt.token_ids, options)
         built = time.perf_counter()
-        result: GenerationResult = generate(
+        result = generate(
             self.loaded.model,
             self.loaded.tokenizer,
-            prompt.token_ids,
-            params,
+            prompt,
+            options,
+            stop=stop_spec(request, prompt.stop_strings),
             on_token=on_token,
             is_cancelled=None if cancel is None else cancel.is_cancelled,
-            stop_check=self.stop_spec(prompt, request).check,
             cache=cache,
             n_cached=n_cached,
             lookup=self.lookup,
             table=self.token_texts,
         )
         if cache is not None and self.prefix_cache is not None and cache_key is not None:
-            valid = result.n_reused_tokens + result.n_prefilled_tokens
+            valid = result.reused_tokens + result.prefill_tokens
             self.prefix_cache.put(cache_key, prompt.token_ids[:valid], cache)
-        finish = result.candidates[0].finish_reason if result.candidates else "length"
+        decoded = result.timings
         first_token = (
-            {"first_token_s": built - started + result.first_token_s} if result.n_decode_steps else {}
+            {"first_token_s": built - started + decoded["first_token_s"]}
+            if "first_token_s" in decoded
+            else {}
         )
-        return Completion(
-            completion="",
-            candidates=(),
-            raw=tuple(c.text for c in result.candidates),
+        return replace(
+            result,
             model=self.loaded.name,
             format=self.format.name,
             mode=request.mode,
-            prompt_tokens=result.n_prompt_tokens,
-            generated_tokens=max((len(c.token_ids) for c in result.candidates), default=0),
-            finish_reason=finish,
             timings={
                 "load_s": self.loaded.load_s,
                 "prompt_s": built - started,
-                "prefill_s": result.prefill_s,
-                "decode_s": result.decode_s,
-                "decode_tok_s": result.decode_tok_s,
+                "prefill_s": decoded["prefill_s"],
+                "decode_s": decoded["decode_s"],
+                "decode_tok_s": decoded["decode_tok_s"],
                 **first_token,
                 "total_s": time.perf_counter() - started,
             },
-            prefill_tokens=result.n_prefilled_tokens,
-            reused_tokens=result.n_reused_tokens,
-            draft_tokens=result.n_draft_tokens,
-            accepted_tokens=result.n_accepted_tokens,
-            forward_passes=result.n_forward_passes,
         )
 
     def _take_cache(
-        self, cache_key: Hashable | None, prompt_ids: tuple[int, ...], params: SamplingParams
+        self, cache_key: Hashable | None, prompt_ids: tuple[int, ...], options: CompletionOptions
     ) -> tuple[KVCache | None, int]:
         """The document's cache (grown if this request needs more room) and how many prompt tokens
         it already holds; a fresh cache on a miss. None when reuse is off or no key was given."""
@@ -205,7 +178,7 @@ class CompletionService:
             return None, 0
         model = self.loaded.model
         draft = self.lookup.max_draft_tokens if self.lookup is not None else 0
-        needed = min(len(prompt_ids) + params.max_new_tokens + draft + 1, model.max_seq_len)
+        needed = min(len(prompt_ids) + options.max_tokens + draft + 1, model.max_seq_len)
         cache, n_cached = self.prefix_cache.take(cache_key, prompt_ids)
         if cache is None:
             return model.new_cache(1, cache_len_for(needed, model.max_seq_len)), 0

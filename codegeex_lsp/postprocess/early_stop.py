@@ -43,7 +43,7 @@ class StopSpec:
 
     strings: tuple[str, ...]
     single_line: bool
-    check: Callable[[str], bool]
+    check: Callable[[str], bool] | None = None
 
     def cut(self, text: str) -> int | None:
         return cut_at_stop(text, self.strings, self.single_line)

@@ -293,7 +293,7 @@ class OpenAIClient:
                         cut = spec.cut(text)
                         if cut is not None:
                             text, finish = text[:cut], "stop"
-                        elif "\n" in delta and spec.check(text):
+                        elif "\n" in delta and spec.check is not None and spec.check(text):
                             finish = "stop"
                         if on_token is not None:
                             on_token(0, -1, text)

@@ -123,8 +123,9 @@ class InProcessSession:
         threading.Thread(target=run, name="codegeex-int4-build", daemon=True).start()
 
     def cache_key(self, request: FimRequest, options: CompletionOptions) -> Hashable:
+        # What the decode reads: the prompt's ids and forced word, the mode (its stops), the options.
         prompt = self.service.build(request, options)
-        return (prompt.token_ids, self.service.sampling_params(prompt, request, options))
+        return (prompt.token_ids, prompt.forced_text, request.mode, options)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "in-process"}

@@ -130,9 +130,9 @@ def test_each_protocol_gives_the_model_its_own_prompt(chat_model_dir: Path, monk
     seen: list[list[int]] = []
     real_generate = generate_module.generate
 
-    def spy(model, tokenizer, token_ids, params, **kwargs):
-        seen.append(list(token_ids))
-        return real_generate(model, tokenizer, token_ids, params, **kwargs)
+    def spy(model, tokenizer, prompt, options, **kwargs):
+        seen.append(list(prompt.token_ids))
+        return real_generate(model, tokenizer, prompt, options, **kwargs)
 
     monkeypatch.setattr(generate_module, "generate", spy)
     prompt = load_tasks("python")[0].prompt

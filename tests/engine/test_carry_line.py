@@ -9,12 +9,13 @@ import pytest
 
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine import service as service_module
-from codegeex_lsp.engine.decode import Generation, GenerationResult, LookupParams, SamplingParams, generate
+from codegeex_lsp.engine.decode import LookupParams, generate
 from codegeex_lsp.engine.forced import token_texts
 from codegeex_lsp.engine.kv_cache import common_prefix_len
 from codegeex_lsp.engine.load import load_model
 from codegeex_lsp.engine.service import CompletionService
-from codegeex_lsp.prompt.types import FimRequest
+from codegeex_lsp.prompt.types import FimRequest, Prompt
+from codegeex_lsp.protocol import Completion
 
 BASE = (
     "import os\nimport sys\n\n\ndef fibonacci(n):\n    if n < 2:\n        return n\n"
@@ -98,16 +99,23 @@ def test_completion_is_the_text_after_the_cursor(loaded, monkeypatch, prefix, re
     document = prefix + rest + suffix
     forced_seen: list[str] = []
 
-    def oracle(model, tok, prompt_ids, params, **_kwargs) -> GenerationResult:
-        text = tok.decode(list(prompt_ids))
+    def oracle(model, tok, prompt, options, **_kwargs) -> Completion:
+        text = tok.decode(list(prompt.token_ids))
         head, tail = text.split("<|fim_prefix|>")[1].split("<|fim_suffix|>")
         carried = tail.split("<|fim_middle|>")[1]
-        forced_seen.append(carried + params.forced_text)
-        written = head + carried + params.forced_text
+        forced_seen.append(carried + prompt.forced_text)
+        written = head + carried + prompt.forced_text
         assert document.startswith(written)
         middle = document[len(written) :].removesuffix(suffix)
         ids = tuple(tok.encode(middle, add_special_tokens=False))
-        return GenerationResult((Generation(ids, middle, "stop"),), len(prompt_ids), len(ids) + 1, 0.0, 0.0)
+        timings = {"prefill_s": 0.0, "decode_s": 0.0, "decode_tok_s": 0.0}
+        return Completion(
+            raw=(middle,),
+            token_ids=(ids,),
+            prompt_tokens=len(prompt.token_ids),
+            finish_reason="stop",
+            timings=timings,
+        )
 
     monkeypatch.setattr(service_module, "generate", oracle)
     service = CompletionService(loaded, kv_reuse=False, speculative=False)
@@ -122,8 +130,9 @@ def test_completion_is_the_text_after_the_cursor(loaded, monkeypatch, prefix, re
 # -- forced text in the decode loop -----------------------------------------------------------------
 
 
-def _prompt_ids(loaded) -> list[int]:
-    return loaded.tokenizer.encode(BASE + "    def pop(self):\n        ", add_special_tokens=False)
+def _prompt(loaded, forced_text: str) -> Prompt:
+    ids = loaded.tokenizer.encode(BASE + "    def pop(self):\n        ", add_special_tokens=False)
+    return Prompt("raw", "", tuple(ids), (), forced_text=forced_text)
 
 
 def test_token_texts_allow_exactly_the_tokens_that_agree(loaded):
@@ -141,35 +150,34 @@ def test_token_texts_allow_exactly_the_tokens_that_agree(loaded):
 
 @pytest.mark.parametrize("forced", [" resu", "ret", "self.it"])
 def test_decoding_spells_the_forced_text_first_and_leaves_it_out(loaded, forced):
-    ids = _prompt_ids(loaded)
-    params = SamplingParams(max_new_tokens=10, forced_text=forced)
-    plain = generate(loaded.model, loaded.tokenizer, ids, params)
-    fast = generate(loaded.model, loaded.tokenizer, ids, params, lookup=LookupParams())
-    assert plain.candidates == fast.candidates  # prompt-lookup speculation stays greedy-identical
-    (cand,) = plain.candidates
-    spelled = loaded.tokenizer.decode(list(cand.token_ids))
-    assert spelled.startswith(forced) and cand.text == spelled[len(forced) :]
+    prompt = _prompt(loaded, forced)
+    options = CompletionOptions(max_tokens=10)
+    plain = generate(loaded.model, loaded.tokenizer, prompt, options)
+    fast = generate(loaded.model, loaded.tokenizer, prompt, options, lookup=LookupParams())
+    assert (plain.raw, plain.token_ids) == (fast.raw, fast.token_ids)  # speculation stays greedy-identical
+    ((text,), (ids,)) = plain.raw, plain.token_ids
+    spelled = loaded.tokenizer.decode(list(ids))
+    assert spelled.startswith(forced) and text == spelled[len(forced) :]
 
     streamed: list[tuple[int, str]] = []
     sampled = generate(
         loaded.model,
         loaded.tokenizer,
-        ids,
-        SamplingParams(max_new_tokens=6, temperature=1.0, n=3, seed=1, forced_text=forced),
+        prompt,
+        CompletionOptions(max_tokens=6, temperature=1.0, n=3, seed=1),
         on_token=lambda b, _token, text: streamed.append((b, text)),
     )
-    for b, cand in enumerate(sampled.candidates):
-        spelled = loaded.tokenizer.decode(list(cand.token_ids))
-        assert spelled.startswith(forced) and cand.text == spelled[len(forced) :]
-        assert all(cand.text.startswith(text) for index, text in streamed if index == b)  # forced left out
+    assert len(sampled.raw) == 3
+    for b, (text, ids) in enumerate(zip(sampled.raw, sampled.token_ids, strict=True)):
+        spelled = loaded.tokenizer.decode(list(ids))
+        assert spelled.startswith(forced) and text == spelled[len(forced) :]
+        assert all(text.startswith(seen) for index, seen in streamed if index == b)  # forced left out
 
 
 def test_forced_text_no_token_can_spell_ends_with_no_text(loaded):
-    ids = _prompt_ids(loaded)
-    result = generate(
-        loaded.model, loaded.tokenizer, ids, SamplingParams(max_new_tokens=4, forced_text="\u2603")
-    )
-    assert [(c.text, c.token_ids, c.finish_reason) for c in result.candidates] == [("", (), "stop")]
+    prompt = _prompt(loaded, "\u2603")
+    result = generate(loaded.model, loaded.tokenizer, prompt, CompletionOptions(max_tokens=4))
+    assert (result.raw, result.token_ids, result.finish_reason) == (("",), ((),), "stop")
 
 
 def test_typing_inside_a_word_reuses_the_whole_prompt(loaded):

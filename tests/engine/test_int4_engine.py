@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from codegeex_lsp.config import EngineOptions
-from codegeex_lsp.engine.decode import SamplingParams, generate
+from codegeex_lsp.config import CompletionOptions, EngineOptions
+from codegeex_lsp.engine.decode import generate
 from codegeex_lsp.engine.load import load_model
 from codegeex_lsp.errors import ModelError
+from codegeex_lsp.prompt.types import Prompt
 from codegeex_lsp.quant import QuantEmbedding, QuantLinear
 
 
@@ -23,9 +24,9 @@ def test_int4_quantizes_once_and_reloads_identically(tiny_model_factory, tmp_pat
     mtime = saved[0].stat().st_mtime_ns
     second = load_model(opts)
     assert saved[0].stat().st_mtime_ns == mtime  # reused, not re-quantized
-    ids = first.tokenizer.encode("def fibonacci(n):\n    ")
-    a = generate(first.model, first.tokenizer, ids, SamplingParams(max_new_tokens=20)).candidates[0]
-    b = generate(second.model, second.tokenizer, ids, SamplingParams(max_new_tokens=20)).candidates[0]
+    prompt = Prompt("raw", "", tuple(first.tokenizer.encode("def fibonacci(n):\n    ")), ())
+    a = generate(first.model, first.tokenizer, prompt, CompletionOptions(max_tokens=20))
+    b = generate(second.model, second.tokenizer, prompt, CompletionOptions(max_tokens=20))
     assert a.token_ids == b.token_ids
 
 

@@ -8,11 +8,11 @@ import torch
 from codegeex_lsp.cancel import Cancellation
 from codegeex_lsp.config import CompletionOptions, EngineOptions
 from codegeex_lsp.engine import decode
-from codegeex_lsp.engine.decode import SamplingParams, generate
+from codegeex_lsp.engine.decode import generate
 from codegeex_lsp.engine.kv_cache import KVCache, PrefixCache, cache_len_for, common_prefix_len
 from codegeex_lsp.engine.load import load_model
 from codegeex_lsp.engine.service import CompletionService
-from codegeex_lsp.prompt.types import FimRequest
+from codegeex_lsp.prompt.types import FimRequest, Prompt
 
 LOGIT_ATOL = 1e-4  # fp32: the same math over a chunk split differently
 
@@ -30,7 +30,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module", params=["glm", "qwen2"])
 def loaded(request, tiny_model_factory):
     """The tiny model in a suffix-first (CodeGeeX4) and a prefix-first (Qwen2.5-Coder) format."""
-    return load_model(EngineOptions(model=str(tiny_model_factory(request.param)), dtype="float32", quant="none"))
+    return load_model(
+        EngineOptions(model=str(tiny_model_factory(request.param)), dtype="float32", quant="none")
+    )
 
 
 def _services(loaded):
@@ -102,19 +104,23 @@ def _ids(loaded, text: str) -> list[int]:
     return loaded.tokenizer.encode(text, add_special_tokens=False)
 
 
+def _prompt(ids: list[int]) -> Prompt:
+    return Prompt("raw", "", tuple(ids), ())
+
+
 @pytest.mark.parametrize("max_new", [1, 2, 9])
 def test_generate_with_a_reused_prefix_equals_fresh(loaded, max_new):
-    params = SamplingParams(max_new_tokens=max_new)
+    options = CompletionOptions(max_tokens=max_new)
     old = _ids(loaded, BASE + "    def pop")
     new = _ids(loaded, BASE + "    def pop(self):\n        return self.items.pop()\n")
     cache = loaded.model.new_cache(1, 256)
-    generate(loaded.model, loaded.tokenizer, old, params, cache=cache)
+    generate(loaded.model, loaded.tokenizer, _prompt(old), options, cache=cache)
     n = common_prefix_len(old, new)
     assert n > 10
-    got = generate(loaded.model, loaded.tokenizer, new, params, cache=cache, n_cached=n)
-    want = generate(loaded.model, loaded.tokenizer, new, params)
-    assert got.candidates == want.candidates
-    assert (got.n_reused_tokens, got.n_prefilled_tokens) == (n, len(new) - n)
+    got = generate(loaded.model, loaded.tokenizer, _prompt(new), options, cache=cache, n_cached=n)
+    want = generate(loaded.model, loaded.tokenizer, _prompt(new), options)
+    assert (got.raw, got.token_ids, got.finish_reason) == (want.raw, want.token_ids, want.finish_reason)
+    assert (got.reused_tokens, got.prefill_tokens) == (n, len(new) - n)
 
 
 def test_reused_prefix_logits_match_fresh(loaded):
@@ -129,13 +135,15 @@ def test_reused_prefix_logits_match_fresh(loaded):
 
 
 def test_n_candidates_keep_the_prompt_reusable(loaded):
-    params = SamplingParams(max_new_tokens=6, n=3)
-    ids = _ids(loaded, BASE)
+    options = CompletionOptions(max_tokens=6, n=3)
+    prompt = _prompt(_ids(loaded, BASE))
     cache = loaded.model.new_cache(1, 256)
-    first = generate(loaded.model, loaded.tokenizer, ids, params, cache=cache)
-    again = generate(loaded.model, loaded.tokenizer, ids, params, cache=cache, n_cached=len(ids))
-    assert again.n_reused_tokens == len(ids) - 1  # the last token is recomputed for its logits
-    assert again.candidates == first.candidates
+    first = generate(loaded.model, loaded.tokenizer, prompt, options, cache=cache)
+    again = generate(
+        loaded.model, loaded.tokenizer, prompt, options, cache=cache, n_cached=len(prompt.token_ids)
+    )
+    assert again.reused_tokens == len(prompt.token_ids) - 1  # the last token is recomputed for its logits
+    assert (again.raw, again.token_ids) == (first.raw, first.token_ids) and len(first.raw) == 3
 
 
 def test_cancelled_prefill_keeps_what_it_computed(loaded, monkeypatch):

@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from codegeex_lsp.config import EngineOptions
-from codegeex_lsp.engine.decode import SamplingParams, generate
+from codegeex_lsp.config import CompletionOptions, EngineOptions
+from codegeex_lsp.engine.decode import generate
 from codegeex_lsp.engine.load import load_model
 from codegeex_lsp.engine.packed_linear import PackedLinear, pack_linears_, packing_available
+from codegeex_lsp.prompt.types import Prompt
 
 pytestmark = pytest.mark.skipif(not packing_available(), reason="torch built without oneDNN")
 
@@ -45,9 +46,9 @@ def test_model_packed_by_default_in_bf16_and_identical(tiny_model_factory):
         if isinstance(module, nn.Linear):
             module.weight = nn.Parameter(ref.weight.detach().to(torch.bfloat16))
             module.bias = None if ref.bias is None else nn.Parameter(ref.bias.detach().to(torch.bfloat16))
-    ids = packed.tokenizer.encode("def fibonacci(n):\n    ")
-    a = generate(packed.model, packed.tokenizer, ids, SamplingParams(max_new_tokens=16)).candidates[0]
-    b = generate(plain.model, plain.tokenizer, ids, SamplingParams(max_new_tokens=16)).candidates[0]
+    prompt = Prompt("raw", "", tuple(packed.tokenizer.encode("def fibonacci(n):\n    ")), ())
+    a = generate(packed.model, packed.tokenizer, prompt, CompletionOptions(max_tokens=16))
+    b = generate(plain.model, plain.tokenizer, prompt, CompletionOptions(max_tokens=16))
     assert a.token_ids == b.token_ids
 
 

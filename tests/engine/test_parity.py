@@ -6,9 +6,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from codegeex_lsp.config import EngineOptions
-from codegeex_lsp.engine.decode import SamplingParams, generate
+from codegeex_lsp.config import CompletionOptions, EngineOptions
+from codegeex_lsp.engine.decode import generate
 from codegeex_lsp.engine.load import load_model
+from codegeex_lsp.prompt.types import Prompt
 
 LOGIT_ATOL = 1e-4  # fp32, same math in a different op order
 
@@ -50,8 +51,13 @@ def test_greedy_equals_generate(tiny_model_factory, arch):
                 eos_token_id=None,
                 pad_token_id=tok.eos_token_id,
             )[0, len(ids) :].tolist()
-        result = generate(ours.model, ours.tokenizer, ids, SamplingParams(max_new_tokens=max_new))
-        assert list(result.candidates[0].token_ids) == out, prompt
+        result = generate(
+            ours.model,
+            ours.tokenizer,
+            Prompt("raw", prompt, tuple(ids), ()),
+            CompletionOptions(max_tokens=max_new),
+        )
+        assert list(result.token_ids[0]) == out, prompt
         assert len(out) == max_new
         seen.update(out)
     assert len(seen) >= 5, "degenerate tiny model: the comparison would prove little"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from codegeex_lsp.config import CompletionOptions, EngineOptions
-from codegeex_lsp.engine.decode import LookupParams, PromptLookup, SamplingParams, generate
+from codegeex_lsp.engine.decode import LookupParams, PromptLookup, generate
 from codegeex_lsp.engine.load import load_model
 from codegeex_lsp.engine.service import CompletionService
-from codegeex_lsp.prompt.types import FimRequest
+from codegeex_lsp.postprocess.early_stop import StopSpec
+from codegeex_lsp.prompt.types import FimRequest, Prompt
 
 PROMPTS = [
     "def fibonacci(n):\n    ",
@@ -33,17 +34,28 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module", params=["glm", "qwen2", "llama"])
 def loaded(request, tiny_model_factory):
-    return load_model(EngineOptions(model=str(tiny_model_factory(request.param)), dtype="float32", quant="none"))
+    return load_model(
+        EngineOptions(model=str(tiny_model_factory(request.param)), dtype="float32", quant="none")
+    )
 
 
 DEFAULT_LOOKUP = LookupParams()
 
 
-def _pair(loaded, ids, lookup=DEFAULT_LOOKUP, **kw):
-    params = SamplingParams(**kw)
-    plain = generate(loaded.model, loaded.tokenizer, ids, params)
-    fast = generate(loaded.model, loaded.tokenizer, ids, params, lookup=lookup)
+def _prompt(ids, stop_token_ids=()) -> Prompt:
+    return Prompt("raw", "", tuple(ids), tuple(stop_token_ids))
+
+
+def _pair(loaded, ids, lookup=DEFAULT_LOOKUP, stop_token_ids=(), stop=None, **options):
+    prompt, opts = _prompt(ids, stop_token_ids), CompletionOptions(**options)
+    plain = generate(loaded.model, loaded.tokenizer, prompt, opts, stop=stop)
+    fast = generate(loaded.model, loaded.tokenizer, prompt, opts, stop=stop, lookup=lookup)
     return plain, fast
+
+
+def _candidates(result):
+    """What a generation decoded: the raw texts, their token ids, how they ended."""
+    return result.raw, result.token_ids, result.finish_reason
 
 
 @pytest.mark.parametrize("lookup", LOOKUPS, ids=["default", "short", "long"])
@@ -51,14 +63,13 @@ def test_speculative_greedy_equals_plain_greedy(loaded, lookup):
     drafted = accepted = 0
     for prompt in PROMPTS:
         ids = loaded.tokenizer.encode(prompt, add_special_tokens=False)
-        plain, fast = _pair(loaded, ids, lookup, max_new_tokens=48)
-        assert fast.candidates == plain.candidates, prompt
-        assert fast.n_decode_steps == plain.n_decode_steps
-        assert fast.n_accepted_tokens <= fast.n_draft_tokens
-        drafted += fast.n_draft_tokens
-        accepted += fast.n_accepted_tokens
-        if fast.n_accepted_tokens:
-            assert fast.n_forward_passes < plain.n_forward_passes
+        plain, fast = _pair(loaded, ids, lookup, max_tokens=48)
+        assert _candidates(fast) == _candidates(plain), prompt
+        assert fast.accepted_tokens <= fast.draft_tokens
+        drafted += fast.draft_tokens
+        accepted += fast.accepted_tokens
+        if fast.accepted_tokens:
+            assert fast.forward_passes < plain.forward_passes
     assert drafted > 0
     assert accepted > 0, "no draft was ever accepted: the speculative path went untested"
 
@@ -66,36 +77,34 @@ def test_speculative_greedy_equals_plain_greedy(loaded, lookup):
 @pytest.mark.parametrize("max_new", [1, 2, 3, 5, 8, 13])
 def test_speculative_respects_max_tokens(loaded, max_new):
     ids = loaded.tokenizer.encode(PROMPTS[5], add_special_tokens=False)
-    plain, fast = _pair(loaded, ids, max_new_tokens=max_new)
-    assert fast.candidates == plain.candidates
-    assert len(fast.candidates[0].token_ids) <= max_new
+    plain, fast = _pair(loaded, ids, max_tokens=max_new)
+    assert _candidates(fast) == _candidates(plain)
+    assert len(fast.token_ids[0]) <= max_new
 
 
 def test_speculative_stops_like_plain(loaded):
     ids = loaded.tokenizer.encode(PROMPTS[2], add_special_tokens=False)
-    free = generate(loaded.model, loaded.tokenizer, ids, SamplingParams(max_new_tokens=40)).candidates[0]
-    stop_id = free.token_ids[len(free.token_ids) // 2]
-    needle = free.text[5:8]
+    free = generate(loaded.model, loaded.tokenizer, _prompt(ids), CompletionOptions(max_tokens=40))
+    stop_id = free.token_ids[0][len(free.token_ids[0]) // 2]
+    needle = free.raw[0][5:8]
     cases = [
         dict(stop_token_ids=(stop_id,)),
-        dict(stop_strings=(needle,) if needle.strip() else ()),
-        dict(single_line=True),
+        dict(stop=StopSpec((needle,) if needle.strip() else (), False)),
+        dict(stop=StopSpec((), True)),
     ]
     for case in cases:
-        plain, fast = _pair(loaded, ids, max_new_tokens=40, **case)
-        assert fast.candidates == plain.candidates, case
+        plain, fast = _pair(loaded, ids, max_tokens=40, **case)
+        assert _candidates(fast) == _candidates(plain), case
     lines = {"n": 0}
 
     def stop_on_second_line(text: str) -> bool:
         lines["n"] += 1
         return text.count("\n") >= 2
 
-    params = SamplingParams(max_new_tokens=40)
-    plain = generate(loaded.model, loaded.tokenizer, ids, params, stop_check=stop_on_second_line)
-    fast = generate(
-        loaded.model, loaded.tokenizer, ids, params, stop_check=stop_on_second_line, lookup=LookupParams()
+    plain, fast = _pair(
+        loaded, ids, LookupParams(), stop=StopSpec((), False, stop_on_second_line), max_tokens=40
     )
-    assert fast.candidates == plain.candidates
+    assert _candidates(fast) == _candidates(plain)
 
 
 def test_streaming_and_cancellation_with_speculation(loaded):
@@ -104,12 +113,12 @@ def test_streaming_and_cancellation_with_speculation(loaded):
     result = generate(
         loaded.model,
         loaded.tokenizer,
-        ids,
-        SamplingParams(max_new_tokens=20),
+        _prompt(ids),
+        CompletionOptions(max_tokens=20),
         on_token=lambda _b, token, _text: seen.append(token),
         lookup=LookupParams(),
     )
-    assert seen == list(result.candidates[0].token_ids)
+    assert seen == list(result.token_ids[0])
     calls = {"n": 0}
 
     def cancelled() -> bool:
@@ -119,25 +128,23 @@ def test_streaming_and_cancellation_with_speculation(loaded):
     cut = generate(
         loaded.model,
         loaded.tokenizer,
-        ids,
-        SamplingParams(max_new_tokens=40),
+        _prompt(ids),
+        CompletionOptions(max_tokens=40),
         is_cancelled=cancelled,
         lookup=LookupParams(),
     )
-    assert cut.candidates[0].finish_reason == "cancelled"
-    assert list(cut.candidates[0].token_ids) == list(
-        result.candidates[0].token_ids[: len(cut.candidates[0].token_ids)]
-    )
+    assert cut.finish_reason == "cancelled"
+    assert cut.token_ids[0] == result.token_ids[0][: len(cut.token_ids[0])]
 
 
 def test_sampling_and_candidates_bypass_speculation(loaded):
     ids = loaded.tokenizer.encode(PROMPTS[5], add_special_tokens=False)
-    sampled = dict(max_new_tokens=12, temperature=1.2, top_p=0.9, seed=3, n=2)
+    sampled = dict(max_tokens=12, temperature=1.2, top_p=0.9, seed=3, n=2)
     plain, fast = _pair(loaded, ids, **sampled)
-    assert fast.candidates == plain.candidates
-    assert fast.n_draft_tokens == 0
-    plain, fast = _pair(loaded, ids, max_new_tokens=12, n=3)
-    assert fast.candidates == plain.candidates and fast.n_draft_tokens == 0
+    assert _candidates(fast) == _candidates(plain)
+    assert fast.draft_tokens == 0
+    plain, fast = _pair(loaded, ids, max_tokens=12, n=3)
+    assert _candidates(fast) == _candidates(plain) and fast.draft_tokens == 0
 
 
 def test_speculation_with_reuse_through_the_service(loaded):

@@ -26,14 +26,16 @@ from codegeex_lsp.bench.humaneval_x.instruct import (
 )
 from codegeex_lsp.bench.humaneval_x.stops import PROTOCOLS, codegeex_finished, truncate_completion
 from codegeex_lsp.config import DEFAULT_MODEL, CompletionOptions, EngineOptions
-from codegeex_lsp.engine.decode import SamplingParams, generate
+from codegeex_lsp.engine.decode import generate
 from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.engine.service import CompletionService
+from codegeex_lsp.postprocess.early_stop import StopSpec, stop_spec
 from codegeex_lsp.prompt.healing import heal, split_trailing_whitespace
-from codegeex_lsp.prompt.types import FimRequest
+from codegeex_lsp.prompt.types import FimRequest, Prompt
 
 END_OF_TURN = "<|im_end|>"
 """ChatML's end of a turn (Qwen2.5's chat template)."""
+
 
 class EngineGenerator:
     def __init__(self, service: CompletionService, prompt_tokens: int = 1536, protocol: str = "fim") -> None:
@@ -64,33 +66,27 @@ class EngineGenerator:
             end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
             if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
                 stop_ids.append(end_of_turn)
-        params = SamplingParams(
-            max_new_tokens=max_tokens,
-            temperature=temperature,
-            n=n,
-            stop_token_ids=tuple(dict.fromkeys(stop_ids)),
-            seed=0,
-        )
         result = generate(
             self.service.loaded.model,
             tokenizer,
-            token_ids,
-            params,
-            stop_check=stop_check,
+            Prompt(self.protocol, prompt, tuple(token_ids), tuple(dict.fromkeys(stop_ids))),
+            CompletionOptions(max_tokens=max_tokens, temperature=temperature, n=n, seed=0),
+            stop=StopSpec((), False, stop_check),
             lookup=self.service.lookup,  # greedy-identical prompt-lookup speculation
         )
         opening = ANSWER_OPENING if self.protocol == "instruct" else ""
-        return [opening + c.text for c in result.candidates]
+        return [opening + text for text in result.raw]
 
     def _generate_fim(
         self, prompt: str, language: str, *, n: int, temperature: float, max_tokens: int
     ) -> list[str]:
-        request = FimRequest(prefix=prompt, suffix="", language=language_info(language).language_id, mode="BLOCK")
+        request = FimRequest(
+            prefix=prompt, suffix="", language=language_info(language).language_id, mode="BLOCK"
+        )
         options = CompletionOptions(
             max_tokens=max_tokens, temperature=temperature, n=n, prefix_tokens=self.prompt_tokens, seed=0
         )
         built = self.service.build(request, options)
-        params = replace(self.service.sampling_params(built, request, options), single_line=False)
         _kept, trailing = split_trailing_whitespace(prompt)
 
         def function_done(text: str) -> bool:
@@ -101,12 +97,12 @@ class EngineGenerator:
         result = generate(
             self.service.loaded.model,
             self.service.loaded.tokenizer,
-            built.token_ids,
-            params,
-            stop_check=function_done,
+            built,
+            options,
+            stop=replace(stop_spec(request, built.stop_strings), single_line=False, check=function_done),
             lookup=self.service.lookup,  # greedy-identical prompt-lookup speculation
         )
-        return [heal(c.text, trailing) for c in result.candidates]
+        return [heal(text, trailing) for text in result.raw]
 
 
 def chat_token_ids(tokenizer: object, messages: list[dict[str, str]], prefill: str = "") -> list[int]:
