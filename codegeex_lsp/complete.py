@@ -11,10 +11,16 @@
 Torch-free: the generator owns the model.
 
 The shapes one keystroke passes through (worker backend; the wire maps are these dataclasses as
-msgpack maps): lsp params -> `CompletionContext` -> `FimRequest` + `CompletionOptions` (the worker's
-`complete`) -> `Prompt` -> the decode loop's `SamplingParams` / `GenerationResult` -> `Completion`
-(the worker's `result`, filled here) -> `postprocess.Candidate` (the request and one text) ->
-`server.completion.Suggestion` -> lsp `InlineCompletionList`.
+msgpack maps), six:
+1. lsp `InlineCompletionParams` (the handler reads uri, position, trigger kind);
+2. `CompletionContext` (the document around the cursor, its mode and scope);
+3. `FimRequest` + `CompletionOptions` (the worker's `complete`);
+4. `Prompt` (ids, stop ids, forced word; the decode loop derives its sampling from it and the
+   options, its stops from `early_stop.StopSpec`);
+5. `Completion`: the decode loop fills the raw candidates, counts and timings, the generator its
+   labels (the worker's `result`), `complete_planned` the post-processed texts (the filters take
+   each text with the `FimRequest`);
+6. lsp `InlineCompletionList` (from the text and the context's clamped cursor).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Line helpers the filters share: blank lines, indentation, normalized lines, edit distance."""
+"""Line helpers the filters share: the cursor's line, blank lines, indentation, normalized lines, edit
+distance."""
 
 from __future__ import annotations
 
@@ -6,6 +7,22 @@ from collections.abc import Iterator, Sequence
 
 TAB_WIDTH = 4
 """Columns a tab counts for when indentations are compared (tabs and spaces rarely mix in a file)."""
+
+
+def line_before_cursor(prefix: str) -> str:
+    """The text between the start of the cursor's line and the cursor (`prefix` ends at the cursor)."""
+    return prefix[prefix.rfind("\n") + 1 :]
+
+
+def line_after_cursor(suffix: str) -> str:
+    """The text between the cursor and the end of its line, without the newline."""
+    end = suffix.find("\n")
+    return suffix if end < 0 else suffix[:end]
+
+
+def before_cursor_line(prefix: str) -> str:
+    """The prefix up to the start of the cursor's line."""
+    return prefix[: prefix.rfind("\n") + 1]
 
 
 def is_blank(text: str) -> bool:

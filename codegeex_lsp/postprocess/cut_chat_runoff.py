@@ -26,8 +26,15 @@ import re
 
 from codegeex_lsp.context.languages import language_for
 from codegeex_lsp.postprocess._lexer import lexical_for, lines_inside_block, state_after
-from codegeex_lsp.postprocess._text import first_nonblank, indent_cols, is_blank, squash
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.postprocess._text import (
+    before_cursor_line,
+    first_nonblank,
+    indent_cols,
+    is_blank,
+    line_before_cursor,
+    squash,
+)
+from codegeex_lsp.prompt.types import FimRequest
 
 LEAKED_TOKEN_PATTERNS: tuple[str, ...] = (
     r"<\|[A-Za-z0-9_.:-]{1,40}\|>",  # Qwen/GLM/OpenAI: <|endoftext|>, <|fim_pad|>, <|im_end|>
@@ -80,27 +87,26 @@ def looks_like_prose(line: str) -> bool:
     return sum(1 for w in words if _WORD.fullmatch(w)) >= 0.8 * len(words)
 
 
-def cut_chat_runoff(candidate: Candidate) -> Candidate:
-    text = candidate.text
+def cut_chat_runoff(text: str, request: FimRequest) -> str:
     leaked = _LEAKED_TOKEN.search(text)
     if leaked:
         text = text[: leaked.start()]
-    info = language_for(candidate.language)
+    info = language_for(request.language)
     if not info.code_fences:
-        text = _cut_fences(text, candidate)
+        text = _cut_fences(text, request)
     if info.prose != "content":
-        text = _cut_prose(text, candidate)
-    return candidate.with_text(text)
+        text = _cut_prose(text, request)
+    return text
 
 
-def _cut_fences(text: str, candidate: Candidate) -> str:
+def _cut_fences(text: str, request: FimRequest) -> str:
     lines = text.split("\n")
     first = first_nonblank(lines)
-    line_prefix = candidate.current_line_prefix
+    line_prefix = line_before_cursor(request.prefix)
     if first is not None and lines[first].lstrip().startswith(FENCE) and is_blank(line_prefix):
         body = lines[first + 1 :]
         start = first_nonblank(body)
-        if start is not None and squash(body[start]) in _last_lines(candidate.prefix_before_line):
+        if start is not None and squash(body[start]) in _last_lines(before_cursor_line(request.prefix)):
             return ""  # the answer rewrites the code before the cursor: nothing fits at the cursor
         if body and body[0].startswith(line_prefix):
             body[0] = body[0][len(line_prefix) :]
@@ -122,11 +128,11 @@ def _last_lines(text: str) -> set[str]:
     return set(found)
 
 
-def _cut_prose(text: str, candidate: Candidate) -> str:
-    line_prefix = candidate.current_line_prefix
+def _cut_prose(text: str, request: FimRequest) -> str:
+    line_prefix = line_before_cursor(request.prefix)
     lines = text.split("\n")
-    inside = lines_inside_block(text, candidate.language, state_after(candidate.prefix, candidate.language))
-    before = candidate.prefix_before_line.rstrip("\n")
+    inside = lines_inside_block(text, request.language, state_after(request.prefix, request.language))
+    before = before_cursor_line(request.prefix).rstrip("\n")
     previous_blank = is_blank(before[before.rfind("\n") + 1 :])
     for i, line in enumerate(lines):
         absolute = line_prefix + line if i == 0 else line
@@ -134,7 +140,7 @@ def _cut_prose(text: str, candidate: Candidate) -> str:
             previous_blank = is_blank(absolute)
             continue
         # A line must start at column 0 to be chat; the first one, at the cursor.
-        if _is_chat(line, candidate.language, previous_blank):
+        if _is_chat(line, request.language, previous_blank):
             return "\n".join(lines[:i])
         previous_blank = False
     return text

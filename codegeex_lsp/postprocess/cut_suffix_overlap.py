@@ -23,8 +23,16 @@ from __future__ import annotations
 import re
 
 from codegeex_lsp.postprocess._lexer import imbalance, lines_owing_closers, state_after
-from codegeex_lsp.postprocess._text import has_word, is_blank, nonblank_lines, normalize_line
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.postprocess._text import (
+    before_cursor_line,
+    has_word,
+    is_blank,
+    line_after_cursor,
+    line_before_cursor,
+    nonblank_lines,
+    normalize_line,
+)
+from codegeex_lsp.prompt.types import FimRequest
 
 MATCH_LINES = 3
 """How many suffix lines must reappear (fewer when the suggestion ends first)."""
@@ -32,18 +40,17 @@ MATCH_LINES = 3
 _CLOSERS_ONLY = re.compile(r"[\s)\]}>\"'`;,:]+")
 
 
-def cut_suffix_overlap(candidate: Candidate) -> Candidate:
-    text = _cut_repeated_lines(candidate)
-    return candidate.with_text(_cut_repeated_line_tail(candidate, text))
+def cut_suffix_overlap(text: str, request: FimRequest) -> str:
+    return _cut_repeated_line_tail(_cut_repeated_lines(text, request), request)
 
 
-def _cut_repeated_lines(candidate: Candidate) -> str:
-    below = candidate.suffix[len(candidate.current_line_suffix) + 1 :]
+def _cut_repeated_lines(text: str, request: FimRequest) -> str:
+    below = request.suffix[len(line_after_cursor(request.suffix)) + 1 :]
     wanted = [normalize_line(line) for line in nonblank_lines(below, MATCH_LINES)]
     if not wanted:
-        return candidate.text
-    lines = candidate.text.split("\n")
-    line_prefix = candidate.current_line_prefix
+        return text
+    lines = text.split("\n")
+    line_prefix = line_before_cursor(request.prefix)
     absolute = [line_prefix + lines[0], *lines[1:]]
     # The cursor's line can only repeat a suffix line when the prefix has no text on it.
     start = 0 if is_blank(line_prefix) else 1
@@ -55,27 +62,27 @@ def _cut_repeated_lines(candidate: Candidate) -> str:
             continue
         if not any(has_word(lines[j]) for j in ahead):
             if owing is None:
-                state = state_after(candidate.prefix, candidate.language)
-                owing = lines_owing_closers(candidate.text, candidate.language, state)
+                state = state_after(request.prefix, request.language)
+                owing = lines_owing_closers(text, request.language, state)
             if not owing[i]:
                 continue
         return "\n".join(lines[:i])
-    return candidate.text
+    return text
 
 
-def _cut_repeated_line_tail(candidate: Candidate, text: str) -> str:
-    rest = candidate.current_line_suffix.rstrip()
+def _cut_repeated_line_tail(text: str, request: FimRequest) -> str:
+    rest = line_after_cursor(request.suffix).rstrip()
     if is_blank(rest) or is_blank(text):
         return text
     body = text.rstrip(" \t")
-    line_prefix = candidate.current_line_prefix
-    state = state_after(candidate.prefix_before_line, candidate.language)
-    before = imbalance(line_prefix + body + rest, candidate.language, state)
+    line_prefix = line_before_cursor(request.prefix)
+    state = state_after(before_cursor_line(request.prefix), request.language)
+    before = imbalance(line_prefix + body + rest, request.language, state)
     for size in range(len(rest), 0, -1):
         tail = rest[:size]
         if not body.endswith(tail) or (size < len(rest) and not _CLOSERS_ONLY.fullmatch(tail)):
             continue
         shorter = body[: len(body) - size]
-        if imbalance(line_prefix + shorter + rest, candidate.language, state) <= before:
+        if imbalance(line_prefix + shorter + rest, request.language, state) <= before:
             return shorter
     return text

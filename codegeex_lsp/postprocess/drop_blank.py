@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from codegeex_lsp.postprocess._text import is_blank
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.prompt.types import FimRequest
 
 
-def drop_blank(candidate: Candidate) -> Candidate | None:
-    return None if is_blank(candidate.text) else candidate
+def drop_blank(text: str, request: FimRequest) -> str | None:
+    return None if is_blank(text) else text

@@ -10,21 +10,21 @@ character is all that tells `return 1` from `return 0`.
 from __future__ import annotations
 
 from codegeex_lsp.postprocess._text import nonblank_lines, squash, within_edit_distance
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.prompt.types import FimRequest
 
 COMPARE_LINES = 3
 SIMILARITY = 0.05
 
 
-def drop_duplicated(candidate: Candidate) -> Candidate | None:
-    ours = nonblank_lines(candidate.text, COMPARE_LINES)
-    theirs = nonblank_lines(candidate.suffix, COMPARE_LINES)
+def drop_duplicated(text: str, request: FimRequest) -> str | None:
+    ours = nonblank_lines(text, COMPARE_LINES)
+    theirs = nonblank_lines(request.suffix, COMPARE_LINES)
     count = min(len(ours), len(theirs))
     if count == 0:
-        return candidate
+        return text
     a, b = _key(ours[:count]), _key(theirs[:count])
     limit = int(SIMILARITY * max(len(a), len(b)))
-    return None if within_edit_distance(a, b, limit) else candidate
+    return None if within_edit_distance(a, b, limit) else text
 
 
 def _key(lines: list[str]) -> str:

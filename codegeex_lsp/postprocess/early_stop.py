@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from codegeex_lsp.postprocess.candidate import Candidate
 from codegeex_lsp.postprocess.cut_chat_runoff import cut_chat_runoff
 from codegeex_lsp.postprocess.cut_suffix_overlap import cut_suffix_overlap
 from codegeex_lsp.postprocess.limit_scope import limit_scope
@@ -74,7 +73,6 @@ def scope_stop_check(request: FimRequest) -> Callable[[str], bool]:
     runs on for max_tokens, repeating the rest of the file. The text is whitespace-healed first,
     as the final pipeline sees it.
     """
-    base = Candidate(request, "")
     _prefix, trailing = split_trailing_whitespace(request.prefix)
 
     def check(text: str) -> bool:
@@ -82,7 +80,7 @@ def scope_stop_check(request: FimRequest) -> Callable[[str], bool]:
         complete = text[: text.rfind("\n")].rstrip()
         if not complete.strip():
             return False
-        kept = run_pipeline(base.with_text(text), STOP_FILTERS)
-        return kept is None or len(kept.text.rstrip()) < len(complete)
+        kept = run_pipeline(text, request, STOP_FILTERS)
+        return kept is None or len(kept.rstrip()) < len(complete)
 
     return check

@@ -30,8 +30,8 @@ from __future__ import annotations
 import re
 
 from codegeex_lsp.postprocess._lexer import CLOSE_TO_OPEN, line_depths, lines_inside_block, state_after
-from codegeex_lsp.postprocess._text import first_nonblank, indent_cols, is_blank
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.postprocess._text import first_nonblank, indent_cols, is_blank, line_before_cursor
+from codegeex_lsp.prompt.types import FimRequest
 
 BLOCK_OPENERS = (":", "{", "(", "[")
 """Line endings after which the next lines belong to the line (a body, arguments, elements)."""
@@ -45,15 +45,15 @@ _REOPENING = re.compile(
 )
 
 
-def limit_scope(candidate: Candidate) -> Candidate:
-    if candidate.mode == "LINE":
-        return candidate.with_text(_first_line(candidate))
-    return candidate.with_text(_first_block(candidate))
+def limit_scope(text: str, request: FimRequest) -> str:
+    if request.mode == "LINE":
+        return _first_line(text, request)
+    return _first_block(text, request)
 
 
-def _first_line(candidate: Candidate) -> str:
-    lines = candidate.text.split("\n")
-    line_prefix = candidate.current_line_prefix
+def _first_line(text: str, request: FimRequest) -> str:
+    lines = text.split("\n")
+    line_prefix = line_before_cursor(request.prefix)
     if len(lines) == 1 or not (is_blank(line_prefix) and is_blank(lines[0])):
         return lines[0]
     first = first_nonblank(lines)
@@ -63,30 +63,30 @@ def _first_line(candidate: Candidate) -> str:
     return line[len(line_prefix) :] if line.startswith(line_prefix) else line.lstrip(" \t")
 
 
-def _first_block(candidate: Candidate) -> str:
-    lines = candidate.text.split("\n")
-    line_prefix = candidate.current_line_prefix
+def _first_block(text: str, request: FimRequest) -> str:
+    lines = text.split("\n")
+    line_prefix = line_before_cursor(request.prefix)
     if is_blank(line_prefix):
         first = first_nonblank(lines)
         if first is None:
-            return candidate.text
+            return text
         limit = indent_cols(line_prefix + lines[0] if first == 0 else lines[first])
     elif is_blank(lines[0]) and not line_prefix.rstrip().endswith(BLOCK_OPENERS):
         first, limit = 0, indent_cols(line_prefix)
     else:
         first, limit = 0, indent_cols(line_prefix) + 1
-    if candidate.scope is not None:
-        limit = max(limit, indent_cols(candidate.scope.indent) + 1)
-    state = state_after(candidate.prefix, candidate.language)
-    depths = line_depths(candidate.text, candidate.language, state)
-    inside = lines_inside_block(candidate.text, candidate.language, state)
+    if request.scope is not None:
+        limit = max(limit, indent_cols(request.scope.indent) + 1)
+    state = state_after(request.prefix, request.language)
+    depths = line_depths(text, request.language, state)
+    inside = lines_inside_block(text, request.language, state)
     for i, line in enumerate(lines):
         counts = i > first and not (is_blank(line) or inside[i])
         if counts and indent_cols(line) < limit and not _reopens(lines, i):
             return "\n".join(lines[: i + 1] if _is_closing_line(line) else lines[:i])
         if depths[i] < 0:
             return "\n".join(lines[: i + 1])
-    return candidate.text
+    return text
 
 
 def _is_closing_line(line: str) -> bool:

@@ -19,9 +19,8 @@ Why this order:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from codegeex_lsp.postprocess.candidate import Candidate, Filter
 from codegeex_lsp.postprocess.cut_chat_runoff import cut_chat_runoff
 from codegeex_lsp.postprocess.cut_suffix_overlap import cut_suffix_overlap
 from codegeex_lsp.postprocess.drop_blank import drop_blank
@@ -38,6 +37,13 @@ from codegeex_lsp.prompt.types import FimRequest
 
 log = logging.getLogger(__name__)
 
+Filter = Callable[[str, FimRequest], str | None]
+"""A post-processing step: the suggestion `text` at the cursor of the request, cleaned, or None to
+discard it. It reads the request's document (prefix, suffix), `language`, `mode` ("LINE": finish
+the current line; "BLOCK": may add lines) and `scope` (a BLOCK suggestion may not leave it)."""
+
+_MODES = ("LINE", "BLOCK")
+
 DEFAULT_PIPELINE: tuple[Filter, ...] = (
     cut_chat_runoff,
     remove_line_ends_with_repetition,
@@ -53,22 +59,30 @@ DEFAULT_PIPELINE: tuple[Filter, ...] = (
 )
 
 
-def run_pipeline(candidate: Candidate, filters: Iterable[Filter] = DEFAULT_PIPELINE) -> Candidate | None:
-    """Apply the filters in order; None as soon as one discards the suggestion.
+def run_pipeline(
+    text: str,
+    request: FimRequest,
+    filters: Iterable[Filter] = DEFAULT_PIPELINE,
+    request_id: str | None = None,
+) -> str | None:
+    """Apply the filters in order to `text`; None as soon as one discards the suggestion.
 
-    Only a filter's `text` is taken over: the document (prefix, suffix) and the request's facts stay
-    those of `candidate`, whatever a filter returns, so post-processing never touches user text.
+    A filter only returns the suggestion's text: the request (the user's document and its facts)
+    is the same for every filter, so post-processing never touches user text. `request_id` only
+    labels log records.
     """
-    current = candidate
+    if request.mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, not {request.mode!r}")
+    current = text
     for step in filters:
-        result = step(current)
+        result = step(current, request)
         name = getattr(step, "__name__", repr(step))
         if result is None:
-            log.debug("[%s] %s discarded %r", candidate.request_id, name, current.text)
+            log.debug("[%s] %s discarded %r", request_id, name, current)
             return None
-        if result.text != current.text:
-            log.debug("[%s] %s: %r -> %r", candidate.request_id, name, current.text, result.text)
-        current = candidate.with_text(result.text)
+        if result != current:
+            log.debug("[%s] %s: %r -> %r", request_id, name, current, result)
+        current = result
     return current
 
 
@@ -79,10 +93,9 @@ def finish_candidates(
     the prompt left out) and run through the pipeline once, with the request's scope and mode;
     discarded and duplicate ones dropped. The one place generated text becomes a suggestion."""
     _prefix, trailing = split_trailing_whitespace(request.prefix)
-    base = Candidate(request, "", request_id)
     texts: list[str] = []
     for text in raw:
-        item = run_pipeline(base.with_text(heal(text, trailing)))
-        if item is not None and item.text not in texts:
-            texts.append(item.text)
+        kept = run_pipeline(heal(text, trailing), request, request_id=request_id)
+        if kept is not None and kept not in texts:
+            texts.append(kept)
     return tuple(texts)

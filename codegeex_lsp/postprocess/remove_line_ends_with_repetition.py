@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from codegeex_lsp.postprocess._text import has_word, is_blank
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.prompt.types import FimRequest
 
 REPETITION_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(.{3,}?)\1{5,}$"),  # a unit of 3+ characters, 6+ times in a row
@@ -21,16 +21,16 @@ MAX_LINE_CHARS = 400
 """Only the end of a very long line is searched (the patterns backtrack)."""
 
 
-def remove_line_ends_with_repetition(candidate: Candidate) -> Candidate:
-    lines = candidate.text.split("\n")
+def remove_line_ends_with_repetition(text: str, request: FimRequest) -> str:
+    lines = text.split("\n")
     last = len(lines) - 1
     while last >= 0 and is_blank(lines[last]):
         last -= 1
     if last < 0:
-        return candidate
+        return text
     tail = lines[last][-MAX_LINE_CHARS:]
     for pattern in REPETITION_PATTERNS:
         match = pattern.search(tail)
         if match and has_word(match.group(1)):
-            return candidate.with_text("\n".join(lines[:last]).rstrip())
-    return candidate
+            return "\n".join(lines[:last]).rstrip()
+    return text

@@ -10,7 +10,7 @@ is nearly the start of the block before it, and is dropped with the run otherwis
 from __future__ import annotations
 
 from codegeex_lsp.postprocess._text import is_blank, similar, squash
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.prompt.types import FimRequest
 
 MIN_RUN = 3
 SIMILARITY = 0.1
@@ -18,11 +18,11 @@ MAX_BLOCK_CHARS = 4000
 """Longer blocks are compared for equality only (the edit distance is quadratic)."""
 
 
-def remove_repetitive_blocks(candidate: Candidate) -> Candidate:
-    lines = candidate.text.split("\n")
+def remove_repetitive_blocks(text: str, request: FimRequest) -> str:
+    lines = text.split("\n")
     blocks = _blocks(lines)
     if len(blocks) < MIN_RUN:
-        return candidate
+        return text
     keys = ["\n".join(squash(line) for line in lines[a:b]) for a, b in blocks]
     end = len(blocks) - 1
     if not _repeats(keys[-2], keys[-1], last=True):
@@ -31,8 +31,8 @@ def remove_repetitive_blocks(candidate: Candidate) -> Candidate:
     while start > 0 and _repeats(keys[start - 1], keys[start], last=start == len(keys) - 1):
         start -= 1
     if end - start + 1 < MIN_RUN:
-        return candidate
-    return candidate.with_text("\n".join(lines[: blocks[start][1]]))
+        return text
+    return "\n".join(lines[: blocks[start][1]])
 
 
 def _blocks(lines: list[str]) -> list[tuple[int, int]]:

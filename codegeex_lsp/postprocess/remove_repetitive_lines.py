@@ -9,20 +9,27 @@ letter or digit (`}`, `)`) never form a run: nested blocks close with several of
 
 from __future__ import annotations
 
-from codegeex_lsp.postprocess._text import has_word, indent_cols, is_blank, similar, squash
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.postprocess._text import (
+    has_word,
+    indent_cols,
+    is_blank,
+    line_before_cursor,
+    similar,
+    squash,
+)
+from codegeex_lsp.prompt.types import FimRequest
 
 MIN_RUN = 4
 SIMILARITY = 0.1
 
 
-def remove_repetitive_lines(candidate: Candidate) -> Candidate:
-    lines = candidate.text.split("\n")
+def remove_repetitive_lines(text: str, request: FimRequest) -> str:
+    lines = text.split("\n")
     indices = [i for i, line in enumerate(lines) if not is_blank(line)]
     if len(indices) < MIN_RUN:
-        return candidate
+        return text
     # The first line starts at the cursor: compare it with its indentation on the cursor's line.
-    absolute = [candidate.current_line_prefix + lines[0], *lines[1:]]
+    absolute = [line_before_cursor(request.prefix) + lines[0], *lines[1:]]
     keyed = [absolute[i] for i in indices]
     end = len(keyed) - 1
     if not _repeats(keyed[-2], keyed[-1], last=True):
@@ -31,8 +38,8 @@ def remove_repetitive_lines(candidate: Candidate) -> Candidate:
     while start > 0 and _repeats(keyed[start - 1], keyed[start], last=start == len(keyed) - 1):
         start -= 1
     if end - start + 1 < MIN_RUN:
-        return candidate
-    return candidate.with_text("\n".join(lines[: indices[start] + 1]))
+        return text
+    return "\n".join(lines[: indices[start] + 1])
 
 
 def _repeats(previous: str, line: str, last: bool) -> bool:

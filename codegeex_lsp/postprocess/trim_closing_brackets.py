@@ -11,16 +11,16 @@ strings and comments do not count.
 from __future__ import annotations
 
 from codegeex_lsp.postprocess._lexer import CLOSE_TO_OPEN, lexical_for, match_brackets, scan, state_after
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.postprocess._text import line_after_cursor
+from codegeex_lsp.prompt.types import FimRequest
 
 
-def trim_closing_brackets(candidate: Candidate) -> Candidate:
-    rest = candidate.current_line_suffix.lstrip()
+def trim_closing_brackets(text: str, request: FimRequest) -> str:
+    rest = line_after_cursor(request.suffix).lstrip()
     if not rest or rest[0] not in CLOSE_TO_OPEN:
-        return candidate
-    text = candidate.text
-    found = scan(text, lexical_for(candidate.language), state_after(candidate.prefix, candidate.language))
+        return text
+    found = scan(text, lexical_for(request.language), state_after(request.prefix, request.language))
     unmatched = match_brackets(text, found).unmatched
     if not unmatched or text[unmatched[0]] != rest[0]:
-        return candidate
-    return candidate.with_text(text[: unmatched[0]].rstrip(" \t"))
+        return text
+    return text[: unmatched[0]].rstrip(" \t")

@@ -9,17 +9,17 @@
 
 from __future__ import annotations
 
-from codegeex_lsp.postprocess._text import is_blank
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.postprocess._text import is_blank, line_after_cursor, line_before_cursor
+from codegeex_lsp.prompt.types import FimRequest
 
 
-def trim_space(candidate: Candidate) -> Candidate:
-    lines = candidate.text.split("\n")
+def trim_space(text: str, request: FimRequest) -> str:
+    lines = text.split("\n")
     text = "\n".join([line.rstrip() for line in lines[:-1]] + lines[-1:])
-    line_prefix = candidate.current_line_prefix
+    line_prefix = line_before_cursor(request.prefix)
     if not is_blank(line_prefix) and line_prefix[-1] in " \t":
         text = text.lstrip(" \t")
-    rest = candidate.current_line_suffix
+    rest = line_after_cursor(request.suffix)
     if is_blank(rest) or rest[0] in " \t":
         text = text.rstrip()
-    return candidate.with_text(text)
+    return text

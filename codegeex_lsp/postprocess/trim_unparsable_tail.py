@@ -16,30 +16,30 @@ import tree_sitter
 
 from codegeex_lsp.context.languages import language_for, parser_for
 from codegeex_lsp.postprocess._text import is_blank
-from codegeex_lsp.postprocess.candidate import Candidate
+from codegeex_lsp.prompt.types import FimRequest
 
 MAX_DROPPED_LINES = 8
 WINDOW_CHARS = 16_000
 
 
-def trim_unparsable_tail(candidate: Candidate) -> Candidate:
-    if candidate.mode != "BLOCK" or "\n" not in candidate.text.strip():
-        return candidate
-    parser = parser_for(language_for(candidate.language))
+def trim_unparsable_tail(text: str, request: FimRequest) -> str:
+    if request.mode != "BLOCK" or "\n" not in text.strip():
+        return text
+    parser = parser_for(language_for(request.language))
     if parser is None:
-        return candidate
-    before, after = _window(candidate.prefix, candidate.suffix)
+        return text
+    before, after = _window(request.prefix, request.suffix)
     baseline = count_errors(parser, before + after)
-    if count_errors(parser, before + candidate.text + after) <= baseline:
-        return candidate
-    lines = candidate.text.split("\n")
+    if count_errors(parser, before + text + after) <= baseline:
+        return text
+    lines = text.split("\n")
     for keep in range(len(lines) - 1, max(0, len(lines) - 1 - MAX_DROPPED_LINES), -1):
-        text = "\n".join(lines[:keep])
-        if is_blank(text):
+        kept = "\n".join(lines[:keep])
+        if is_blank(kept):
             break
-        if count_errors(parser, before + text + after) <= baseline:
-            return candidate.with_text(text)
-    return candidate
+        if count_errors(parser, before + kept + after) <= baseline:
+            return kept
+    return text
 
 
 def count_errors(parser: tree_sitter.Parser, source: str) -> int:

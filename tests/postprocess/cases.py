@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codegeex_lsp.context.scope import ScopeInfo
-from codegeex_lsp.postprocess import DEFAULT_PIPELINE, Candidate, run_pipeline
+from codegeex_lsp.postprocess import DEFAULT_PIPELINE, run_pipeline
 from codegeex_lsp.prompt.types import FimRequest
 
 CURSOR = "█"
@@ -48,17 +48,18 @@ def make(
     mode: str = "LINE",
     language: str = "python",
     scope: ScopeInfo | None = None,
-) -> Candidate:
+) -> tuple[str, FimRequest]:
+    """The raw suggestion `text` and the request of the marked `document`."""
     prefix, suffix = split_document(document)
     request = FimRequest(prefix, suffix, language, mode=mode, scope=scope)  # type: ignore[arg-type]
-    return Candidate(request, text)
+    return text, request
 
 
-def render(candidate: Candidate, result: Candidate | None) -> str:
+def render(request: FimRequest, result: str | None) -> str:
     """The outcome as written in golden files: "discard" or the document with ├kept┤ inline."""
     if result is None:
         return DISCARD
-    return f"{candidate.prefix}{OPEN}{result.text}{CLOSE}{candidate.suffix}"
+    return f"{request.prefix}{OPEN}{result}{CLOSE}{request.suffix}"
 
 
 def filter_named(name: str):
@@ -68,16 +69,18 @@ def filter_named(name: str):
     return found[0]
 
 
-def apply(name: str, candidate: Candidate) -> Candidate | None:
-    """Run only the named filter, as registered in DEFAULT_PIPELINE."""
-    return run_pipeline(candidate, filters=(filter_named(name),))
+def apply(name: str, made: tuple[str, FimRequest]) -> str | None:
+    """Run only the named filter, as registered in DEFAULT_PIPELINE, on `make`'s text and request."""
+    text, request = made
+    return run_pipeline(text, request, filters=(filter_named(name),))
 
 
 @dataclass(frozen=True)
 class GoldenCase:
     path: Path
     description: str
-    candidate: Candidate
+    text: str  # the raw completion
+    request: FimRequest
     expected: str
     exercises: tuple[str, ...]
 
@@ -92,16 +95,16 @@ def load_golden(path: Path) -> GoldenCase:
     if unknown := set(data) - known:
         raise ValueError(f"{path.name}: unknown keys {sorted(unknown)}")
     scope = _scope(data["scope"]) if "scope" in data else None
-    candidate = make(data["document"], data["completion"], data["mode"], data["language"], scope)
+    text, request = make(data["document"], data["completion"], data["mode"], data["language"], scope)
     expected = data["expected"]
     if expected != DISCARD:
         if expected.count(OPEN) != 1 or expected.count(CLOSE) != 1:
             raise ValueError(f"{path.name}: expected needs one {OPEN} and one {CLOSE}, or 'discard'")
         before, _, rest = expected.partition(OPEN)
         _, _, after = rest.partition(CLOSE)
-        if (before, after) != (candidate.prefix, candidate.suffix):
+        if (before, after) != (request.prefix, request.suffix):
             raise ValueError(f"{path.name}: expected must keep the document around {OPEN}...{CLOSE}")
-    return GoldenCase(path, data["description"], candidate, expected, tuple(data["exercises"]))
+    return GoldenCase(path, data["description"], text, request, expected, tuple(data["exercises"]))
 
 
 def _scope(table: dict[str, str]) -> ScopeInfo:

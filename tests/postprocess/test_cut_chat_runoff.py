@@ -10,7 +10,7 @@ FILTER = "cut_chat_runoff"
 
 
 def run(document, text, mode="BLOCK", language="python"):
-    return apply(FILTER, make(document, text, mode, language)).text
+    return apply(FILTER, make(document, text, mode, language))
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ FILTER = "cut_suffix_overlap"
 
 
 def run(document, text, mode="BLOCK", language="python"):
-    return apply(FILTER, make(document, text, mode, language)).text
+    return apply(FILTER, make(document, text, mode, language))
 
 
 def test_cuts_where_the_lines_below_the_cursor_reappear():

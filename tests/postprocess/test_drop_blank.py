@@ -15,4 +15,4 @@ def test_blank_is_discarded(text):
 
 
 def test_text_stays():
-    assert apply(FILTER, make("x = █\n", " 1 ")).text == " 1 "
+    assert apply(FILTER, make("x = █\n", " 1 ")) == " 1 "

@@ -21,7 +21,7 @@ LANGUAGES = {"python", "javascript", "go", "rust", "cpp", "java"}
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_golden(case):
-    assert render(case.candidate, run_pipeline(case.candidate)) == case.expected, case.description
+    assert render(case.request, run_pipeline(case.text, case.request)) == case.expected, case.description
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_golden_needs_the_filters_it_names(case, name):
     removed = set(name.split("+"))
     assert removed <= NAMES, f"unknown filter in {name!r}"
     filters = [f for f in DEFAULT_PIPELINE if f.__name__ not in removed]
-    assert render(case.candidate, run_pipeline(case.candidate, filters=filters)) != case.expected
+    assert render(case.request, run_pipeline(case.text, case.request, filters)) != case.expected
 
 
 def test_every_case_names_a_filter_and_every_filter_has_a_case():
@@ -43,6 +43,6 @@ def test_every_case_names_a_filter_and_every_filter_has_a_case():
 
 
 def test_golden_cases_cover_the_languages_and_both_modes():
-    assert {case.candidate.language for case in CASES} >= LANGUAGES
-    assert {"LINE", "BLOCK"} == {case.candidate.mode for case in CASES}
+    assert {case.request.language for case in CASES} >= LANGUAGES
+    assert {"LINE", "BLOCK"} == {case.request.mode for case in CASES}
     assert any(case.expected == "discard" for case in CASES)

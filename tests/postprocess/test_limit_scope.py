@@ -10,7 +10,7 @@ FILTER = "limit_scope"
 
 
 def run(document, text, mode="BLOCK", language="python", scope=None):
-    return apply(FILTER, make(document, text, mode, language, scope)).text
+    return apply(FILTER, make(document, text, mode, language, scope))
 
 
 def test_line_mode_keeps_the_first_line():

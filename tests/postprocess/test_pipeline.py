@@ -2,40 +2,30 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
 import pytest
 
-from codegeex_lsp.postprocess import DEFAULT_PIPELINE, Candidate, run_pipeline
+from codegeex_lsp.postprocess import DEFAULT_PIPELINE, run_pipeline
+from codegeex_lsp.postprocess._text import before_cursor_line, line_after_cursor, line_before_cursor
 from codegeex_lsp.prompt.types import FimRequest
 from tests.postprocess.cases import golden_cases, make
 
 CASES = golden_cases()
 
 
-def test_candidate_is_frozen_and_with_text_keeps_the_rest():
-    candidate = make("x = █\ny = 2\n", "1", "LINE", "python")
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        candidate.text = "2"  # type: ignore[misc]
-    changed = candidate.with_text("2")
-    assert changed.text == "2" and candidate.text == "1"
-    assert dataclasses.replace(changed, text="1") == candidate
-    assert candidate.with_text("1") is candidate
+def test_the_lines_around_the_cursor():
+    _text, request = make("a\n  b = █ + 1\nc\n", "x")
+    assert line_before_cursor(request.prefix) == "  b = "
+    assert line_after_cursor(request.suffix) == " + 1"
+    assert before_cursor_line(request.prefix) == "a\n"
+    assert line_before_cursor("") == "" and line_after_cursor("") == ""
 
 
-def test_candidate_lines_around_the_cursor():
-    candidate = make("a\n  b = █ + 1\nc\n", "x")
-    assert candidate.current_line_prefix == "  b = "
-    assert candidate.current_line_suffix == " + 1"
-    assert candidate.prefix_before_line == "a\n"
-    assert make("█", "x").current_line_prefix == ""
-
-
-def test_candidate_rejects_unknown_modes():
+def test_unknown_modes_are_rejected():
     with pytest.raises(ValueError, match="mode"):
-        Candidate(FimRequest("", mode="WORD"), "")  # type: ignore[arg-type]
+        run_pipeline("", FimRequest("", mode="WORD"))  # type: ignore[arg-type]
 
 
 def test_the_order_is_data():
@@ -57,37 +47,42 @@ def test_the_order_is_data():
 def test_a_discard_stops_the_pipeline():
     seen = []
 
-    def record(candidate):
-        seen.append(candidate.text)
-        return candidate
+    def record(text, _request):
+        seen.append(text)
+        return text
 
-    assert run_pipeline(make("█", "x"), filters=(record, lambda c: None, record)) is None
+    assert run_pipeline(*make("█", "x"), filters=(record, lambda _t, _r: None, record)) is None
     assert seen == ["x"]
 
 
-def test_a_filter_cannot_change_the_document():
-    def rogue(candidate):
-        request = dataclasses.replace(candidate.request, prefix="", suffix="", mode="BLOCK")
-        return dataclasses.replace(candidate, request=request, text="y")
+def test_every_filter_reads_the_same_request_and_the_previous_text():
+    seen = []
 
-    original = make("keep █ this", "x")
-    result = run_pipeline(original, filters=(rogue,))
-    assert result == original.with_text("y")
+    def step(suffix):
+        def run(text, request):
+            seen.append((text, request))
+            return text + suffix
+
+        return run
+
+    text, request = make("keep █ this", "x")
+    assert run_pipeline(text, request, filters=(step("y"), step("z"))) == "xyz"
+    assert seen == [("x", request), ("xy", request)]
+    assert all(r is request for _, r in seen)
 
 
 @pytest.mark.parametrize("step", DEFAULT_PIPELINE, ids=lambda f: f.__name__)
-def test_filters_only_edit_the_suggestion(step):
+def test_filters_return_text_or_discard(step):
     for case in CASES:
-        result = step(case.candidate)
-        if result is not None:
-            assert dataclasses.replace(result, text=case.candidate.text) == case.candidate, case.name
+        result = step(case.text, case.request)
+        assert result is None or isinstance(result, str), case.name
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_the_pipeline_is_stable_on_its_own_output(case):
-    once = run_pipeline(case.candidate)
+    once = run_pipeline(case.text, case.request)
     if once is not None:
-        assert run_pipeline(once) == once
+        assert run_pipeline(once, case.request) == once
 
 
 def test_the_stage_does_not_import_torch():

@@ -10,7 +10,7 @@ FILTER = "remove_line_ends_with_repetition"
 
 
 def run(text, mode="BLOCK"):
-    return apply(FILTER, make("x = █\n", text, mode)).text
+    return apply(FILTER, make("x = █\n", text, mode))
 
 
 def test_drops_a_last_line_that_loops():

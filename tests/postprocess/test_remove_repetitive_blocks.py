@@ -12,7 +12,7 @@ def block(letter):
 
 
 def run(text):
-    return apply(FILTER, make("█\n", text, "BLOCK", "javascript")).text
+    return apply(FILTER, make("█\n", text, "BLOCK", "javascript"))
 
 
 def test_keeps_the_first_of_a_run_of_similar_blocks():

@@ -9,7 +9,7 @@ DOC = "def f():\n    █\n"
 
 
 def run(text, document=DOC):
-    return apply(FILTER, make(document, text, "BLOCK")).text
+    return apply(FILTER, make(document, text, "BLOCK"))
 
 
 def test_keeps_one_copy_of_a_looping_line():

@@ -8,7 +8,7 @@ FILTER = "trim_closing_brackets"
 
 
 def run(document, text, mode="LINE", language="java"):
-    return apply(FILTER, make(document, text, mode, language)).text
+    return apply(FILTER, make(document, text, mode, language))
 
 
 def test_cuts_at_the_closer_the_suffix_has():

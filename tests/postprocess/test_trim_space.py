@@ -8,7 +8,7 @@ FILTER = "trim_space"
 
 
 def run(document, text, mode="LINE"):
-    return apply(FILTER, make(document, text, mode)).text
+    return apply(FILTER, make(document, text, mode))
 
 
 def test_no_leading_space_after_a_space():

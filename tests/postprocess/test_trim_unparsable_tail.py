@@ -8,7 +8,7 @@ FILTER = "trim_unparsable_tail"
 
 
 def run(document, text, mode="BLOCK", language="python"):
-    return apply(FILTER, make(document, text, mode, language)).text
+    return apply(FILTER, make(document, text, mode, language))
 
 
 def test_drops_a_cut_off_last_line():
