@@ -165,6 +165,7 @@ def test_runs_record_their_protocol_and_keep_variants_apart(chat_model_dir: Path
         sink.writelines(json.dumps(row) + "\n" for row in rows[:2])
     out = tmp_path / "out"
     base = ["--langs", "python", "--max-tokens", "8", "--model", str(chat_model_dir), "--data", str(data)]
+    base += ["--quant", "none"]  # the tiny model in float: these tests are about the protocols
     base += ["--out", str(out), "--workers", "2"]
     for protocol, variant in (("codegeex", "fp"), ("fim", "fp-fim"), ("instruct", "fp-instruct")):
         assert run.main([*base, "--protocol", protocol]) == 0
