@@ -75,7 +75,8 @@ def test_the_transcript_recorder_logs_every_message_through_the_shared_client(ti
     """docs/transcripts/record_lsp_session.py on the shared pygls client: same Markdown format."""
     out = tmp_path / "session.md"
     done = subprocess.run(
-        [sys.executable, str(RECORDER), "--model", str(tiny_glm_dir), "--threads", "1", "--out", str(out)],
+        [sys.executable, str(RECORDER), "--model", str(tiny_glm_dir), "--quant", "none", "--threads", "1",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=280,
     )
     assert done.returncode == 0, done.stderr[-3000:]

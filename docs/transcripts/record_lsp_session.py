@@ -228,11 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the embedded model")
     parser.add_argument("--threads", default="2")
+    parser.add_argument("--quant", choices=("int4", "none"), help="default: the server's (int4)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("lsp-session.md")))
     args = parser.parse_args(argv)
     command = [sys.executable, "-m", "codegeex_lsp.cli", "serve", "--threads", args.threads]
     if args.model:
         command += ["--model", args.model]
+    if args.quant:
+        command += ["--quant", args.quant]
     session = asyncio.run(record(command))
     shown = ["codegeex-lsp", *command[3:]]
     model = f"model {args.model}" if args.model else "the embedded default model"
