@@ -183,13 +183,20 @@ INT4_RESIDUAL_EDGE = 0.25
 # 4864-wide X^T X dominates), so the token count sets the build time. Measured (bench quant --texts 8
 # --max-tokens 512 --modes engine, held-out stdlib Python): this recipe +2.56 % plain / -1.80 % FIM
 # perplexity vs fp32, against +0.87 % / +3.40 % for -c48-f48; 524 CPU-s to build (was ~35 CPU-min).
+# Arithmetic v2 (same bench): +2.53 % / -2.12 %; 197 CPU-s to build, 3 min 24 s wall on 2 cores at
+# load 4 (v1: 273+ CPU-s and 6-20 min there, its OpenMP-split small ops stalling on a busy host).
 CALIBRATION_TEXTS = 6  # plain snippets, 1 per language
 CALIBRATION_TOKENS = 384  # per sequence at most
 CALIBRATION_FIM = 12  # FIM prompts, 2 per language
+# The arithmetic's revision, for changes that move codes without changing the recipe's knobs.
+# v2: float32 Hessian sums of the upper block triangle, blocked error feedback (INNER columns),
+# triangular solves for L^-1, one thread per linear: 0.03-0.13 % of codes differ from v1.
+INT4_ARITHMETIC = "v2"
 # Names the cached checkpoint and the result files: a new recipe never reuses an old one's output.
 INT4_RECIPE = (
     f"{INT4_MODE}{'-act' if INT4_ACT_ORDER else ''}-g{INT4_GROUP_SIZE}"
     f"-r{round(100 * INT4_RESIDUAL_EDGE)}-ml{CALIBRATION_TEXTS}-f{CALIBRATION_FIM}-t{CALIBRATION_TOKENS}"
+    f"-{INT4_ARITHMETIC}"
 )
 
 

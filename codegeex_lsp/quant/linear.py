@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from codegeex_lsp.quant import ops
-from codegeex_lsp.quant.gptq import gptq_quantize
+from codegeex_lsp.quant.gptq import gptq_quantize_many
 from codegeex_lsp.quant.packing import pack_int4, row_bytes, unpack_int4
 from codegeex_lsp.quant.reference import (
     GROUP_SIZES,
     MODES,
+    Int4Weight,
     awq_quantize,
     check_group_size,
     dequantize_groupwise,
@@ -274,75 +275,81 @@ def create_quantized_state_dict(
     if mode in ("awq", "gptq") and not calibration:
         raise ValueError(f"mode={mode!r} needs calibration data (see quant.calibration)")
     hessian_of = _hessians_by_weight(model, calibration) if mode == "gptq" else {}
+    gptq_names, gptq_results = _gptq_in_parallel(model, include_embeddings, group_size, hessian_of, act_order)
     state = dict(model.state_dict())
     specs: list[QuantSpec] = []
     packed_by_weight: dict[int, tuple[str, torch.Tensor]] = {}  # id(weight) -> (module name, packed)
     uncalibrated: list[str] = []
     tied_ids = _tied_weight_ids(model, include_embeddings)
-    for name, module in _quantizable(model, include_embeddings):
-        is_linear = isinstance(module, nn.Linear)
-        n_out, n_in = module.weight.shape
-        g = _fit_group_size(n_in, group_size)
-        if g is None:
-            log.info("quant: %s keeps its float weight (in_features=%d fits no group size)", name, n_in)
-            continue
-        state.pop(f"{name}.weight", None)
-        wid = id(module.weight)
-        tied_to = None
-        act_scale = False
-        with_residual = False
-        if wid in packed_by_weight:
-            tied_to, packed = packed_by_weight[wid]
-            used_mode = next(s.mode for s in specs if s.name == tied_to)
-        else:
-            used_mode = mode
-            w = module.weight.detach().to("cpu", torch.float32)
-            if mode == "awq" and (not is_linear or wid in tied_ids):
-                used_mode = "asym"
-            if used_mode == "awq":
-                x = calibration.get(name) if calibration else None
-                if x is None:
-                    uncalibrated.append(name)
-                    used_mode = "asym"
-            if used_mode == "gptq" and wid not in hessian_of:
-                if is_linear:  # an untied embedding has no inputs to weigh its rows by
-                    uncalibrated.append(name)
-                used_mode = "asym"
-            if used_mode == "awq":
-                qw, inv_s = awq_quantize(w, x, g)
-                state[f"{name}.act_scale"] = inv_s.to(module.weight.device)
-                act_scale = True
-            elif used_mode == "gptq":
-                if progress is not None:
-                    progress(f"gptq: {name} [{n_out}x{n_in}]")
-                qw = gptq_quantize(w, hessian_of[wid], g, act_order=act_order)
+    try:
+        for name, module in _quantizable(model, include_embeddings):
+            is_linear = isinstance(module, nn.Linear)
+            n_out, n_in = module.weight.shape
+            g = _fit_group_size(n_in, group_size)
+            if g is None:
+                log.info("quant: %s keeps its float weight (in_features=%d fits no group size)", name, n_in)
+                continue
+            state.pop(f"{name}.weight", None)
+            wid = id(module.weight)
+            tied_to = None
+            act_scale = False
+            with_residual = False
+            if wid in packed_by_weight:
+                tied_to, packed = packed_by_weight[wid]
+                used_mode = next(s.mode for s in specs if s.name == tied_to)
             else:
-                qw = quantize(w, used_mode, g)
-            packed = pack_int4(qw).to(module.weight.device)
-            packed_by_weight[wid] = (name, packed)
-            # (not for AWQ: its codes are of the scaled weight W * s, not of W)
-            if used_mode != "awq" and wid not in tied_ids and residual is not None and residual(name):
-                second = quantize(w - dequantize_groupwise(qw), "asym", g)
-                state[f"{name}.residual"] = pack_int4(second).to(module.weight.device)
-                with_residual = True
-        state[f"{name}.packed"] = packed
-        has_bias = is_linear and module.bias is not None
-        if has_bias:
-            state[f"{name}.bias"] = module.bias.detach().float()
-        specs.append(
-            QuantSpec(
-                name=name,
-                kind="linear" if is_linear else "embedding",
-                in_features=n_in,
-                out_features=n_out,
-                group_size=g,
-                mode=used_mode,
-                bias=has_bias,
-                act_scale=act_scale,
-                tied_to=tied_to,
-                residual=with_residual,
+                used_mode = mode
+                w = module.weight.detach().to("cpu", torch.float32)
+                if mode == "awq" and (not is_linear or wid in tied_ids):
+                    used_mode = "asym"
+                if used_mode == "awq":
+                    x = calibration.get(name) if calibration else None
+                    if x is None:
+                        uncalibrated.append(name)
+                        used_mode = "asym"
+                if used_mode == "gptq" and wid not in hessian_of:
+                    if is_linear:  # an untied embedding has no inputs to weigh its rows by
+                        uncalibrated.append(name)
+                    used_mode = "asym"
+                if used_mode == "awq":
+                    qw, inv_s = awq_quantize(w, x, g)
+                    state[f"{name}.act_scale"] = inv_s.to(module.weight.device)
+                    act_scale = True
+                elif used_mode == "gptq":
+                    if progress is not None:
+                        progress(f"gptq: {name} [{n_out}x{n_in}]")
+                    if next(gptq_names) != name:  # the same walk as _gptq_in_parallel's
+                        raise RuntimeError(f"GPTQ results out of order at {name}")
+                    qw = next(gptq_results)
+                else:
+                    qw = quantize(w, used_mode, g)
+                packed = pack_int4(qw).to(module.weight.device)
+                packed_by_weight[wid] = (name, packed)
+                # (not for AWQ: its codes are of the scaled weight W * s, not of W)
+                if used_mode != "awq" and wid not in tied_ids and residual is not None and residual(name):
+                    second = quantize(w - dequantize_groupwise(qw), "asym", g)
+                    state[f"{name}.residual"] = pack_int4(second).to(module.weight.device)
+                    with_residual = True
+            state[f"{name}.packed"] = packed
+            has_bias = is_linear and module.bias is not None
+            if has_bias:
+                state[f"{name}.bias"] = module.bias.detach().float()
+            specs.append(
+                QuantSpec(
+                    name=name,
+                    kind="linear" if is_linear else "embedding",
+                    in_features=n_in,
+                    out_features=n_out,
+                    group_size=g,
+                    mode=used_mode,
+                    bias=has_bias,
+                    act_scale=act_scale,
+                    tied_to=tied_to,
+                    residual=with_residual,
+                )
             )
-        )
+    finally:
+        gptq_results.close()  # cancels what is still queued if a module failed
     if uncalibrated:
         log.warning(
             "quant: %s without calibration for %d modules (%s ...): used asym",
@@ -351,6 +358,31 @@ def create_quantized_state_dict(
             uncalibrated[0],
         )
     return state, specs
+
+
+def _gptq_in_parallel(
+    model: nn.Module,
+    include_embeddings: bool,
+    group_size: int,
+    hessian_of: Mapping[int, torch.Tensor],
+    act_order: bool,
+) -> tuple[Iterator[str], Iterator[Int4Weight]]:
+    """(names, results) of every module create_quantized_state_dict will GPTQ, in its order: the
+    first module of each weight that fits a group size and has a Hessian. The results are
+    computed ahead on worker threads (gptq_quantize_many) while the caller packs earlier ones."""
+    names: list[str] = []
+    jobs: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+    seen: set[int] = set()
+    for name, module in _quantizable(model, include_embeddings):
+        g = _fit_group_size(module.weight.shape[1], group_size)
+        wid = id(module.weight)
+        if g is None or wid in seen:
+            continue
+        seen.add(wid)
+        if wid in hessian_of:
+            names.append(name)
+            jobs.append((module.weight.detach().to("cpu", torch.float32), hessian_of[wid], g))
+    return iter(names), gptq_quantize_many(jobs, act_order=act_order)
 
 
 def _hessians_by_weight(
