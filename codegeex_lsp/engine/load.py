@@ -183,8 +183,8 @@ INT4_RESIDUAL_EDGE = 0.25
 # 4864-wide X^T X dominates), so the token count sets the build time. Measured (bench quant --texts 8
 # --max-tokens 512 --modes engine, held-out stdlib Python): this recipe +2.56 % plain / -1.80 % FIM
 # perplexity vs fp32, against +0.87 % / +3.40 % for -c48-f48; 524 CPU-s to build (was ~35 CPU-min).
-# Arithmetic v2 (same bench): +2.53 % / -2.12 %; 197 CPU-s to build, 3 min 24 s wall on 2 cores at
-# load 4 (v1: 273+ CPU-s and 6-20 min there, its OpenMP-split small ops stalling on a busy host).
+# Arithmetic v2 (same bench): +2.53 % / -2.12 %; 186-197 CPU-s to build, 3 min 17-24 s wall on 2
+# cores at load 4, where v1 took 847 CPU-s and 14 min 33 s (its OpenMP-split small ops stalling).
 CALIBRATION_TEXTS = 6  # plain snippets, 1 per language
 CALIBRATION_TOKENS = 384  # per sequence at most
 CALIBRATION_FIM = 12  # FIM prompts, 2 per language
