@@ -98,7 +98,20 @@ def test_instruct_extraction_and_sanitizing() -> None:
     assert extract_code("no fence at all") == "no fence at all"
     assert extract_code("```\nx = 1\n```\n```python\ndef f():\n    pass\n```") == "def f():\n    pass\n"
     assert completion_from_reply("```python\n    return 1\n```") == "    return 1\n"
-    assert sanitize("def broken(:\n") == "def broken(:\n"
+    assert sanitize("def broken(:\n") == ""  # nothing in it parses: nothing of it runs
+
+
+def test_a_reply_cut_at_max_tokens_keeps_its_longest_parsable_part() -> None:
+    # The model closed its function, then printed examples until max_tokens cut it mid-call: the
+    # usual extraction (EvalPlus code_extract) keeps the longest run of lines that parses.
+    reply = (
+        "```python\nimport math\n\n\ndef area(r):\n    return math.pi * r * r\n\n\n"
+        "print(area(1))  # 3.14\nprint(area(2)\nprint(ar"
+    )
+    code = completion_from_reply(reply)
+    assert "def area(r):\n    return math.pi * r * r" in code and code.lstrip().startswith("import math")
+    assert "print" not in code
+    compile(code, "answer", "exec")
 
 
 def test_the_reply_ends_at_its_closing_fence() -> None:

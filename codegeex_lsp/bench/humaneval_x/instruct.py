@@ -6,8 +6,10 @@ prompt inside a fence, rendered by the model's own chat template, and the assist
 with EvalPlus's response prefix and an opened ```python fence (`ANSWER_OPENING`); the reply ends at
 the closing fence (EvalPlus's extra stop "\n```\n") or the end of the turn. The answer is the first fenced
 block that defines a function (else the first block, else the whole reply), sanitized as EvalPlus
-does: only imports, definitions and top-level assignments are kept, so example calls, prints,
-asserts or a `__main__` block in the reply do not run with the tests.
+does: a reply that does not parse as a whole (cut at max_tokens in the middle of its example calls)
+is first narrowed to its longest syntactically valid run of lines (EvalPlus's `code_extract`), then
+only imports, definitions and top-level assignments are kept, so example calls, prints, asserts or a
+`__main__` block in the reply do not run with the tests.
 
 The executed program is the task prompt (its imports and the stub, whose body is the docstring),
 then the extracted code, which redefines the function, then the hidden tests.
@@ -62,8 +64,33 @@ def extract_code(reply: str) -> str:
     return blocks[0] if blocks else reply
 
 
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def longest_valid_lines(code: str) -> str:
+    """EvalPlus's `code_extract`: the contiguous run of lines that parses and has the most non-blank
+    lines (the first such run on ties); the code itself when it parses."""
+    if _parses(code):
+        return code
+    lines = code.split("\n")
+    best, best_count = (0, 0), 0
+    for start in range(len(lines)):
+        count = 0
+        for end in range(start, len(lines)):
+            count += bool(lines[end].strip())
+            if count > best_count and _parses("\n".join(lines[start : end + 1])):
+                best, best_count = (start, end + 1), count
+    return "\n".join(lines[best[0] : best[1]])
+
+
 def sanitize(code: str) -> str:
-    """Keep imports, definitions and top-level assignments; code that does not parse stays as is."""
+    """Keep imports, definitions and top-level assignments of the longest part of `code` that parses."""
+    code = longest_valid_lines(code)
     try:
         tree = ast.parse(code)
     except SyntaxError:
