@@ -113,9 +113,9 @@ def test_the_chat_filter_takes_prose_and_fences_from_the_toml(
 ) -> None:
     sentence = "x = 1\n\nThe value is set once and never changes again."
     fenced = "print(1)\n```\n"
-    assert run_filter("cut_chat_runoff", make("█\n", sentence, "BLOCK", "python")).text == "x = 1\n"
-    assert run_filter("cut_chat_runoff", make("█\n", fenced, "BLOCK", "python")).text == "print(1)\n"
+    assert run_filter("cut_chat_runoff", make("█\n", sentence, "BLOCK", "python")) == "x = 1\n"
+    assert run_filter("cut_chat_runoff", make("█\n", fenced, "BLOCK", "python")) == "print(1)\n"
     edited_registry('codegeex = true\nprose = "never"\n\n[languages.javascript]',
                     'codegeex = true\ncode_fences = true\n\n[languages.javascript]')
-    assert run_filter("cut_chat_runoff", make("█\n", sentence, "BLOCK", "python")).text == sentence
-    assert run_filter("cut_chat_runoff", make("█\n", fenced, "BLOCK", "python")).text == fenced
+    assert run_filter("cut_chat_runoff", make("█\n", sentence, "BLOCK", "python")) == sentence
+    assert run_filter("cut_chat_runoff", make("█\n", fenced, "BLOCK", "python")) == fenced
