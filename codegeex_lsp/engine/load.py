@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -79,9 +80,17 @@ def resolve_hf_dir(
             raise ModelError(f"{path} is not a GGUF file; pass a .gguf file or a Hugging Face directory")
         check_gguf(path, SUPPORTED_GGUF_ARCHS)  # before the hash: a bad header fails in milliseconds
         progress(f"hashing {path.name}")
-        digest = sha256_file(path)
+        stat = path.stat()
+        digest = _gguf_sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
         return _converted(path, digest, cache, progress), digest, None
     return path, None, None
+
+
+@functools.lru_cache(maxsize=8)
+def _gguf_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """A GGUF's sha256, once per file version per process: resolving a model twice (the int4 check,
+    then the load) must not hash hundreds of MB twice."""
+    return sha256_file(path)
 
 
 def _converted(gguf: Path, digest: str, cache: Path, progress: Progress) -> Path:
