@@ -52,9 +52,15 @@ def needs_build(options: EngineOptions, progress: Callable[[str], None] | None =
     return not int4_checkpoint(options, progress).is_file()
 
 
-def serving_options(options: EngineOptions) -> EngineOptions:
-    """What serves while the build runs: the same model, float weights (bf16 unless a dtype is set)."""
-    return dataclasses.replace(options, quant="none")
+def plan(
+    options: EngineOptions, emit: Emit, progress: Callable[[str], None]
+) -> tuple[EngineOptions, Int4Upgrade | None]:
+    """What to load now, and the background build to start once it serves (None: nothing to build).
+    Without its int4 checkpoint, the same model's float weights serve meanwhile."""
+    if not needs_build(options, progress):
+        return options, None
+    progress("no int4 weights yet: serving bf16 while they build in the background")
+    return dataclasses.replace(options, quant="none"), Int4Upgrade(options, emit)
 
 
 class Int4Upgrade:

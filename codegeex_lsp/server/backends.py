@@ -145,7 +145,7 @@ class InProcessBackend:
     def load(
         self, model: ModelOptions, previous: Session | None, progress: Progress, tasks: Tasks | None = None
     ) -> Session:
-        from codegeex_lsp.engine.int4_upgrade import Int4Upgrade, needs_build, serving_options
+        from codegeex_lsp.engine.int4_upgrade import plan
         from codegeex_lsp.engine.service import CompletionService
 
         upgrade = None
@@ -158,10 +158,8 @@ class InProcessBackend:
             service = CompletionService(previous.service.loaded, model.format)
         else:
             engine = engine_options(model)
-            if tasks is not None and needs_build(engine, progress):
-                upgrade = Int4Upgrade(engine, tasks)
-                engine = serving_options(engine)
-                progress("no int4 weights yet: serving bf16 while they build in the background")
+            if tasks is not None:
+                engine, upgrade = plan(engine, tasks, progress)
             service = CompletionService.load(engine, model.format, progress)
         session = InProcessSession(service, model, self.token_delay_ms)
         if upgrade is not None:

@@ -34,7 +34,6 @@ class ModelSlot:
         engine: EngineOptions,
         progress: Callable[[str], None],
         emit: Callable[[Progress], None] = lambda _event: None,
-        background_int4: bool = True,
     ) -> None:
         self.engine = engine
         self.state = "loading"
@@ -45,7 +44,6 @@ class ModelSlot:
         self.upgrade: Int4Upgrade | None = None  # the background int4 build while it runs
         self._progress = progress
         self._emit = emit
-        self._background_int4 = background_int4
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._services: dict[str | None, CompletionService] = {}
@@ -56,16 +54,11 @@ class ModelSlot:
 
     def _load(self) -> None:
         started = time.perf_counter()
-        upgrade = None
         try:
-            from codegeex_lsp.engine.int4_upgrade import Int4Upgrade, needs_build, serving_options
+            from codegeex_lsp.engine.int4_upgrade import plan
             from codegeex_lsp.engine.service import CompletionService
 
-            engine = self.engine
-            if self._background_int4 and needs_build(engine, self._progress):
-                upgrade = Int4Upgrade(engine, self._emit)
-                engine = serving_options(engine)
-                self._progress("no int4 weights yet: serving bf16 while they build in the background")
+            engine, upgrade = plan(self.engine, self._emit, self._progress)
             service = CompletionService.load(engine, None, self._progress)
         except CodegeexError as exc:
             self._finish(error=str(exc))
