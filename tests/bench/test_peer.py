@@ -68,6 +68,8 @@ def test_line_tasks_keep_the_first_line_only() -> None:
     multi = task_from_row("multi", load_rows("multi")[0])
     assert cut_answer(single, "    x = 1\n    y = 2\n") == "    x = 1"
     assert cut_answer(multi, "    x = 1\n    y = 2\n") == "    x = 1\n    y = 2\n"
+    assert infill_request(single)["stop"] == ["\n"]  # same cut answer, fewer tokens (test_peer_stop_real)
+    assert "stop" not in infill_request(multi)
 
 
 def test_server_process_is_started_asked_and_stopped(tmp_path: Path, monkeypatch, fake_server) -> None:
