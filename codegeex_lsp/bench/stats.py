@@ -59,6 +59,17 @@ class Paired:
         """Exact McNemar (binomial on the discordant pairs), two-sided."""
         return binomial_two_sided_p(self.a_only, self.a_only + self.b_only)
 
+    def difference_interval(self, z: float = Z_95) -> tuple[float, float, float]:
+        """(a - b, low, high) in pass-rate fractions: the paired difference with its Wald interval
+        (variance from the discordant counts, the interval that goes with McNemar's test). Whether
+        "int4 is within 1 point of fp" needs this, not two overlapping per-variant intervals."""
+        if self.n == 0:
+            return 0.0, -1.0, 1.0
+        diff = (self.a_only - self.b_only) / self.n
+        variance = (self.a_only + self.b_only - (self.a_only - self.b_only) ** 2 / self.n) / self.n**2
+        half = z * math.sqrt(max(variance, 0.0))
+        return diff, diff - half, diff + half
+
     def to_json(self) -> dict[str, float | int]:
         return {
             "n": self.n,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from codegeex_lsp.bench.stats import (
+    Paired,
     binomial_two_sided_p,
     format_host,
     format_rate,
@@ -62,3 +65,11 @@ def test_host_info_reads_model_and_simd_flags(tmp_path):
     assert host["simd_flags"] == ["amx_tile", "avx", "avx2", "avx512f", "fma", "sse4_2"]
     assert "amx_tile avx avx2" in format_host(host)
     assert format_host(None) == "host: not recorded"
+
+
+def test_paired_difference_interval_uses_the_discordant_counts():
+    paired = Paired(n=100, both=40, a_only=10, b_only=4, neither=46)
+    diff, low, high = paired.difference_interval()
+    half = 1.959963984540054 * math.sqrt(14 - 36 / 100) / 100
+    assert (diff, low, high) == pytest.approx((0.06, 0.06 - half, 0.06 + half))
+    assert Paired(n=50, both=20, a_only=0, b_only=0, neither=30).difference_interval() == (0.0, 0.0, 0.0)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from codegeex_lsp.bench.humaneval_x.dataset import LANGUAGES, display_name
-from codegeex_lsp.bench.stats import format_host, format_paired, mcnemar, wilson_interval
+from codegeex_lsp.bench.stats import format_host, format_paired, format_rate, mcnemar, wilson_interval
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -101,6 +101,8 @@ def render_markdown(variants: Mapping[str, Results], model_card: Mapping[str, fl
         if model_card:
             row.append(f"{model_card[language]:.1f}" if language in model_card else "")
         rows.append(row)
+    if len(_languages(variants)) > 1:
+        rows.append(_pooled_row(variants, ks, len(header)))
     lines = [
         "# HumanEval-X",
         "",
@@ -200,10 +202,47 @@ def task_outcomes(entry: Mapping[str, Any]) -> dict[str, bool] | None:
     return {task_id: task["c"] == 1 for task_id, task in tasks.items()}
 
 
+def pooled_outcomes(results: Results) -> dict[str, bool] | None:
+    """task id -> passed over every language of a greedy variant (ids carry their language)."""
+    pooled: dict[str, bool] = {}
+    for entry in results["languages"].values():
+        if not entry.get("available", False):
+            continue
+        outcomes = task_outcomes(entry)
+        if outcomes is None:
+            return None
+        pooled.update(outcomes)
+    return pooled or None
+
+
+def _pooled_row(variants: Mapping[str, Results], ks: list[int], width: int) -> list[str]:
+    """All languages together: the issue's "overall" figure, greedy pass@1 with its interval."""
+    row = ["**All languages**"]
+    for results in variants.values():
+        outcomes = pooled_outcomes(results)
+        for k in ks:
+            if k != 1 or outcomes is None:
+                row.append("")
+                continue
+            row.append(format_rate(sum(outcomes.values()), len(outcomes)))
+    return row + [""] * (width - len(row))
+
+
 def _comparisons(variants: Mapping[str, Results]) -> list[str]:
-    """Exact McNemar between every two model variants, per language, on the tasks both ran."""
+    """Exact McNemar between every two model variants, per language and over all languages together,
+    on the tasks both ran."""
     names = [name for name in variants if name != "canonical"]
     lines: list[str] = []
+    if len(_languages(variants)) > 1:
+        for index, a in enumerate(names):
+            for b in names[index + 1 :]:
+                first, second = pooled_outcomes(variants[a]), pooled_outcomes(variants[b])
+                if first is not None and second is not None and (paired := mcnemar(first, second)).n:
+                    diff, low, high = paired.difference_interval()
+                    lines.append(
+                        f"- **All languages**: {format_paired(paired, a, b)}; {a} - {b} = "
+                        f"{100 * diff:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}]"
+                    )
     for language in _languages(variants):
         for index, a in enumerate(names):
             for b in names[index + 1 :]:
