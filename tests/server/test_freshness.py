@@ -74,20 +74,20 @@ async def test_cancel_request_stops_the_decode(client):
     )
     await wait_for_decodes(client, before["decodes"] + 1)
     await asyncio.sleep(0.3)  # a few tokens into the decode
-    cancelled_at = time.monotonic()
     client.protocol.notify(lsp.CANCEL_REQUEST, lsp.CancelParams(id="cancel-me"))
     with pytest.raises(JsonRpcRequestCancelled) as info:
         await pending
     assert info.value.code == -32800
 
-    # The next request is served at once: the model thread stopped within a token instead of
-    # finishing the 64-token decode (6.4 s at this speed).
+    # The model thread stopped early instead of finishing the 64-token decode (told by the
+    # decode's own record, not by a clock), and the next request is served.
     configure(client, {**SETTINGS, "completion": {"maxTokens": 1}})
     other = "file:///home/user/project/after-cancel.py"
     open_doc(client, other, BODY)
     result = await inline(client, other, 1, 4)
-    assert time.monotonic() - cancelled_at < 2.5
     assert suggestion(result)
+    cancelled = [d for d in (await status(client))["recentDecodes"] if d["finish"] == "cancelled"]
+    assert cancelled and cancelled[-1]["generatedTokens"] < SETTINGS["completion"]["maxTokens"]
     after = await counters(client)
     assert after["cancelled"] == before["cancelled"] + 1
     assert after["decodes"] == before["decodes"] + 2

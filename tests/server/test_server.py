@@ -8,7 +8,6 @@ its own document URIs and compares status counters before and after.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 import pytest_asyncio
@@ -255,14 +254,12 @@ async def test_huge_file_is_bounded_and_loop_stays_responsive(client):
     body = "".join(f"def f{i}(x):\n    y = x + {i}\n    return y * 2\n\n" for i in range(12_500))
     assert body.count("\n") == 50_000
     open_doc(client, uri, body + "def tail(a, b):\n    ")
-    started = time.monotonic()
     request = asyncio.ensure_future(inline(client, uri, 50_001, 4))
-    # The event loop keeps answering while the document is parsed and the prompt built.
+    # The event loop keeps answering while the document is parsed and the prompt built: the status
+    # request sent after the completion is answered before it (order, not a clock).
     await status(client)
-    status_s = time.monotonic() - started
+    assert not request.done()
     await request
-    total_s = time.monotonic() - started
-    assert status_s < 10 and total_s < 60
     insert(client, uri, 2, 50_001, 4, "r")
     await inline(client, uri, 50_001, 5)
     await good_request_works(client)
