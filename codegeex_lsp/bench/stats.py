@@ -106,6 +106,12 @@ def format_paired(paired: Paired, a: str, b: str) -> str:
     )
 
 
+def format_difference(paired: Paired, a: str, b: str) -> str:
+    """`fp - int4 = +0.0 points [-1.9, +1.9]`: the paired difference with its 95 % interval."""
+    diff, low, high = paired.difference_interval()
+    return f"{a} - {b} = {100 * diff:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def host_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, object]:
     """The CPU model and its SIMD flags (what decides which kernels ran), for every results file."""
     fields: dict[str, str] = {}

@@ -39,6 +39,8 @@ def test_cells_splits_and_paired_test() -> None:
     assert "| single | heldout | 100.0 [34.2, 100.0] (2) | 100.0 [34.2, 100.0] (2) |" in text
     assert "| single | tune | 66.7 [30.0, 90.3] (6) | 0.0 [0.0, 39.0] (6) |" in text
     assert "single: fp vs int4: 4 only fp, 0 only int4, 2 both, 2 neither (n=8), exact McNemar p=0.125" in text
+    # the paired difference: +4/8 = +50 points, Wald half-width 1.96 * sqrt(4 - 16/8) / 8 = 34.6
+    assert "fp - int4 = +50.0 points [+15.4, +84.6]" in text
     assert "Split of these rows: all problems" in text
 
 

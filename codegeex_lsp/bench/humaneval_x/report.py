@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from codegeex_lsp.bench.humaneval_x.dataset import LANGUAGES, display_name
-from codegeex_lsp.bench.stats import format_host, format_paired, format_rate, mcnemar, wilson_interval
+from codegeex_lsp.bench.stats import (
+    format_difference,
+    format_host,
+    format_paired,
+    format_rate,
+    mcnemar,
+    wilson_interval,
+)
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -238,10 +245,8 @@ def _comparisons(variants: Mapping[str, Results]) -> list[str]:
             for b in names[index + 1 :]:
                 first, second = pooled_outcomes(variants[a]), pooled_outcomes(variants[b])
                 if first is not None and second is not None and (paired := mcnemar(first, second)).n:
-                    diff, low, high = paired.difference_interval()
                     lines.append(
-                        f"- **All languages**: {format_paired(paired, a, b)}; {a} - {b} = "
-                        f"{100 * diff:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}]"
+                        f"- **All languages**: {format_paired(paired, a, b)}; {format_difference(paired, a, b)}"
                     )
     for language in _languages(variants):
         for index, a in enumerate(names):

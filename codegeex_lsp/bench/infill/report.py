@@ -28,7 +28,7 @@ from typing import Any
 from codegeex_lsp.bench.humaneval_x.dataset import LANGUAGES, display_name
 from codegeex_lsp.bench.infill.suite import PUBLISHED, SUITE
 from codegeex_lsp.bench.infill.tasks import KIND_MODES, KINDS, SPLITS
-from codegeex_lsp.bench.stats import format_host, format_paired, mcnemar, wilson_interval
+from codegeex_lsp.bench.stats import format_difference, format_host, format_paired, mcnemar, wilson_interval
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -248,7 +248,7 @@ def _comparisons(variants: Mapping[str, Results], kinds: Sequence[str]) -> list[
             for b in names[index + 1 :]:
                 paired = mcnemar(task_outcomes(variants[a], kind), task_outcomes(variants[b], kind))
                 if paired.n:
-                    lines.append(f"- {kind}: {format_paired(paired, a, b)}")
+                    lines.append(f"- {kind}: {format_paired(paired, a, b)}; {format_difference(paired, a, b)}")
     if not lines:
         return []
     return ["## Paired comparisons (all languages, all splits)", "", *lines, ""]
