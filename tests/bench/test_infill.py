@@ -248,3 +248,24 @@ def test_tiny_model_direct_and_through_lsp(tiny_glm_dir: Path, tmp_path: Path) -
     )
     assert "| Python | single | 1 |" in report and "| All | span | 1 |" in report
     assert (tmp_path / CHART_FILE).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_peer_run_does_not_record_or_check_our_int4_recipe(tmp_path: Path) -> None:
+    """A new int4 recipe must not orphan the peer's generations: the peer never runs our weights."""
+    args = ["--suite", "humaneval-infilling", "--out", str(tmp_path)]
+    peer = run.options_from_args(run.build_parser().parse_args([*args, "--peer", "llama-server"]))
+    ours = run.options_from_args(run.build_parser().parse_args(args))
+    assert run._settings(peer)["quant"] is None
+    assert run._settings(ours)["quant"].startswith("int4 (")
+    # A peer dir written before this fix recorded the recipe of its day; it is still the same run.
+    (tmp_path / "old").mkdir()
+    old = {key: value for key, value in run._settings(peer).items() if key in run._CACHE_KEYS}
+    old["quant"] = "int4 (some-older-recipe)"
+    (tmp_path / "old" / "settings.json").write_text(json.dumps(old))
+    run._claim_directory(tmp_path / "old", run._settings(peer))
+    assert json.loads((tmp_path / "old" / "settings.json").read_text())["quant"] is None
+    # Our own runs still refuse to mix recipes.
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "settings.json").write_text(json.dumps(old | {"peer": None}))
+    with pytest.raises(InputError, match="quant"):
+        run._claim_directory(tmp_path / "ours", run._settings(ours))

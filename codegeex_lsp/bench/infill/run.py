@@ -590,7 +590,7 @@ def _settings(options: RunOptions) -> dict[str, Any]:
         "format": options.format,
         "dtype": options.dtype,
         "threads": options.threads,
-        "quant": quant_label(options.quant),
+        "quant": None if options.canonical or options.peer else quant_label(options.quant),  # not ours to run
         "mode": "kind" if options.canonical or options.peer else options.mode,
         "through_lsp": options.through_lsp,
         "max_tokens_line": options.max_tokens_line,
@@ -621,6 +621,8 @@ def _claim_directory(directory: Path, settings: Mapping[str, Any]) -> None:
     path = directory / "settings.json"
     if path.exists():
         previous = json.loads(path.read_text())
+        if settings.get("peer") or settings.get("canonical"):
+            previous["quant"] = None  # runs before this fix recorded our int4 recipe, which they never ran
         changed = [
             key for key in _CACHE_KEYS if previous.get(key, _LEGACY_SETTINGS.get(key)) != settings.get(key)
         ]
