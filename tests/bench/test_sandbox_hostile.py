@@ -195,7 +195,10 @@ for _ in range(4):
             while len(chunks) < 16:
                 chunks.append(bytearray(64 << 20))
         finally:
-            sys.stderr.write(f"child got {len(chunks) * 64} MiB\\n")
+            # Free the chunks first: at the limit even this line's string may fail to allocate.
+            got = len(chunks) * 64
+            chunks.clear()
+            sys.stderr.write(f"child got {got} MiB\\n")
         os._exit(0)
     pids.append(pid)
 sys.exit(1 if any(os.waitpid(pid, 0)[1] for pid in pids) else 0)
