@@ -134,7 +134,7 @@ class LlamaServerInfiller:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             filter(None, [str(binary.parent), env.get("LD_LIBRARY_PATH")])
         )
-        with open(log_path, "wb") as log:
+        with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         self.client = httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT_S, trust_env=False)
         try:
