@@ -3,14 +3,17 @@
 FIM models often finish the middle and then write out the suffix again (the rest of the function,
 the closing brace, the `)` the editor auto-inserted). Two rules:
 
-1. Lines: the first `MATCH_LINES` non-blank lines of the suffix below the cursor's line are looked
-   for in the suggestion, compared as normalized lines (indentation width + whitespace-squashed
+1. Lines: the first `MATCH_LINES` non-blank lines of the suffix below the cursor's line (from the
+   cursor's own line when only indentation precedes the cursor and code follows it: lines are being
+   inserted above that code) are looked for in the suggestion, compared as normalized lines (indentation width + whitespace-squashed
    content, so a `}` closing an inner block does not match the `}` of the outer one). At the first
    suggestion line where they reappear in order (as many as the suggestion still has, up to
    `MATCH_LINES`), the suggestion is cut before that line. When all the matched lines are bare
    closers (`}`, `)`, closing quotes: no letter or digit), the suggestion must also have closed, by the end
    of that line, something opened before the cursor (a bracket, the docstring the cursor is in):
    a method's own `}` at column 0 is no copy of the class's `}` below it.
+   Above code on the cursor's line, the cut keeps the line break before the cut line: the
+   suggestion's lines go above that code, so it ends where the repeated line began.
 2. Current line: when the suggestion's last line ends with the start of the rest of the cursor's line
    (`x = f(█)` and the suggestion `a)`), that tail is dropped. A tail shorter than the whole rest of
    the line must be closers or punctuation only (`)`, `]`, `;`, quotes ...), and the tail is dropped
@@ -45,12 +48,16 @@ def cut_suffix_overlap(text: str, request: FimRequest) -> str:
 
 
 def _cut_repeated_lines(text: str, request: FimRequest) -> str:
-    below = request.suffix[len(line_after_cursor(request.suffix)) + 1 :]
+    line_prefix = line_before_cursor(request.prefix)
+    rest = line_after_cursor(request.suffix)
+    below = request.suffix[len(rest) + 1 :]
+    above_code = is_blank(line_prefix) and not is_blank(rest)
+    if above_code:  # the cursor's line is code that the suggestion's lines go above
+        below = line_prefix + request.suffix
     wanted = [normalize_line(line) for line in nonblank_lines(below, MATCH_LINES)]
     if not wanted:
         return text
     lines = text.split("\n")
-    line_prefix = line_before_cursor(request.prefix)
     absolute = [line_prefix + lines[0], *lines[1:]]
     # The cursor's line can only repeat a suffix line when the prefix has no text on it.
     start = 0 if is_blank(line_prefix) else 1
@@ -66,7 +73,7 @@ def _cut_repeated_lines(text: str, request: FimRequest) -> str:
                 owing = lines_owing_closers(text, request.language, state)
             if not owing[i]:
                 continue
-        return "\n".join(lines[:i])
+        return "\n".join(lines[:i]) + ("\n" if above_code and i > 0 else "")
     return text
 
 

@@ -44,6 +44,11 @@ the current line; "BLOCK": may add lines) and `scope` (a BLOCK suggestion may no
 
 _MODES = ("LINE", "BLOCK")
 
+POSTPROCESS_VERSION = 2
+"""Bumped when a filter changes what it returns, so benchmark generations made under another
+version are not reused. 2: lines inserted above code on the cursor's line keep that code on its
+own line (`cut_suffix_overlap` searches that line, `trim_space` ends the block with a break)."""
+
 DEFAULT_PIPELINE: tuple[Filter, ...] = (
     cut_chat_runoff,
     remove_line_ends_with_repetition,

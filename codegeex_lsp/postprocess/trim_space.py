@@ -4,7 +4,11 @@
 - leading spaces and tabs when the cursor's line has text and already ends with whitespace
   (`x = █` and ` 42` gives `42`); an indentation-only line keeps the suggestion's indentation;
 - trailing whitespace and line breaks when the rest of the cursor's line is empty or starts with
-  whitespace (the suffix brings its own line break).
+  whitespace (the suffix brings its own line break);
+- but lines inserted above code (only indentation before the cursor, code after it, and a
+  suggestion that breaks the line) end with one line break and the cursor line's indentation, so
+  that code stays on its own line where it was: `█return x` and `y = 1\nx = y` gives
+  `y = 1\nx = y\n`, not `x = yreturn x`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ def trim_space(text: str, request: FimRequest) -> str:
     if not is_blank(line_prefix) and line_prefix[-1] in " \t":
         text = text.lstrip(" \t")
     rest = line_after_cursor(request.suffix)
+    if is_blank(line_prefix) and not is_blank(rest) and "\n" in text and not is_blank(text):
+        return text.rstrip() + "\n" + line_prefix
     if is_blank(rest) or rest[0] in " \t":
         text = text.rstrip()
     return text

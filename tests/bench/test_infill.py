@@ -24,6 +24,7 @@ from codegeex_lsp.bench.infill.tasks import (
     select_tasks,
 )
 from codegeex_lsp.errors import InputError, ModelError
+from codegeex_lsp.postprocess.pipeline import POSTPROCESS_VERSION
 
 FIRST_TASK_IDS = {
     "python": ["Python/110/single/L21", "Python/110/multi/L18-L22", "Python/110/span/L21C13-L21C19"],
@@ -32,7 +33,18 @@ FIRST_TASK_IDS = {
 """Pinned: the ids (and so the masks) must not move between runs, machines or Python versions."""
 
 NOT_CODE = "@@ not code @@"
-TINY_FLAGS = ["--threads", "1", "--dtype", "float32", "--quant", "none", "--max-tokens-line", "8", "--max-tokens-block", "16"]
+TINY_FLAGS = [
+    "--threads",
+    "1",
+    "--dtype",
+    "float32",
+    "--quant",
+    "none",
+    "--max-tokens-line",
+    "8",
+    "--max-tokens-block",
+    "16",
+]
 
 
 def _needs(language: str) -> None:
@@ -269,3 +281,15 @@ def test_a_peer_run_does_not_record_or_check_our_int4_recipe(tmp_path: Path) -> 
     (tmp_path / "ours" / "settings.json").write_text(json.dumps(old | {"peer": None}))
     with pytest.raises(InputError, match="quant"):
         run._claim_directory(tmp_path / "ours", run._settings(ours))
+
+
+def test_generations_of_another_post_processing_version_are_not_reused(tmp_path: Path) -> None:
+    args = ["--suite", "humaneval-infilling", "--out", str(tmp_path)]
+    ours = run.options_from_args(run.build_parser().parse_args(args))
+    assert run._settings(ours)["postprocess"] == POSTPROCESS_VERSION
+    (tmp_path / "v1").mkdir()
+    v1 = {key: value for key, value in run._settings(ours).items() if key in run._CACHE_KEYS}
+    del v1["postprocess"]  # recorded before the key existed: version 1
+    (tmp_path / "v1" / "settings.json").write_text(json.dumps(v1))
+    with pytest.raises(InputError, match="postprocess"):
+        run._claim_directory(tmp_path / "v1", run._settings(ours))

@@ -83,3 +83,12 @@ def test_a_closing_quote_already_there_is_dropped():
 def test_multi_line_suggestion_closing_the_call_on_the_cursor_line():
     assert run("foo(█)\n", "\n  a,\n  b\n)", language="javascript") == "\n  a,\n  b\n"
     assert run("print(█)\n", "\n  foo(\n    1)", language="javascript") == "\n  foo(\n    1)"
+
+
+def test_above_code_on_the_cursor_line_that_code_is_the_first_line_to_find():
+    # HumanEval-Infilling's multi-line holes: the cursor at column 0 of a line of code.
+    doc = "def f():\n    result = []\n█    depth = 0\n    return result\n"
+    assert run(doc, "    current = []\n    depth = 0\n    return result") == "    current = []\n"
+    # Only indentation before the cursor: the same, and the cut keeps the line break.
+    doc = "def f():\n    result = []\n    █depth = 0\n    return result\n"
+    assert run(doc, "current = []\n    depth = 0\n") == "current = []\n"

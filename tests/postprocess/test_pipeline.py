@@ -88,3 +88,16 @@ def test_the_pipeline_is_stable_on_its_own_output(case):
 def test_the_stage_does_not_import_torch():
     code = "import sys, codegeex_lsp.postprocess; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_block_above_code_keeps_that_code_on_its_own_line():
+    """The whole pipeline at a multi-line hole (cursor at column 0 of a line of code): the model's
+    repeat of that line is cut and the suggestion ends with the break the document needs."""
+    raw, request = make("def f(xs):\n    out = []\n█    depth = 0\n    return out\n", "", mode="BLOCK")
+    raw = "    cur = []\n    depth = 0\n    return out\n"
+    text = run_pipeline(raw, request)
+    assert text == "    cur = []\n"
+    assert (
+        request.prefix + text + request.suffix
+        == "def f(xs):\n    out = []\n    cur = []\n    depth = 0\n    return out\n"
+    )

@@ -65,6 +65,7 @@ from codegeex_lsp.bench.stats import host_info
 from codegeex_lsp.config import DEFAULT_MODEL
 from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.errors import CodegeexError, InputError
+from codegeex_lsp.postprocess.pipeline import POSTPROCESS_VERSION
 from codegeex_lsp.server.options import ContextBudgets, DecodingSettings, ModelOptions
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,15 @@ _CACHE_KEYS = (
     "carry_line",
     "suite",
     "peer",
+    "postprocess",
 )
 # What a key meant in runs recorded before it existed (runs before line carry did not carry).
-_LEGACY_SETTINGS: dict[str, Any] = {"carry_line": False, "suite": "humanevalx", "peer": None}
+_LEGACY_SETTINGS: dict[str, Any] = {
+    "carry_line": False,
+    "suite": "humanevalx",
+    "peer": None,
+    "postprocess": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -191,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument(
-        "--quant", choices=("int4", "none"), default="int4", help="int4: what users run (default); none: float"
+        "--quant",
+        choices=("int4", "none"),
+        default="int4",
+        help="int4: what users run (default); none: float",
     )
     parser.add_argument("--per-task", type=int, default=1, help="masks per kind and problem (default 1)")
     parser.add_argument(
@@ -238,7 +248,9 @@ def options_from_args(args: argparse.Namespace, command: str = "") -> RunOptions
     if any(size is not None and size < 1 for _, size in samples):
         raise InputError("--sample-* must be positive")
     if args.peer and (args.through_lsp or args.canonical):
-        raise InputError("--peer runs the peer alone (on the GGUF as stored): no --through-lsp or --canonical")
+        raise InputError(
+            "--peer runs the peer alone (on the GGUF as stored): no --through-lsp or --canonical"
+        )
     if unknown := [name for name in languages if name not in LANGUAGES]:
         raise InputError(f"unknown language(s) {', '.join(unknown)}; choose from {','.join(LANGUAGES)}")
     if unknown := [name for name in kinds if name not in KINDS]:
@@ -591,6 +603,7 @@ def _settings(options: RunOptions) -> dict[str, Any]:
         "dtype": options.dtype,
         "threads": options.threads,
         "quant": None if options.canonical or options.peer else quant_label(options.quant),  # not ours to run
+        "postprocess": None if options.canonical or options.peer else POSTPROCESS_VERSION,
         "mode": "kind" if options.canonical or options.peer else options.mode,
         "through_lsp": options.through_lsp,
         "max_tokens_line": options.max_tokens_line,
@@ -622,7 +635,8 @@ def _claim_directory(directory: Path, settings: Mapping[str, Any]) -> None:
     if path.exists():
         previous = json.loads(path.read_text())
         if settings.get("peer") or settings.get("canonical"):
-            previous["quant"] = None  # runs before this fix recorded our int4 recipe, which they never ran
+            # Runs before these keys recorded our int4 recipe and no post-processing; neither is theirs.
+            previous["quant"] = previous["postprocess"] = None
         changed = [
             key for key in _CACHE_KEYS if previous.get(key, _LEGACY_SETTINGS.get(key)) != settings.get(key)
         ]
