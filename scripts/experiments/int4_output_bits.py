@@ -8,6 +8,7 @@ top-1 agreement, mean KL(fp || int4) and perplexity, for the engine's recipe and
 more bits to the output projection (the GGUF ships it as Q8_0; our recipe stores it in 4 bits).
 
     OMP_NUM_THREADS=1 python scripts/experiments/int4_output_bits.py --texts-per-language 6
+    OMP_NUM_THREADS=1 python scripts/experiments/int4_output_bits.py --variants calibration-6x
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts-per-language", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=384)
+    parser.add_argument("--variants", default="output-residual,output-instead")
     parser.add_argument("--out", type=Path, default=Path("docs/results/quant/int4_output_bits.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -101,29 +103,50 @@ def main() -> int:
     log(f"engine: {rows[f'engine {load.INT4_RECIPE}']}")
     del engine
 
-    started = time.perf_counter()
-    hessians = load.calibration_hessians(fp.model, tok, model_type=fp.model_type)
-    log(f"hessians {time.perf_counter() - started:.0f} s")
     n_layers = len(fp.model.layers)
     edge = load.int4_residual(n_layers)
-    variants = {
-        "recipe + output residual (~8 bit output)": lambda name: name == "output" or edge(name),
-        "output residual only (no w_gate_up residuals)": lambda name: name in ("output", "tok_embeddings"),
+    variants = {  # label -> (residual choice, (plain snippets, FIM prompts) to calibrate on)
+        "output-residual": (
+            "recipe + output residual (~8 bit output)",
+            lambda name: name == "output" or edge(name),
+            (load.CALIBRATION_TEXTS, load.CALIBRATION_FIM),
+        ),
+        "output-instead": (
+            "output residual only (no w_gate_up residuals)",
+            lambda name: name in ("output", "tok_embeddings"),
+            (load.CALIBRATION_TEXTS, load.CALIBRATION_FIM),
+        ),
+        "calibration-6x": (
+            "recipe, calibrated on 6x the sequences (36 snippets + 72 FIM prompts)",
+            edge,
+            (36, 72),
+        ),
     }
-    for label, residual in variants.items():
+    hessians_for: dict[tuple[int, int], dict] = {}
+    for key in args.variants.split(","):
+        label, residual, calibration = variants[key]
+        if calibration not in hessians_for:
+            hessians_for.clear()  # one set at a time: they are large
+            started = time.perf_counter()
+            hessians_for[calibration] = load.calibration_hessians(
+                fp.model, tok, model_type=fp.model_type, n_texts=calibration[0], n_fim=calibration[1]
+            )
+            log(f"hessians {calibration}: {time.perf_counter() - started:.0f} s")
         model = copy.deepcopy(fp.model)
         started = time.perf_counter()
         quantize_model_(
             model,
             mode=load.INT4_MODE,
             group_size=load.INT4_GROUP_SIZE,
-            calibration=hessians,
+            calibration=hessians_for[calibration],
             act_order=load.INT4_ACT_ORDER,
             residual=residual,
         )
         rows[label] = compare(reference, model, sequences)
         log(f"{label} ({time.perf_counter() - started:.0f} s): {rows[label]}")
         del model
+    if args.out.is_file():  # earlier variants' rows stay (same texts, same reference)
+        rows = {**json.loads(args.out.read_text())["rows"], **rows}
     result = {
         "sequences": len(sequences),
         "languages": sorted({language for language, _ in sequences}),
