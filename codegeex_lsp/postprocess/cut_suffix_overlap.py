@@ -3,17 +3,18 @@
 FIM models often finish the middle and then write out the suffix again (the rest of the function,
 the closing brace, the `)` the editor auto-inserted). Two rules:
 
-1. Lines: the first `MATCH_LINES` non-blank lines of the suffix below the cursor's line (from the
-   cursor's own line when only indentation precedes the cursor and code follows it: lines are being
-   inserted above that code) are looked for in the suggestion, compared as normalized lines (indentation width + whitespace-squashed
+1. Lines: the first `MATCH_LINES` non-blank lines of the suffix below the cursor's line are looked
+   for in the suggestion, compared as normalized lines (indentation width + whitespace-squashed
    content, so a `}` closing an inner block does not match the `}` of the outer one). At the first
    suggestion line where they reappear in order (as many as the suggestion still has, up to
    `MATCH_LINES`), the suggestion is cut before that line. When all the matched lines are bare
    closers (`}`, `)`, closing quotes: no letter or digit), the suggestion must also have closed, by the end
    of that line, something opened before the cursor (a bracket, the docstring the cursor is in):
    a method's own `}` at column 0 is no copy of the class's `}` below it.
-   Above code on the cursor's line, the cut keeps the line break before the cut line: the
-   suggestion's lines go above that code, so it ends where the repeated line began.
+   When only indentation precedes the cursor and code follows it, the search first starts at the
+   cursor's own line: a suggestion that repeats it inserts its lines above that code, so the cut
+   keeps the line break before the repeat. (A span that ends mid-word, `ba█lance`, repeats no
+   whole line there and falls to the search below.)
 2. Current line: when the suggestion's last line ends with the start of the rest of the cursor's line
    (`x = f(█)` and the suggestion `a)`), that tail is dropped. A tail shorter than the whole rest of
    the line must be closers or punctuation only (`)`, `]`, `;`, quotes ...), and the tail is dropped
@@ -50,14 +51,23 @@ def cut_suffix_overlap(text: str, request: FimRequest) -> str:
 def _cut_repeated_lines(text: str, request: FimRequest) -> str:
     line_prefix = line_before_cursor(request.prefix)
     rest = line_after_cursor(request.suffix)
-    below = request.suffix[len(rest) + 1 :]
-    above_code = is_blank(line_prefix) and not is_blank(rest)
-    if above_code:  # the cursor's line is code that the suggestion's lines go above
-        below = line_prefix + request.suffix
+    lines = text.split("\n")
+    if is_blank(line_prefix) and not is_blank(rest):
+        # Code after the cursor on its line: if the suggestion repeats that line (and the ones under
+        # it), its lines go above it, and it ends where the repeat began, with the line break.
+        cut = _repeat_start(text, lines, line_prefix + request.suffix, request)
+        if cut is not None and cut > 0:
+            return "\n".join(lines[:cut]) + "\n"
+    cut = _repeat_start(text, lines, request.suffix[len(rest) + 1 :], request)
+    return text if cut is None else "\n".join(lines[:cut])
+
+
+def _repeat_start(text: str, lines: list[str], below: str, request: FimRequest) -> int | None:
+    """The suggestion line where the first non-blank lines of `below` reappear, or None."""
     wanted = [normalize_line(line) for line in nonblank_lines(below, MATCH_LINES)]
     if not wanted:
-        return text
-    lines = text.split("\n")
+        return None
+    line_prefix = line_before_cursor(request.prefix)
     absolute = [line_prefix + lines[0], *lines[1:]]
     # The cursor's line can only repeat a suffix line when the prefix has no text on it.
     start = 0 if is_blank(line_prefix) else 1
@@ -73,8 +83,8 @@ def _cut_repeated_lines(text: str, request: FimRequest) -> str:
                 owing = lines_owing_closers(text, request.language, state)
             if not owing[i]:
                 continue
-        return "\n".join(lines[:i]) + ("\n" if above_code and i > 0 else "")
-    return text
+        return i
+    return None
 
 
 def _cut_repeated_line_tail(text: str, request: FimRequest) -> str:

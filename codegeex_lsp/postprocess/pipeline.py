@@ -44,10 +44,12 @@ the current line; "BLOCK": may add lines) and `scope` (a BLOCK suggestion may no
 
 _MODES = ("LINE", "BLOCK")
 
-POSTPROCESS_VERSION = 2
+POSTPROCESS_VERSION = 3
 """Bumped when a filter changes what it returns, so benchmark generations made under another
-version are not reused. 2: lines inserted above code on the cursor's line keep that code on its
-own line (`cut_suffix_overlap` searches that line, `trim_space` ends the block with a break)."""
+version are not reused. 3: lines inserted above code on the cursor's line keep that code on its
+own line (`cut_suffix_overlap` searches that line first and keeps the break, `trim_space` keeps a
+final break there). 2 was a first cut of that which also broke spans ending mid-word; no result
+of it is kept."""
 
 DEFAULT_PIPELINE: tuple[Filter, ...] = (
     cut_chat_runoff,

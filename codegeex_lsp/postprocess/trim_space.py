@@ -6,9 +6,9 @@
 - trailing whitespace and line breaks when the rest of the cursor's line is empty or starts with
   whitespace (the suffix brings its own line break);
 - but lines inserted above code (only indentation before the cursor, code after it, and a
-  suggestion that breaks the line) end with one line break and the cursor line's indentation, so
-  that code stays on its own line where it was: `█return x` and `y = 1\nx = y` gives
-  `y = 1\nx = y\n`, not `x = yreturn x`.
+  suggestion that ends with a line break: the model's own, or the one `cut_suffix_overlap` kept)
+  end with one line break and the cursor line's indentation, so that code stays on its own line
+  where it was: `█return x` and `y = 1\nx = y\n` gives `y = 1\nx = y\n`, not `x = yreturn x`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,12 @@ def trim_space(text: str, request: FimRequest) -> str:
     if not is_blank(line_prefix) and line_prefix[-1] in " \t":
         text = text.lstrip(" \t")
     rest = line_after_cursor(request.suffix)
-    if is_blank(line_prefix) and not is_blank(rest) and "\n" in text and not is_blank(text):
+    if (
+        is_blank(line_prefix)
+        and not is_blank(rest)
+        and not is_blank(text)
+        and text.rstrip(" \t").endswith("\n")
+    ):
         return text.rstrip() + "\n" + line_prefix
     if is_blank(rest) or rest[0] in " \t":
         text = text.rstrip()

@@ -92,3 +92,10 @@ def test_above_code_on_the_cursor_line_that_code_is_the_first_line_to_find():
     # Only indentation before the cursor: the same, and the cut keeps the line break.
     doc = "def f():\n    result = []\n    █depth = 0\n    return result\n"
     assert run(doc, "current = []\n    depth = 0\n") == "current = []\n"
+
+
+def test_a_span_ending_mid_word_falls_back_to_the_lines_below():
+    # HumanEval-Infilling span `   balance = 0\n    for op in operations:\n        ba|lance += op`
+    doc = "def f(ops):\n █lance += op\n        if balance < 0:\n            return True\n"
+    text = "   balance = 0\n    for op in ops:\n        balance += op\n        if balance < 0:\n            return True\n"
+    assert run(doc, text) == "   balance = 0\n    for op in ops:\n        ba"

@@ -38,9 +38,11 @@ def test_trailing_whitespace_inside_goes():
 def test_lines_inserted_above_code_end_with_a_break_and_the_indentation():
     # `trim_space` would strip the break when the rest of the line starts with a space: then the
     # code after the cursor would join the suggestion's last line.
-    assert run("def f():\n█    return x\n", "    y = 1\n    x = y", "BLOCK") == "    y = 1\n    x = y\n"
+    assert run("def f():\n█    return x\n", "    y = 1\n    x = y\n", "BLOCK") == "    y = 1\n    x = y\n"
     assert run("def f():\n    █return x\n", "y = 1\n    x = y\n\n", "BLOCK") == "y = 1\n    x = y\n    "
-    # One line with no break is text for the start of the line itself (`await ` before `f()`).
+    # Without a final break the suggestion runs into that code (`await ` before `f()`, a span
+    # ending mid-word): nothing is added.
     assert run("async def g():\n    █f()\n", "await ") == "await "
+    assert run("def f():\n █lance = 0\n", "   x = 1\n    ba", "BLOCK") == "   x = 1\n    ba"
     # A blank suggestion is left to drop_blank.
     assert run("def f():\n█    return x\n", "\n\n", "BLOCK") == ""
