@@ -29,6 +29,7 @@ import re
 from codegeex_lsp.postprocess._lexer import imbalance, lines_owing_closers, state_after
 from codegeex_lsp.postprocess._text import (
     before_cursor_line,
+    cursor_before_code,
     has_word,
     is_blank,
     line_after_cursor,
@@ -52,7 +53,7 @@ def _cut_repeated_lines(text: str, request: FimRequest) -> str:
     line_prefix = line_before_cursor(request.prefix)
     rest = line_after_cursor(request.suffix)
     lines = text.split("\n")
-    if is_blank(line_prefix) and not is_blank(rest):
+    if cursor_before_code(request.prefix, request.suffix):
         # Code after the cursor on its line: if the suggestion repeats that line (and the ones under
         # it), its lines go above it, and it ends where the repeat began, with the line break.
         cut = _repeat_start(text, lines, line_prefix + request.suffix, request)

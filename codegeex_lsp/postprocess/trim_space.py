@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from codegeex_lsp.postprocess._text import is_blank, line_after_cursor, line_before_cursor
+from codegeex_lsp.postprocess._text import cursor_before_code, is_blank, line_after_cursor, line_before_cursor
 from codegeex_lsp.prompt.types import FimRequest
 
 
@@ -24,12 +24,8 @@ def trim_space(text: str, request: FimRequest) -> str:
     if not is_blank(line_prefix) and line_prefix[-1] in " \t":
         text = text.lstrip(" \t")
     rest = line_after_cursor(request.suffix)
-    if (
-        is_blank(line_prefix)
-        and not is_blank(rest)
-        and not is_blank(text)
-        and text.rstrip(" \t").endswith("\n")
-    ):
+    before_code = cursor_before_code(request.prefix, request.suffix)
+    if before_code and not is_blank(text) and text.rstrip(" \t").endswith("\n"):
         return text.rstrip() + "\n" + line_prefix
     if is_blank(rest) or rest[0] in " \t":
         text = text.rstrip()
