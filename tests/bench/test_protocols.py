@@ -16,9 +16,13 @@ from codegeex_lsp.bench.humaneval_x.dataset import DEFAULT_DATA_DIR, load_tasks
 from codegeex_lsp.bench.humaneval_x.execute import execute
 from codegeex_lsp.bench.humaneval_x.instruct import (
     INSTRUCTION,
+    QWEN_SYSTEM,
     RESPONSE_PREFIX,
     completion_from_reply,
     extract_code,
+    qwen_cut,
+    qwen_prompt_text,
+    qwen_reply_finished,
     reply_finished,
     sanitize,
 )
@@ -130,6 +134,40 @@ def test_instruct_answers_run_with_the_tests() -> None:
     assert execute(task, postprocess("instruct", "python", task.prompt, wrong), toolchain).status == "failed"
 
 
+def test_qwen_harness_request_is_its_literal_chatml_string() -> None:
+    text = qwen_prompt_text("def f():\n    \"\"\"Doc.\"\"\"\n\n")
+    assert text == (
+        f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n<|im_start|>user\n"
+        "Can you complete the following Python function?\n```python\ndef f():\n    \"\"\"Doc.\"\"\"\n```\n"
+        "<|im_end|>\n<|im_start|>assistant\n```python\n"
+    )
+
+
+def test_qwen_harness_stops_and_cuts_like_its_vllm_call() -> None:
+    body = "def f(x):\n    # keep: indented comments are code\n    return x + 1\n"
+    assert not qwen_reply_finished(body)
+    for tail in ("\n# Test\nf(1)\n", "\nprint(f(1))", "\nif __name__ == '__main__':\n", "\n```\n"):
+        assert qwen_reply_finished(body + tail)
+        assert qwen_cut(body + tail) == body  # the stop string and all after it are dropped
+    assert qwen_cut("def f():\n    return '```'") == "def f():\n    return '"  # theirs splits at any fence
+    # The first stop wins, as vLLM stops at the first one generated.
+    assert qwen_cut("def f():\n    return 1\n```\n# later") == "def f():\n    return 1"
+
+
+def test_qwen_harness_answers_run_with_the_tests() -> None:
+    if not installed("python") or not find_toolchain("python").available:
+        pytest.skip("python toolchain unavailable")
+    task = load_tasks("python")[0]
+    toolchain = find_toolchain("python")
+    reply = REPLY.split("```python\n")[1].split("\n\n\nprint(")[0] + "\n\n# Example usage\nprint(1)\n"
+    assert reply.startswith("from typing import List") and "return False" in reply
+    code = postprocess("instruct-qwen", "python", task.prompt, reply)
+    assert "print(" not in code and "Example" not in code
+    assert execute(task, code, toolchain).status == "passed"
+    wrong = reply.replace("return True\n    return False", "return False\n    return False")
+    assert execute(task, postprocess("instruct-qwen", "python", task.prompt, wrong), toolchain).status == "failed"
+
+
 @pytest.fixture
 def chat_model_dir(tiny_model_factory, tmp_path: Path) -> Path:
     """The tiny Qwen2 model with a ChatML chat template, like the Instruct model's."""
@@ -149,7 +187,7 @@ def test_each_protocol_gives_the_model_its_own_prompt(chat_model_dir: Path, monk
 
     monkeypatch.setattr(generate_module, "generate", spy)
     prompt = load_tasks("python")[0].prompt
-    for protocol in ("codegeex", "fim", "instruct"):
+    for protocol in ("codegeex", "fim", "instruct", "instruct-qwen"):
         generator, info = generate_module.make_generator(str(chat_model_dir), "none", protocol)
         samples = generator.generate(prompt, "python", n=1, temperature=0.0, max_tokens=4)
         assert len(samples) == 1 and isinstance(samples[0], str)
@@ -157,13 +195,15 @@ def test_each_protocol_gives_the_model_its_own_prompt(chat_model_dir: Path, monk
         if protocol == "instruct":
             assert samples[0].startswith("```python\n")  # the prefilled fence stays on the sample
     tokenizer = generator.service.loaded.tokenizer
-    codegeex_ids, fim_ids, instruct_ids = seen
+    codegeex_ids, fim_ids, instruct_ids, qwen_ids = seen
     assert codegeex_ids == tokenizer.encode(prompt, add_special_tokens=False)  # raw, no FIM wrapper
     assert tokenizer.decode(fim_ids).count("<|fim_") >= 2 and fim_ids != codegeex_ids
     chat = tokenizer.decode(instruct_ids)
     assert chat.startswith("<|im_start|>user\n" + INSTRUCTION)
     assert chat.endswith("<|im_start|>assistant\n" + RESPONSE_PREFIX + "\n```python\n")
     assert prompt.strip() in chat
+    assert tokenizer.decode(qwen_ids) == qwen_prompt_text(prompt)  # the literal string, special tokens kept
+    assert qwen_ids.count(tokenizer.convert_tokens_to_ids("<|im_start|>")) == 3
 
 
 def test_runs_record_their_protocol_and_keep_variants_apart(chat_model_dir: Path, tmp_path: Path) -> None:
@@ -191,8 +231,9 @@ def test_runs_record_their_protocol_and_keep_variants_apart(chat_model_dir: Path
     assert "protocol: codegeex: raw prompt continued left to right" in report
 
 
-def test_instruct_is_python_only() -> None:
-    args = run.build_parser().parse_args(["--langs", "python,java", "--protocol", "instruct"])
+@pytest.mark.parametrize("protocol", ["instruct", "instruct-qwen"])
+def test_instruct_is_python_only(protocol: str) -> None:
+    args = run.build_parser().parse_args(["--langs", "python,java", "--protocol", protocol])
     with pytest.raises(InputError, match="Python only"):
         run.options_from_args(args)
 

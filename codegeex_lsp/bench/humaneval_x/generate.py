@@ -8,6 +8,8 @@
   function is complete (our truncation rule).
 - `instruct`: the chat model's own template with EvalPlus's request and response prefix
   (`instruct`); decoding stops at the closing fence or the end of the turn.
+- `instruct-qwen`: the raw ChatML string of Qwen's own harness; decoding stops at its stop strings
+  or the end of the turn.
 
 The raw samples go back to the harness, which cuts them by the protocol's rule before execution.
 """
@@ -21,6 +23,8 @@ from codegeex_lsp.bench.humaneval_x.generator import GeneratorInfo
 from codegeex_lsp.bench.humaneval_x.instruct import (
     ANSWER_OPENING,
     answer_prefill,
+    qwen_prompt_text,
+    qwen_reply_finished,
     reply_finished,
     user_message,
 )
@@ -56,13 +60,16 @@ class EngineGenerator:
 
             def stop_check(text: str) -> bool:
                 return codegeex_finished(language, text)
+        elif self.protocol == "instruct-qwen":
+            token_ids = list(tokenizer.encode(qwen_prompt_text(prompt), add_special_tokens=False))
+            stop_check = qwen_reply_finished
         else:
             messages = [{"role": "user", "content": user_message(prompt)}]
             token_ids = chat_token_ids(tokenizer, messages, answer_prefill())
             stop_check = reply_finished
 
         stop_ids = list(self.service.loaded.eos_token_ids)
-        if self.protocol == "instruct":  # the end of the assistant's turn, whatever the config's eos
+        if self.protocol.startswith("instruct"):  # the end of the assistant's turn, whatever the config's eos
             end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
             if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
                 stop_ids.append(end_of_turn)

@@ -13,6 +13,14 @@ only imports, definitions and top-level assignments are kept, so example calls, 
 
 The executed program is the task prompt (its imports and the stub, whose body is the docstring),
 then the extracted code, which redefines the function, then the hidden tests.
+
+`instruct-qwen` is the request of Qwen's own harness instead (QwenLM/Qwen2.5-Coder,
+`qwencoder-eval/instruct/eval_plus/model.py`, class `ChatML`, and `generate.py`), the one behind the
+report's instruct HumanEval figures: a raw ChatML string with its own system message, "Can you
+complete the following Python function?", the stripped task prompt in a ```python fence, and the
+assistant's turn begun with an opened ```python fence; greedy, up to 2,048 tokens, stopping at the
+first of its stop strings (`QWEN_STOPS`: vLLM drops the stop string), then cut at any "```" left.
+The reply is sanitized like an EvalPlus sample (`completion_from_reply`).
 """
 
 from __future__ import annotations
@@ -38,6 +46,43 @@ _KEPT = (
     ast.Assign,
     ast.AnnAssign,
 )
+
+
+QWEN_SYSTEM = "You are an intelligent programming assistant to produce Python algorithmic solutions"
+QWEN_REQUEST = "Can you complete the following Python function?"
+QWEN_STOPS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<|endofmask|>",
+    "</s>",
+    "\nif __name__",
+    "\ndef main(",
+    "\nprint(",
+    "\n#",
+    "\n```",
+)
+"""Qwen's harness: its module-level `EOS` list plus `ChatML`'s "\n```" (the humaneval extras of
+`DecoderBase` apply only to direct completion, which `ChatML` turns off)."""
+
+
+def qwen_prompt_text(prompt: str) -> str:
+    """The exact string Qwen's harness sends to vLLM for a HumanEval prompt (no chat template)."""
+    return (
+        f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n"
+        f"<|im_start|>user\n{QWEN_REQUEST}\n```python\n{prompt.strip()}\n```\n<|im_end|>\n"
+        "<|im_start|>assistant\n```python\n"
+    )
+
+
+def qwen_reply_finished(text: str) -> bool:
+    """A stop string of Qwen's harness has appeared."""
+    return any(stop in text for stop in QWEN_STOPS)
+
+
+def qwen_cut(text: str) -> str:
+    """The sample Qwen's harness writes: the reply up to its first stop string, then up to any "```"."""
+    ends = [i for i in (text.find(stop) for stop in QWEN_STOPS) if i != -1]
+    text = text[: min(ends)] if ends else text
+    return text.split("```")[0]
 
 
 def user_message(prompt: str) -> str:

@@ -46,11 +46,14 @@ VARIANT_ORDER: tuple[str, ...] = (
     "int4-fim",
     "fp-instruct",
     "int4-instruct",
+    "fp-instruct-qwen",
+    "int4-instruct-qwen",
 )
 PROTOCOL_NOTES: dict[str, str] = {
     "codegeex": "raw prompt continued left to right, CodeGeeX's stop and cleanup rules",
     "fim": "FIM request with the prompt as prefix and an empty suffix, our function-end cut",
     "instruct": "chat template, EvalPlus request, code block extracted and sanitized",
+    "instruct-qwen": "Qwen's own harness request and stop strings, reply sanitized as EvalPlus does",
 }
 
 PUBLISHED_PASS1: dict[str, dict[str, float]] = {

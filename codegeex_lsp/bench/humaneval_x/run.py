@@ -2,10 +2,11 @@
 
 `--protocol` (`stops.PROTOCOLS`): `codegeex` (default: the raw prompt continued left to right,
 CodeGeeX's stop and cleanup rules, as their published numbers), `fim` (the editor's FIM path, an
-empty suffix) or `instruct` (Python: the chat template and EvalPlus's answer extraction).
+empty suffix), `instruct` (Python: the chat template and EvalPlus's answer extraction) or
+`instruct-qwen` (Python: the request and stop strings of Qwen's own harness, EvalPlus's extraction).
 
 Layout under `--out ROOT` (default test-artifacts/humanevalx): `ROOT/<variant>/` with variant
-`canonical`, `fp` or `int4`, suffixed `-fim` or `-instruct` for those protocols, holding `settings.json`, `generations/<lang>.jsonl` (one line per task:
+`canonical`, `fp` or `int4`, suffixed `-fim`, `-instruct` or `-instruct-qwen` for those protocols, holding `settings.json`, `generations/<lang>.jsonl` (one line per task:
 the raw samples), `executions/<lang>.jsonl` (one line per executed sample) and `results.json`; the
 report (`ROOT/report.md`, `ROOT/pass_at_1.png`) covers every variant present. An interrupted run
 started again with the same settings skips the tasks and samples already on disk; different
@@ -106,7 +107,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         choices=PROTOCOLS,
         default="codegeex",
         help="codegeex: raw prompt left to right with CodeGeeX's stop rules (default); fim: the "
-        "editor's FIM path; instruct: chat template + code-block extraction (Python only)",
+        "editor's FIM path; instruct: chat template + code-block extraction (Python only); "
+        "instruct-qwen: Qwen's own harness request and stop strings (Python only; it used --max-tokens 2048)",
     )
     parser.add_argument(
         "-n", "--samples", dest="n", type=int, default=1, help="samples per task (pass@k needs n >= k)"
@@ -149,8 +151,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise InputError(f"unknown language(s) {', '.join(unknown)}; choose from {','.join(LANGUAGES)}")
     if args.n < 1 or args.workers < 1 or any(v is not None and v < 1 for v in (args.limit, args.sample)):
         raise InputError("--samples, --workers, --limit and --sample must be positive")
-    if args.protocol == "instruct" and languages != ("python",):
-        raise InputError("--protocol instruct is HumanEval, Python only (--langs python)")
+    if args.protocol.startswith("instruct") and languages != ("python",):
+        raise InputError(f"--protocol {args.protocol} is HumanEval, Python only (--langs python)")
     return RunOptions(
         languages=languages,
         model=args.model,

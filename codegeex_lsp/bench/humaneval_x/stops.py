@@ -185,7 +185,7 @@ def _skip_template(text: str, i: int) -> tuple[int, bool]:
     return len(text), False
 
 
-PROTOCOLS: tuple[str, ...] = ("codegeex", "fim", "instruct")
+PROTOCOLS: tuple[str, ...] = ("codegeex", "fim", "instruct", "instruct-qwen")
 """How a HumanEval-X prompt is put to the model and its answer cut (see `postprocess`)."""
 
 CODEGEEX_PYTHON_END_WORDS: tuple[str, ...] = ("\ndef", "\nclass", "\nif", "\n#", "\nprint", "\nassert")
@@ -238,7 +238,8 @@ def codegeex_cleanup(language: str, completion: str) -> str:
 
 def postprocess(protocol: str, language: str, prompt: str, completion: str) -> str:
     """The text executed after `prompt`: CodeGeeX's cleanup, our function-end cut for the FIM
-    protocol, or the code extracted from an instruct model's reply."""
+    protocol, or the code extracted from an instruct model's reply (EvalPlus's request, or Qwen's
+    harness, whose stop strings cut the reply first)."""
     if protocol == "codegeex":
         return codegeex_cleanup(language, completion)
     if protocol == "fim":
@@ -247,4 +248,8 @@ def postprocess(protocol: str, language: str, prompt: str, completion: str) -> s
         from codegeex_lsp.bench.humaneval_x.instruct import completion_from_reply
 
         return completion_from_reply(completion)
+    if protocol == "instruct-qwen":
+        from codegeex_lsp.bench.humaneval_x.instruct import completion_from_reply, qwen_cut
+
+        return completion_from_reply(qwen_cut(completion))
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
