@@ -14,7 +14,14 @@ Decided from the text and the syntax tree before any model call, in this order:
    to a `}`) or dedented code (indent languages) follows: `def f(x):\\n    █`, `{ █ }`.
 4. BLOCK on a blank line with nothing but whitespace after it to the end of the document: no
    following code can clash with several new lines.
-5. LINE otherwise (middle of a statement, a blank line between statements).
+5. BLOCK when only indentation precedes the cursor and closing tokens follow it (`    █}`): a
+   suggestion there is whole lines that go above that code, which post-processing keeps on lines
+   of their own (`cut_suffix_overlap`, `trim_space`); a single LINE would join the `}`.
+6. LINE otherwise (middle of a statement, a blank line between statements).
+
+An explicit request (the editor's invoked trigger) where rule 1 says NONE gets
+`mode_when_invoked`: BLOCK at the indentation of a line of code (`    █return x`, rule 5's case
+with any code after), LINE elsewhere.
 
 The enclosing scopes (functions, classes; innermost first) are found with the same queries. The
 prompt stage extends the suffix at least to the end of the enclosing function; post-processing
@@ -276,4 +283,18 @@ def analyze_cursor(doc: Document, cursor_byte: int) -> CursorContext:
         return decide("BLOCK", "empty-body", in_empty_body=True)
     if not line_before.strip() and _SPACES.match(doc.text, cursor_char).end() == len(doc.text):
         return decide("BLOCK", "end-of-document")
+    if _above_code(line_before, line_after):
+        return decide("BLOCK", "above-code")
     return decide("LINE", "statement")
+
+
+def _above_code(line_before: str, line_after: str) -> bool:
+    return not line_before.strip() and bool(line_after.strip())
+
+
+def mode_when_invoked(prefix: str, suffix: str) -> Mode:
+    """The mode of an explicit request where `analyze_cursor` said NONE: lines above the code when
+    only indentation precedes the cursor, else the rest of the current line."""
+    line_before = prefix[prefix.rfind("\n") + 1 :]
+    line_after = suffix.split("\n", 1)[0]
+    return "BLOCK" if _above_code(line_before, line_after) else "LINE"

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from codegeex_lsp.complete import complete_planned, plan_request
 from codegeex_lsp.config import CompletionOptions
 from codegeex_lsp.context import CompletionContext, ContextOptions, Position
+from codegeex_lsp.context.scope import mode_when_invoked
 from codegeex_lsp.errors import BackendError
 from codegeex_lsp.prompt.types import FimRequest
 from codegeex_lsp.protocol import Completion
@@ -109,8 +110,8 @@ class Completer:
     ) -> tuple[str, CompletionContext] | None:
         """The suggestion's text at `position` in `uri` and the context it completes (its clamped
         cursor and prefix are what the LSP conversion needs), or None; counts the outcome. Never
-        raises but CancelledError. `invoked`: explicitly asked for (no debounce, NONE mode upgraded
-        to LINE)."""
+        raises but CancelledError. `invoked`: explicitly asked for (no debounce, a NONE mode
+        becomes `mode_when_invoked`)."""
         self.counters.requests += 1
         ticket, superseded = self.scheduler.begin(uri, request_id)
         if superseded is not None:
@@ -176,7 +177,7 @@ class Completer:
             if not invoked:
                 log.debug("no completion here (%s)", ctx.reason)
                 return None
-            ctx = dataclasses.replace(ctx, mode="LINE")
+            ctx = dataclasses.replace(ctx, mode=mode_when_invoked(ctx.prefix, ctx.suffix))
 
         forwarded = self.typed.forward(uri, ctx.prefix, ctx.suffix)
         if forwarded is not None:

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from codegeex_lsp.context.scope import analyze_cursor
+from codegeex_lsp.context.scope import analyze_cursor, mode_when_invoked
 
 from .helpers import HERE, make_doc, split_cursor
 
@@ -76,3 +76,12 @@ def test_comment_and_string_flags() -> None:
     text, cursor = split_cursor("x = 'ab'█\n")
     result = analyze_cursor(make_doc(text, "python"), cursor)
     assert (result.in_comment, result.in_string) == (False, False)
+
+
+def test_an_explicit_request_at_the_indentation_of_code_asks_for_lines_above_it() -> None:
+    # Where an automatic trigger gets NONE (`    █return x`), an invoked one gets lines that go
+    # above the code: one LINE there would run into it (`    y = 1    return x`).
+    assert mode_when_invoked("def f(x):\n    ", "return x\n") == "BLOCK"
+    assert mode_when_invoked("def f(x):\n", "    return x\n") == "BLOCK"
+    assert mode_when_invoked("def f(value):\n    return val", "ue\n") == "LINE"
+    assert mode_when_invoked("f(a", ", b)\n") == "LINE"

@@ -205,3 +205,33 @@ async def test_block_suggestions_end_at_the_scope_through_serve(stub_model):
     # Every request reached the model, with the document's text around the cursor.
     assert len(StubModel.requests) == len(CASES)
     assert all(r["stream"] and r["suffix"].startswith("\n") for r in StubModel.requests)
+
+
+ABOVE_CODE = Case(
+    "python",
+    "def f(x):\n    y = 1\n█    return y\n",
+    "    y += x\n    return y\n",  # the model writes the new line, then repeats the cursor's line
+    "    y += x\n",
+)
+
+
+async def test_an_invoked_request_at_the_start_of_a_code_line_puts_its_lines_above_it(stub_model):
+    """Column 0 of `    return y`: an automatic trigger gets nothing there; an invoked one gets
+    whole lines that end in a break, so accepting them keeps `return y` on a line of its own (as a
+    single LINE it was `    y += x    return y`)."""
+    text, offset = split(ABOVE_CODE)
+    StubModel.texts[text[:offset]] = ABOVE_CODE.model_text
+    settings = {"debounce": FAST_DEBOUNCE, "completion": {"maxTokens": 128}}
+    extra = ("--backend", "openai", "--base-url", stub_model, "--fim", "suffix", "--retries", "0")
+    client, _ = await start_client("stub", init_options=settings, extra=extra)
+    uri = "file:///home/user/project/scope/above.py"
+    try:
+        await wait_state(client)
+        open_doc(client, uri, text, "python")
+        assert suggestion(await inline(client, uri, 2, 0)) == ""  # automatic: NONE before code
+        got = suggestion(await inline(client, uri, 2, 0, invoked=True))
+    finally:
+        await stop_client(client)
+    assert got == ABOVE_CODE.expected
+    accepted = text[:offset] + got + text[offset:]
+    assert accepted == "def f(x):\n    y = 1\n    y += x\n    return y\n"

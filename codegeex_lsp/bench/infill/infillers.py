@@ -8,7 +8,8 @@ told to override.
 
 The mode: `--mode kind` (the direct path's default) asks LINE for single-line masks and BLOCK for
 multi-line and span masks; `--mode context` takes the context stage's decision, a NONE (cursor
-mid-line) upgraded to LINE as the server does for an explicitly invoked request. The server always
+mid-line) upgraded as the server does for an explicitly invoked request (`mode_when_invoked`: BLOCK
+at the indentation of a line of code, else LINE). The server always
 decides by the context stage, so `--through-lsp` implies `--mode context`.
 """
 
@@ -23,6 +24,7 @@ from codegeex_lsp.bench.infill.tasks import DOCUMENT_ROOT, KIND_MODES, InfillTas
 from codegeex_lsp.complete import complete_request
 from codegeex_lsp.config import EngineOptions
 from codegeex_lsp.context import Document, build_context
+from codegeex_lsp.context.scope import mode_when_invoked
 from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.errors import ModelError
 from codegeex_lsp.server.completion import completion_options, context_options
@@ -79,10 +81,11 @@ class Infiller(Protocol):
 
 
 def request_mode(task: InfillTask, editor_mode: str, mode_source: str) -> str:
-    """The mode a request is made in: by the mask kind, or the context stage's (NONE -> LINE)."""
+    """The mode a request is made in: by the mask kind, or the context stage's (NONE becomes what
+    the server gives an invoked request there, `mode_when_invoked`)."""
     if mode_source == "kind":
         return KIND_MODES[task.kind]
-    return "LINE" if editor_mode == "NONE" else editor_mode
+    return mode_when_invoked(task.prefix, task.suffix) if editor_mode == "NONE" else editor_mode
 
 
 def server_settings(max_tokens_line: int, max_tokens_block: int, carry_line: bool = True) -> dict[str, Any]:

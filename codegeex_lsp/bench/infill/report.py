@@ -291,8 +291,8 @@ def _task_notes(results: Results) -> list[str]:
             f"drawn across all problems, limit {settings.get('limit')} per language and kind, split "
             f"{settings.get('split', 'all')}; known-bad problems excluded"
         ),
-        "- the context stage's mode at each cursor (what an editor gets; NONE = mid-line, answered as "
-        "LINE when invoked):",
+        "- the context stage's mode at each cursor (what an editor gets; NONE = mid-line, answered "
+        "when invoked as BLOCK at a line's indentation, else LINE):",
     ]
     for language, entry in results["languages"].items():
         if not entry.get("available", False):
