@@ -293,3 +293,11 @@ def test_generations_of_another_post_processing_version_are_not_reused(tmp_path:
     (tmp_path / "v1" / "settings.json").write_text(json.dumps(v1))
     with pytest.raises(InputError, match="postprocess"):
         run._claim_directory(tmp_path / "v1", run._settings(ours))
+
+
+def test_a_served_model_is_recorded_with_the_servers_quant_label() -> None:
+    from codegeex_lsp.bench.infill.lsp import served_info
+
+    status = {"model": "qwen2.5-coder-0.5b", "quant": "int4 (recipe-v2)", "format": "qwen2.5-coder"}
+    info = served_info(status)
+    assert (info.name, info.quant, info.format) == ("qwen2.5-coder-0.5b", "int4 (recipe-v2)", "qwen2.5-coder")

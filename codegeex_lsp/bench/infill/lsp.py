@@ -59,6 +59,16 @@ def serve_flags() -> set[str]:
     return {option for action in commands.choices["serve"]._actions for option in action.option_strings}
 
 
+def served_info(status: dict[str, Any]) -> InfillerInfo:
+    """What the report records of a server's model: its own `codegeex/status` labels."""
+    return InfillerInfo(
+        name=str(status.get("model")),
+        model_hash="unknown (served)",
+        quant=str(status.get("quant")),
+        format=str(status.get("format")),
+    )
+
+
 class LspInfiller:
     """Each task through a real `codegeex-lsp serve` process."""
 
@@ -81,9 +91,7 @@ class LspInfiller:
         except BaseException:
             self.client.close()
             raise
-        self.info = InfillerInfo(
-            name=str(status.get("model")), model_hash="unknown (served)", format=str(status.get("format"))
-        )
+        self.info = served_info(status)
 
     def _wait_ready(self, timeout_s: float) -> dict[str, Any]:
         """The status once the model serves the weights asked for: a server without the int4
