@@ -283,18 +283,21 @@ def analyze_cursor(doc: Document, cursor_byte: int) -> CursorContext:
         return decide("BLOCK", "empty-body", in_empty_body=True)
     if not line_before.strip() and _SPACES.match(doc.text, cursor_char).end() == len(doc.text):
         return decide("BLOCK", "end-of-document")
-    if _above_code(line_before, line_after):
+    if cursor_before_code(line_before, line_after):
         return decide("BLOCK", "above-code")
     return decide("LINE", "statement")
 
 
-def _above_code(line_before: str, line_after: str) -> bool:
+def cursor_before_code(prefix: str, suffix: str) -> bool:
+    """Only indentation before the cursor on its line and code after it: a suggestion that breaks
+    the line puts its lines above that code. One predicate for the mode decided here and for the
+    post-processing rules that keep those lines on their own (`cut_suffix_overlap`, `trim_space`)."""
+    line_before = prefix[prefix.rfind("\n") + 1 :]
+    line_after = suffix.split("\n", 1)[0]
     return not line_before.strip() and bool(line_after.strip())
 
 
 def mode_when_invoked(prefix: str, suffix: str) -> Mode:
     """The mode of an explicit request where `analyze_cursor` said NONE: lines above the code when
     only indentation precedes the cursor, else the rest of the current line."""
-    line_before = prefix[prefix.rfind("\n") + 1 :]
-    line_after = suffix.split("\n", 1)[0]
-    return "BLOCK" if _above_code(line_before, line_after) else "LINE"
+    return "BLOCK" if cursor_before_code(prefix, suffix) else "LINE"

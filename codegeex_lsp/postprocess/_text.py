@@ -29,12 +29,6 @@ def is_blank(text: str) -> bool:
     return not text.strip()
 
 
-def cursor_before_code(prefix: str, suffix: str) -> bool:
-    """Only indentation before the cursor on its line and code after it: a suggestion that breaks
-    the line puts its lines above that code."""
-    return is_blank(line_before_cursor(prefix)) and not is_blank(line_after_cursor(suffix))
-
-
 def indent_cols(line: str) -> int:
     """Width of the line's leading whitespace in columns."""
     cols = 0

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import re
 
+from codegeex_lsp.context.scope import cursor_before_code
 from codegeex_lsp.postprocess._lexer import imbalance, lines_owing_closers, state_after
 from codegeex_lsp.postprocess._text import (
     before_cursor_line,
-    cursor_before_code,
     has_word,
     is_blank,
     line_after_cursor,

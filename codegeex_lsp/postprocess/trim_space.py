@@ -13,7 +13,8 @@
 
 from __future__ import annotations
 
-from codegeex_lsp.postprocess._text import cursor_before_code, is_blank, line_after_cursor, line_before_cursor
+from codegeex_lsp.context.scope import cursor_before_code
+from codegeex_lsp.postprocess._text import is_blank, line_after_cursor, line_before_cursor
 from codegeex_lsp.prompt.types import FimRequest
 
 
