@@ -468,11 +468,19 @@ def build_int4(
     started = time.perf_counter()
     progress(f"quantizing {hf_dir.name} to int4 ({INT4_RECIPE}) once into {path}")
     model = build_model(args, read_state_dict(hf_dir), torch.float32, max_seq)
-    texts = calibration_sequences(tokenizer, model_type=args.model_type)
-    bar = BuildBar(model, sequence_tokens(tokenizer, texts), progress)
+    # The knobs are read here, not bound as defaults, so an experiment can set another recipe
+    # (scripts/experiments/with_recipe.py) and get its own cache file and result label.
+    texts = calibration_sequences(tokenizer, CALIBRATION_TEXTS, CALIBRATION_TOKENS, args.model_type, CALIBRATION_FIM)
+    bar = BuildBar(model, sequence_tokens(tokenizer, texts, CALIBRATION_TOKENS), progress)
     try:
         hessians = calibration_hessians(
-            model, tokenizer, model_type=args.model_type, on_sequence=bar.sequence_done
+            model,
+            tokenizer,
+            n_texts=CALIBRATION_TEXTS,
+            max_tokens=CALIBRATION_TOKENS,
+            model_type=args.model_type,
+            n_fim=CALIBRATION_FIM,
+            on_sequence=bar.sequence_done,
         )
         quantize_model_(
             model,

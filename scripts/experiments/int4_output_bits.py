@@ -123,7 +123,7 @@ def main() -> int:
         ),
     }
     hessians_for: dict[tuple[int, int], dict] = {}
-    for key in args.variants.split(","):
+    for key in filter(None, args.variants.split(",")):
         label, residual, calibration = variants[key]
         if calibration not in hessians_for:
             hessians_for.clear()  # one set at a time: they are large

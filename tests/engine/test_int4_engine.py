@@ -50,3 +50,28 @@ def test_damaged_int4_checkpoint_is_rebuilt_with_a_clear_message(tiny_glm_dir, t
 def test_unknown_quant_mode(tiny_glm_dir, tmp_path):
     with pytest.raises(ModelError, match="quantization 'int3' is not supported"):
         load_model(EngineOptions(model=str(tiny_glm_dir), quant="int3", cache_dir=str(tmp_path)))
+
+
+def test_a_recipe_set_for_one_process_builds_its_own_checkpoint(tiny_glm_dir, tmp_path, monkeypatch):
+    """scripts/experiments/with_recipe.py: other calibration counts reach the build (read at call
+    time, not bound as defaults) and name their own cache file, so the default's is never reused."""
+    import importlib.util
+    from pathlib import Path
+
+    from codegeex_lsp.engine import load
+
+    for name in ("CALIBRATION_TEXTS", "CALIBRATION_FIM", "INT4_RECIPE"):
+        monkeypatch.setattr(load, name, getattr(load, name))  # restored after the test
+    script = Path(__file__).parents[2] / "scripts" / "experiments" / "with_recipe.py"
+    spec = importlib.util.spec_from_file_location("with_recipe", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    recipe = module.set_recipe(texts=3, fim=2)
+    assert "-ml3-f2-" in recipe and recipe == load.INT4_RECIPE
+    messages: list[str] = []
+    loaded = load_model(EngineOptions(model=str(tiny_glm_dir), quant="int4", cache_dir=str(tmp_path)), messages.append)
+    (path,) = (tmp_path / "int4").glob("*.safetensors")
+    assert path.name.endswith(f"-{recipe}.safetensors")
+    assert loaded.quant == f"int4 ({recipe})"
+    counts = [int(m.split("calibration ")[1].split()[0]) for m in messages if "int4 build: calibration " in m]
+    assert counts and max(counts) == 3 + 2, counts  # 3 snippets + 2 FIM prompts, not the default's
