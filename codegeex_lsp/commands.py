@@ -53,10 +53,20 @@ def completion_options(args: argparse.Namespace, mode: str) -> CompletionOptions
 
 
 def _load_service(args: argparse.Namespace, quiet: bool = False):
+    from codegeex_lsp.engine.load import quant_label
     from codegeex_lsp.engine.service import CompletionService
 
     progress = (lambda _m: None) if quiet else (lambda m: _stderr(f"[codegeex-lsp] {m}"))
-    return CompletionService.load(engine_options(args), args.format, progress)
+    # A one-shot command builds only the first int4 rung when none is built (about 2 minutes); the
+    # refined rung comes from `model install` or from a running server, in the background.
+    options = replace(engine_options(args), int4_build="first")
+    service = CompletionService.load(options, args.format, progress)
+    if options.quant == "int4" and service.loaded.quant != quant_label("int4"):
+        _stderr(  # also under --json: stdout stays the one JSON object
+            f"[codegeex-lsp] serving {service.loaded.quant}; `codegeex-lsp model install` (or a running"
+            " server, in the background) builds the refined int4 weights once"
+        )
+    return service
 
 
 def cursor_context(cursor: SourceCursor, info: LanguageInfo, mode_flag: str) -> CompletionContext:
@@ -159,8 +169,9 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def model(args: argparse.Namespace) -> int:
-    """`install` assembles, verifies and converts the model once, and builds its int4 checkpoint
-    (the default `--quant`; `--quant none` skips it); `info` shows what is cached."""
+    """`install` assembles, verifies and converts the model once, and builds its int4 checkpoints,
+    every rung of `load.INT4_LADDER` (the default `--quant`; `--quant none` skips them); `info`
+    shows what is cached."""
     from codegeex_lsp.engine.load import load_model
 
     loaded = load_model(replace(engine_options(args)), lambda m: _stderr(f"[codegeex-lsp] {m}"))

@@ -91,6 +91,9 @@ class EngineOptions:
     trust_remote_code: bool = False
     cache_dir: str | None = None
     max_context_tokens: int = 4096
+    # int4 rungs (engine.load.INT4_LADDER) a load builds when missing: "all" (then the top serves) or
+    # "first" (only when none is built: one-shot commands; the server refines in the background).
+    int4_build: str = "all"
 
 
 @dataclass(frozen=True)

@@ -113,11 +113,10 @@ class InProcessSession:
         from codegeex_lsp.engine.service import CompletionService
 
         def run() -> None:
-            loaded = upgrade.run()
-            self.upgrade = None
-            if loaded is not None:
-                self.switch(CompletionService(loaded, self.model.format))
-                upgrade.finished(loaded)
+            try:
+                upgrade.run(lambda loaded: self.switch(CompletionService(loaded, self.model.format)))
+            finally:
+                self.upgrade = None
 
         self.upgrade = upgrade
         threading.Thread(target=run, name="codegeex-int4-build", daemon=True).start()

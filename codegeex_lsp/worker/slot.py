@@ -4,9 +4,10 @@ The load runs on its own thread, so the worker answers hello and status (and for
 while torch is imported and the weights are read. Every prompt format a client asks for reuses the
 loaded weights (`CompletionService(loaded, format)`); only the first load costs.
 
-int4 (the default) without its checkpoint: the slot serves the float weights at once and builds
-int4 in the background (`engine.int4_upgrade`), then swaps every service to it; a decode already
-running finishes on the weights it started with.
+int4 (the default) not fully built: the slot serves at once what is built (the float weights, or
+the first int4 rung) and builds the rest in the background (`engine.int4_upgrade`), swapping every
+service to each rung as it is ready; a decode already running finishes on the weights it started
+with.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from codegeex_lsp.protocol import Progress
 
 if TYPE_CHECKING:
     from codegeex_lsp.engine.int4_upgrade import Int4Upgrade
+    from codegeex_lsp.engine.load import LoadedModel
     from codegeex_lsp.engine.service import CompletionService
 
 log = logging.getLogger(__name__)
@@ -81,17 +83,20 @@ class ModelSlot:
             threading.Thread(target=self._upgrade, args=(upgrade,), name="codegeex-int4-build", daemon=True).start()
 
     def _upgrade(self, upgrade: Int4Upgrade) -> None:
+        try:
+            upgrade.run(self._switch)
+        finally:
+            with self._lock:
+                self.upgrade = None
+
+    def _switch(self, loaded: LoadedModel) -> None:
+        """Serve `loaded` from the next request on (a decode running keeps its weights)."""
         from codegeex_lsp.engine.service import CompletionService
 
-        loaded = upgrade.run()
         with self._lock:
-            self.upgrade = None
-            if loaded is None:
-                return
             self._services = {key: CompletionService(loaded, key) for key in self._services}
             self.quant = loaded.quant
         log.info("switched to %s", loaded.quant)
-        upgrade.finished(loaded)
 
     def stop(self) -> None:
         """Stop a background build (the worker is exiting)."""

@@ -1,9 +1,10 @@
 """Run a `codegeex-lsp` command or an experiment script under another int4 calibration recipe.
 
-The engine's recipe (engine.load: CALIBRATION_TEXTS snippets + CALIBRATION_FIM FIM prompts) is
-sized for the 2-minute build. This sets other counts for one process, so the int4 checkpoint it
-builds or loads gets its own recipe name (its own cache file, its own result label, never resumed
-as the default's) and the same benchmarks can compare the two. An experiment, not a user knob.
+The engine's int4 recipes are the rungs of engine.load.INT4_LADDER. This makes one other recipe
+the only rung for one process (in-process loads only: the server's background builds run in
+processes of their own), so the checkpoint it builds or loads gets its own recipe name (its own
+cache file, its own result label, never resumed as another's) and the same benchmarks can compare
+recipes. An experiment, not a user knob.
 
     OMP_NUM_THREADS=1 python scripts/experiments/with_recipe.py --texts 36 --fim 72 -- \\
         bench humanevalx --workers 1 --out test-artifacts/humanevalx-cal6x
@@ -19,17 +20,13 @@ import sys
 
 
 def set_recipe(texts: int, fim: int) -> str:
-    """Point engine.load at `texts` plain snippets and `fim` FIM prompts; the new recipe name."""
+    """Make `texts` plain snippets + `fim` FIM prompts engine.load's only int4 rung; its name."""
     from codegeex_lsp.engine import load
 
-    load.CALIBRATION_TEXTS = texts
-    load.CALIBRATION_FIM = fim
-    load.INT4_RECIPE = (
-        f"{load.INT4_MODE}{'-act' if load.INT4_ACT_ORDER else ''}-g{load.INT4_GROUP_SIZE}"
-        f"-r{round(100 * load.INT4_RESIDUAL_EDGE)}-ml{texts}-f{fim}-t{load.CALIBRATION_TOKENS}"
-        f"-{load.INT4_ARITHMETIC}"
-    )
-    return load.INT4_RECIPE
+    recipe = load.Int4Recipe(texts, fim)
+    load.INT4_LADDER = (recipe,)
+    load.INT4_RECIPE = recipe.name
+    return recipe.name
 
 
 def main() -> int:

@@ -1,6 +1,7 @@
 """int4 by default without a blocking first start, through the real `serve` process: with no int4
 checkpoint the server answers with the float weights at once, builds int4 in the background (one
-`$/progress` bar, percentages), then switches to it without a restart.
+`$/progress` bar per rung of `load.INT4_LADDER`, percentages), switching to each rung without a
+restart: first the 2-minute one, then the refined one.
 
 The test holds the checkpoint's build lock (the same lock two editors' workers take) so the build
 provably waits while the float weights serve; releasing it lets the build run.
@@ -15,7 +16,7 @@ import time
 import pytest
 
 from codegeex_lsp.config import EngineOptions
-from codegeex_lsp.engine.load import int4_checkpoint
+from codegeex_lsp.engine.load import INT4_LADDER, int4_checkpoint, quant_label
 from tests.server.helpers import (
     FAST_DEBOUNCE,
     inline,
@@ -48,7 +49,8 @@ async def test_serves_float_while_int4_builds_then_switches(tiny_glm_dir, tmp_pa
     cache = tmp_path / "cache"
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
-    checkpoint = int4_checkpoint(EngineOptions(model=str(tiny_glm_dir), quant="int4", cache_dir=str(cache)))
+    options = EngineOptions(model=str(tiny_glm_dir), quant="int4", cache_dir=str(cache))
+    checkpoint = int4_checkpoint(options)  # the first rung's
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     extra = ("--quant", "int4", "--cache-dir", str(cache), *backend)
     with open(checkpoint.with_name(checkpoint.name + ".lock"), "a+b") as lock:
@@ -69,9 +71,13 @@ async def test_serves_float_while_int4_builds_then_switches(tiny_glm_dir, tmp_pa
             await stop_client(client)
             raise
     try:
-        switched = await wait_for(client, lambda s: str(s["quant"]).startswith("int4 ("), "the switch to int4")
-        assert switched["background"] is None and switched["state"] == "ready"
+        top = quant_label("int4")
+        switched = await wait_for(
+            client, lambda s: s["quant"] == top and s["background"] is None, "the switch to the top int4 rung"
+        )
+        assert switched["state"] == "ready"
         assert checkpoint.is_file()
+        assert all(int4_checkpoint(options, recipe=recipe).is_file() for recipe in INT4_LADDER)
         before = (await status(client))["counters"]["decodes"]
         open_doc(client, "file:///p/after.py", BODY)
         assert suggestion(await inline(client, "file:///p/after.py", 1, 4))  # int4 weights serve
@@ -81,12 +87,13 @@ async def test_serves_float_while_int4_builds_then_switches(tiny_glm_dir, tmp_pa
             for reports in client.progress_reports.values()
             if reports and getattr(reports[0], "title", "") and "int4" in reports[0].title
         ]
-        assert len(bars) == 1, client.progress_reports
-        (bar,) = bars
-        assert bar[0].kind == "begin" and bar[-1].kind == "end"
-        assert bar[-1].message.startswith("switched to int4 (")
-        percentages = [r.percentage for r in bar[1:-1] if r.kind == "report" and r.percentage is not None]
-        assert percentages and max(percentages) > 0
-        assert all(r.kind == "report" for r in bar[1:-1])
+        assert len(bars) == len(INT4_LADDER), client.progress_reports
+        for bar, recipe in zip(bars, INT4_LADDER, strict=True):  # in build order, each its own bar
+            assert bar[0].kind == "begin" and bar[-1].kind == "end"
+            assert bar[-1].message == f"switched to int4 ({recipe.name})"
+            percentages = [r.percentage for r in bar[1:-1] if r.kind == "report" and r.percentage is not None]
+            assert percentages and max(percentages) > 0
+            assert all(r.kind == "report" for r in bar[1:-1])
+        assert "refining" in bars[-1][0].title
     finally:
         await stop_client(client)

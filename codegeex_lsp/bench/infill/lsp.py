@@ -22,6 +22,7 @@ from typing import Any
 from codegeex_lsp.bench.infill.infillers import Infill, InfillerInfo, request_mode
 from codegeex_lsp.bench.infill.tasks import DOCUMENT_ROOT, InfillTask
 from codegeex_lsp.context import Document, Position
+from codegeex_lsp.engine.load import quant_label
 from codegeex_lsp.errors import ModelError
 from codegeex_lsp.lsp_client import SyncLspClient
 from codegeex_lsp.server.options import ModelOptions
@@ -84,23 +85,26 @@ class LspInfiller:
         self.client = SyncLspClient(command(model), log_path, name="codegeex-lsp bench infill")
         try:
             self.client.initialize(settings, root_uri=f"file://{DOCUMENT_ROOT}")
-            status = self._wait_ready(ready_timeout_s)
+            wanted = quant_label(model.quant)
+            status = self._wait_ready(ready_timeout_s, wanted)
             served = str(status.get("quant"))
-            if served.split(" ")[0] != model.quant:
-                raise ModelError(f"asked the server for --quant {model.quant}, it serves {served}")
+            if served != wanted:
+                raise ModelError(f"asked the server for {wanted}, it serves {served}")
         except BaseException:
             self.client.close()
             raise
         self.info = served_info(status)
 
-    def _wait_ready(self, timeout_s: float) -> dict[str, Any]:
-        """The status once the model serves the weights asked for: a server without the int4
-        checkpoint answers with bf16 while it builds, and a benchmark must not mix the two."""
+    def _wait_ready(self, timeout_s: float, wanted: str) -> dict[str, Any]:
+        """The status once the model serves the weights asked for (`wanted`, a quant label): a server
+        without every int4 rung serves bf16 or the first rung while it builds, and a benchmark must
+        not mix them. Between two rungs' builds it is briefly ready and idle: that waits too."""
         deadline = time.monotonic() + timeout_s
         while True:
             status = self.client.call("codegeex/status", {}, REQUEST_TIMEOUT_S) or {}
             building = status.get("background") is not None
-            if status.get("state") == "ready" and not building:
+            ready = status.get("state") == "ready" and not building
+            if ready and (str(status.get("quant")) == wanted or time.monotonic() > deadline):
                 return status
             if building:
                 deadline = max(deadline, time.monotonic() + timeout_s)  # a build reports progress
