@@ -9,6 +9,7 @@ more bits to the output projection (the GGUF ships it as Q8_0; our recipe stores
 
     OMP_NUM_THREADS=1 python scripts/experiments/int4_output_bits.py --texts-per-language 6
     OMP_NUM_THREADS=1 python scripts/experiments/int4_output_bits.py --variants calibration-6x
+    OMP_NUM_THREADS=1 python scripts/experiments/int4_output_bits.py --variants "" --float-activations
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def main() -> int:
     parser.add_argument("--texts-per-language", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--variants", default="output-residual,output-instead")
+    parser.add_argument("--float-activations", action="store_true", help="also the engine's weights without int8 activations")
+    parser.add_argument("--int4-build", default="first", help="which engine rung: first (the 2-minute one) or all (the top)")
     parser.add_argument("--out", type=Path, default=Path("docs/results/quant/int4_output_bits.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -98,9 +101,22 @@ def main() -> int:
     reference = [logits_of(fp.model, ids) for _, ids in sequences]
     rows: dict[str, dict] = {"fp32": compare(reference, fp.model, sequences)}
     log(f"fp32: {rows['fp32']}")
-    engine = load.load_model(EngineOptions(quant="int4", threads=1), progress=log).model
-    rows[f"engine {load.INT4_RECIPE}"] = compare(reference, engine, sequences)
-    log(f"engine: {rows[f'engine {load.INT4_RECIPE}']}")
+    engine = load.load_model(EngineOptions(quant="int4", threads=1, int4_build=args.int4_build), progress=log)
+    label = f"engine {engine.quant[6:-1]}"
+    rows[label] = compare(reference, engine.model, sequences)
+    log(f"{label}: {rows[label]}")
+    if args.float_activations:
+        # The kernels quantize activations to int8 (per row, per 32 inputs) before the dot products;
+        # the same int4 weights dequantized and multiplied in fp32 say what that step costs.
+        from codegeex_lsp.quant import QuantLinear
+
+        for module in engine.model.modules():
+            if isinstance(module, QuantLinear):
+                weight, bias = module.dequantize(), module.bias
+                module.forward = lambda x, w=weight, b=bias: torch.nn.functional.linear(x, w, b)
+        label = f"{label}, fp32 activations (dequantized weights)"
+        rows[label] = compare(reference, engine.model, sequences)
+        log(f"{label}: {rows[label]}")
     del engine
 
     n_layers = len(fp.model.layers)
