@@ -554,8 +554,16 @@ def int4_checkpoint(options: EngineOptions, progress: Progress | None = None, re
 
 def int4_missing(options: EngineOptions, progress: Progress | None = None) -> list[Int4Recipe]:
     """The rungs of INT4_LADDER above the highest one built, in build order (empty: the top serves)."""
-    built = [i for i, recipe in enumerate(INT4_LADDER) if int4_checkpoint(options, progress, recipe).is_file()]
-    return list(INT4_LADDER[max(built) + 1 if built else 0 :])
+    cache = cache_dir(options.cache_dir)
+    hf_dir, digest, _ = resolve_hf_dir(options.model, cache, progress or (lambda _m: None))
+    key = digest or weights_key(hf_dir)
+    paths = [int4_checkpoint_path(hf_dir, key, cache, recipe) for recipe in INT4_LADDER]
+    return list(INT4_LADDER[_highest_built(paths) + 1 :])
+
+
+def _highest_built(paths: list[Path]) -> int:
+    """Index of the highest rung whose checkpoint exists, -1 when none does."""
+    return max((i for i, path in enumerate(paths) if path.is_file()), default=-1)
 
 
 @contextlib.contextmanager
@@ -592,7 +600,7 @@ def load_int4(
     if build not in ("all", "first"):
         raise ModelError(f"int4 build {build!r} is not supported; use all or first")
     paths = [int4_checkpoint_path(hf_dir, key, cache, recipe) for recipe in INT4_LADDER]
-    highest = max((i for i, path in enumerate(paths) if path.is_file()), default=-1)
+    highest = _highest_built(paths)
     todo = range(highest + 1, len(paths)) if build == "all" else range(highest + 1, 1)
     model: Transformer | None = None
     for i in todo:
@@ -600,7 +608,7 @@ def load_int4(
             if not paths[i].is_file():  # nobody built it while we waited
                 model = None  # the previous rung's model: freed before the next build
                 model = build_int4(args, hf_dir, key, paths[i], max_seq, progress, tokenizer, INT4_LADDER[i])
-    top = max(i for i, path in enumerate(paths) if path.is_file())
+    top = _highest_built(paths)
     if model is not None and top == todo[-1]:
         return model, INT4_LADDER[top]  # just built and saved: no need to read it back
     return _load_int4_file(args, hf_dir, key, paths[top], max_seq, progress, tokenizer, INT4_LADDER[top]), INT4_LADDER[top]
