@@ -148,15 +148,17 @@ def start_editor(tmp_path) -> Iterator[Callable[..., Editor]]:
     shutil.copytree(PLUGIN, plugin)  # as a plugin manager would; :helptags writes into it
     started: list[Any] = []
 
-    def start(server_args: list[str], max_tokens: int | None = 16) -> Editor:
-        """`max_tokens` None: the plugin's own defaults (debounce, the server's token limits)."""
+    def start(server_args: list[str], max_tokens: int | None = 16, quant: str | None = None) -> Editor:
+        """`max_tokens` None: the plugin's own defaults (debounce, the server's token limits). `quant`:
+        the plugin's `quant` option (None: its default, int4, which overrides the server's flag)."""
         init = tmp_path / "init.lua"
         init.write_text(
             INIT_LUA.format(
                 plugin=json.dumps(str(plugin)),
                 server_cmd=json.dumps(str(venv_bin("codegeex-lsp"))),
                 server_args="{" + ", ".join(json.dumps(a) for a in server_args) + "}",
-                options="" if max_tokens is None else f"  max_tokens = {max_tokens},\n  debounce_ms = 50,",
+                options=("" if max_tokens is None else f"  max_tokens = {max_tokens},\n  debounce_ms = 50,\n")
+                + ("" if quant is None else f"  quant = {json.dumps(quant)},"),
             )
         )
         nvim = pynvim.attach(
@@ -325,7 +327,10 @@ def _check_help_and_health(editor: Editor, transcript: Transcript) -> None:
 @pytest.mark.timeout(300)
 def test_neovim_ghost_text(start_editor, readable_model, artifacts, tmp_path):
     transcript = Transcript("Neovim e2e (tiny readable test model): headless nvim 0.11 driven by pynvim")
-    editor = start_editor(tiny_server_args(readable_model))
+    # The tiny model's float weights throughout: the plugin's default quant (int4) would build int4
+    # rungs in the background and switch weights mid-session, which moves the random model's
+    # suggestions from under the scripted keystrokes (the switches have their own server test).
+    editor = start_editor(tiny_server_args(readable_model), quant="none")
     transcript.add("nvim " + editor.lua("return tostring(vim.version())"))
     try:
         _run_session(editor, tmp_path, "def add(a, b):\n", "r", transcript)
