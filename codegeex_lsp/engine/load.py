@@ -226,8 +226,9 @@ class Int4Recipe:
 # corpus file as a snippet, two FIM prompts each): on held-out code in four languages (never
 # benchmark data; scripts/experiments/int4_output_bits.py) its top-1 agreement with fp32 is 93.7 %
 # against 92.6 %, mean KL 0.0273 against 0.0365, perplexity +2.7 % against +3.4 %, for the same bytes
-# per token; it costs ~3x the first's CPU time (581 s on one busy core). The server builds it in the
-# background once the first serves and switches again; `model install` and the benchmarks build both.
+# per token; it costs ~3.5x the first's CPU time (660 s user CPU, 9:14 wall on a busy 2-core host).
+# The server builds it in the background once the first serves and switches again; `model install`
+# and the benchmarks build both.
 INT4_LADDER: tuple[Int4Recipe, ...] = (
     Int4Recipe(CALIBRATION_TEXTS, CALIBRATION_FIM),
     Int4Recipe(36, 72),
