@@ -34,6 +34,7 @@ from typing import Any, Literal
 import torch
 
 from codegeex_lsp.config import CompletionOptions
+from codegeex_lsp.engine import fused_decode
 from codegeex_lsp.engine.forced import TokenTexts, constrain, token_texts
 from codegeex_lsp.engine.kv_cache import KVCache
 from codegeex_lsp.engine.model import Transformer
@@ -77,8 +78,9 @@ def prefill(model: Transformer, cache: KVCache, tokens: torch.Tensor, start: int
 
 
 def decode_one_token(model: Transformer, cache: KVCache, tokens: torch.Tensor, pos: int) -> torch.Tensor:
-    """tokens [B, 1] at position pos -> logits [B, V]."""
-    return model(tokens, pos, cache)
+    """tokens [B, 1] at position pos -> logits [B, V] (one fused C++ call where it applies)."""
+    logits = fused_decode.decode_step(model, cache, tokens, pos)
+    return model(tokens, pos, cache) if logits is None else logits
 
 
 def verify_draft(model: Transformer, cache: KVCache, tokens: torch.Tensor, pos: int) -> torch.Tensor:

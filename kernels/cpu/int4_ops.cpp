@@ -8,13 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "cpu/int4_kernels.h"
+#include "cpu/int4_dispatch.h"
 
-namespace {
+namespace cg_q4 {
 
 // The CPU paths of int4_kernels.h; the default op runs the active one (best the CPU supports, or
 // what set_path chose: CODEGEEX_LSP_CPU_KERNEL through codegeex_lsp/quant/ops.py).
-enum class Impl : int { kRef = 0, kAvx2 = 1, kAvx512 = 2 };
 constexpr const char* kImplNames[] = {"ref", "avx2", "avx512"};
 
 bool compiled(Impl impl) {
@@ -41,6 +40,8 @@ Impl best_impl() {
 }
 
 std::atomic<int> g_active{static_cast<int>(best_impl())};
+
+Impl active_impl() { return static_cast<Impl>(g_active.load(std::memory_order_relaxed)); }
 
 Impl parse_impl(c10::string_view name) {
     if (name == "auto") return static_cast<Impl>(g_active.load(std::memory_order_relaxed));
@@ -99,6 +100,20 @@ void dequant_rows(Impl impl, const uint8_t* w, int64_t K, int64_t G, int64_t n0,
 #endif
     cg_q4_dequant_rows_ref(w, K, G, n0, n1, out);
 }
+
+}  // namespace cg_q4
+
+namespace {
+
+using cg_q4::Impl;
+using cg_q4::active_impl;
+using cg_q4::dequant_rows;
+using cg_q4::gemm_rows;
+using cg_q4::parse_impl;
+using cg_q4::quantize_rows;
+using cg_q4::active_path;
+using cg_q4::paths;
+using cg_q4::set_path;
 
 void check_packed(const at::Tensor& packed, int64_t K, int64_t G) {
     TORCH_CHECK(G == 32 || G == 64 || G == 128, "codegeex_lsp: group_size must be 32, 64 or 128, got ", G);

@@ -1,0 +1,132 @@
+"""One C++ call per decoded token for int4 models (kernels/cpu/int4_decode.cpp).
+
+Decoding one token op by op from Python cost as much as streaming the int4 weights: ~1,000 small
+ATen ops per token around 109 GEMVs (measured on the 0.5B model, 2 cores: 23 ms per token, 11 ms of
+it in the GEMVs). `Int4DecodePlan` runs the whole step (norms, projections, rotary, cache write,
+attention, FFN, logits) in one call with the same kernels, in fp32 as the op-by-op int4 path, so a
+step's logits match it to float noise (tests/engine/test_fused_decode.py).
+
+It serves only what it covers: one sequence and one new token on the CPU, every linear a
+`QuantLinear` on the compiled kernels without an AWQ input scale, SiLU, no post-norms, fp32.
+Anything else (prefill, speculative drafts, several candidates, float weights, the reference or
+Triton kernels) runs `Transformer.forward`. `CODEGEEX_LSP_FUSED_DECODE=0` turns it off, which the
+decode benchmark uses to measure what it buys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+
+import torch
+
+from codegeex_lsp.engine.kv_cache import KVCache
+from codegeex_lsp.engine.model import Transformer
+from codegeex_lsp.quant import ops
+from codegeex_lsp.quant.linear import QuantLinear
+
+log = logging.getLogger(__name__)
+
+FUSED_ENV = "CODEGEEX_LSP_FUSED_DECODE"
+
+_plans: weakref.WeakKeyDictionary[Transformer, object | None] = weakref.WeakKeyDictionary()
+
+
+def enabled() -> bool:
+    """Whether the fused step may run (on unless CODEGEEX_LSP_FUSED_DECODE=0)."""
+    return os.environ.get(FUSED_ENV, "1") != "0"
+
+
+def unsupported_reason(model: Transformer) -> str | None:
+    """Why `model` cannot run the fused step, or None when it can."""
+    args = model.args
+    if not isinstance(model.output, QuantLinear):
+        return "the weights are not int4"
+    if args.post_norms:
+        return "post-norms are not covered"
+    if args.hidden_act not in ("silu", "swish"):
+        return f"activation {args.hidden_act!r} is not covered"
+    if model.dtype != torch.float32:
+        return f"dtype {model.dtype} is not covered (int4 models run in float32)"
+    linears = [model.output]
+    for layer in model.layers:
+        linears += [layer.attention.wqkv, layer.attention.wo, layer.feed_forward.w_gate_up, layer.feed_forward.w_down]
+    for linear in linears:
+        if not isinstance(linear, QuantLinear):
+            return "not every linear is int4"
+        if linear.act_scale is not None:
+            return "AWQ input scales are not covered"
+        if linear.kernel not in (None, "cpp") or linear.packed.device.type != "cpu":
+            return "a linear runs another kernel or device"
+    if ops.resolve_kernel() != "cpp":
+        return "the int4 kernel in use is not the compiled C++ one"
+    if not hasattr(torch.classes.codegeex_lsp, "Int4DecodePlan"):
+        return "the compiled kernels predate the fused decode step (reinstall)"
+    return None
+
+
+def _linear_parts(linear: QuantLinear) -> tuple[list[torch.Tensor], list[int]]:
+    empty = torch.empty(0)
+    parts = [linear.packed, linear.residual if linear.residual is not None else empty]
+    parts.append(linear.bias.float().contiguous() if linear.bias is not None else empty)
+    return parts, [linear.in_features, linear.group_size]
+
+
+def build_plan(model: Transformer) -> object:
+    """The C++ plan holding references to `model`'s int4 weights (no copy of the packed codes)."""
+    args = model.args
+    tensors: list[torch.Tensor] = []
+    ints = [
+        args.n_layers,
+        args.dim,
+        args.n_heads,
+        args.n_kv_heads,
+        args.head_dim,
+        args.rotary_dim,
+        int(args.rope_interleaved),
+        args.intermediate_size,
+    ]
+    linear_ints: list[int] = []
+    for layer in model.layers:
+        tensors += [layer.attention_norm.weight.detach(), layer.ffn_norm.weight.detach()]
+        for linear in (
+            layer.attention.wqkv,
+            layer.attention.wo,
+            layer.feed_forward.w_gate_up,
+            layer.feed_forward.w_down,
+        ):
+            parts, meta = _linear_parts(linear)
+            tensors += parts
+            linear_ints += meta
+    parts, meta = _linear_parts(model.output)
+    tensors += [model.norm.weight.detach(), *parts]
+    linear_ints += meta
+    cos, sin = model._rope_slice(0, model.max_seq_len)  # the tables forward() uses
+    tensors += [cos, sin]
+    return torch.classes.codegeex_lsp.Int4DecodePlan(tensors, ints + linear_ints, float(args.norm_eps))
+
+
+def plan_for(model: Transformer) -> object | None:
+    """The model's plan, built on first use; None when the fused step does not cover the model."""
+    if not enabled():
+        return None
+    if model not in _plans:
+        reason = unsupported_reason(model)
+        _plans[model] = None if reason else build_plan(model)
+        if reason and isinstance(model.output, QuantLinear):
+            log.info("fused int4 decode off for this model: %s", reason)
+    return _plans[model]
+
+
+def decode_step(model: Transformer, cache: KVCache, tokens: torch.Tensor, pos: int) -> torch.Tensor | None:
+    """logits [1, V] for one token at `pos` through the fused step, or None where it does not apply."""
+    if tokens.shape != (1, 1) or cache.batch_size != 1 or pos + 1 > cache.max_len:
+        return None
+    plan = plan_for(model)
+    if plan is None:
+        return None
+    x = model.tok_embeddings(tokens)
+    logits = plan.step(x, pos, cache.k, cache.v)
+    cache.length = pos + 1
+    return logits

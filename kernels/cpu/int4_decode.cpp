@@ -1,0 +1,376 @@
+// One decode step of an int4 model in one call: torch.classes.codegeex_lsp.Int4DecodePlan.
+//
+// Why: a decode step of the 0.5B model streams ~360 MB of int4 weights in ~11 ms on 2 cores, but
+// the step run op by op from Python took ~23 ms: ~1,000 small ATen ops per token (norms, rotary,
+// cache writes, attention, residual adds, dtype casts) cost as much as the weights. Here the whole
+// step is one C++ loop over the layers; the GEMVs are the same kernels as torch.ops.codegeex_lsp
+// (the active CPU path), the rest is plain loops over a few thousand floats.
+//
+// Numerics follow codegeex_lsp/engine/model.py, where int4 models run in fp32 (activations, norms,
+// KV cache): the same operations in the same order per value; only the order of float sums inside a
+// norm or an attention row differs, so a step's logits agree to float noise with the op-by-op path,
+// unless a value sits on a rounding boundary of the int8 activations (tests/engine/test_fused_decode.py).
+//
+// The plan covers the models engine/fused_decode.py accepts: pre-norm blocks (no post-norms), SiLU
+// gated FFN, rotary (halves or interleaved pairs, full or partial), fused q|k|v with optional bias,
+// optional residual int4 planes; one sequence, one token per step.
+#include <ATen/Parallel.h>
+#include <torch/custom_class.h>
+#include <torch/extension.h>
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/int4_dispatch.h"
+
+namespace {
+
+constexpr int64_t kChunksPerThread = 8;  // output-row chunks per thread and product (dynamic schedule)
+constexpr int64_t kMinChunkRows = 32;
+constexpr int64_t kMaxRotary = 512;
+constexpr int64_t kMaxHeadDim = 512;
+constexpr int64_t kMaxGroup = 64;  // query heads per kv head
+
+// exp(x) for x <= 0 (softmax after subtracting the max): 2^(x log2 e) split into an integer power,
+// built in the exponent bits, and 2^f on [0, 1) by a degree-6 polynomial (relative error < 1e-5 on
+// [-80, 0], where the softmax weights that matter live).
+// Plain arithmetic, so the loops that call it vectorize (std::exp does not without -ffast-math).
+inline float exp_nonpositive(float x) {
+    const float t = std::max(x, -87.0f) * 1.44269504088896341f;  // 2^-125.5: the exponent stays normal
+    const float fi = float(int32_t(t) - (t < float(int32_t(t))));  // floor for t <= 0
+    const float f = t - fi;
+    float p = 1.5353362e-4f;
+    p = p * f + 1.3398874e-3f;
+    p = p * f + 9.6181291e-3f;
+    p = p * f + 5.5503340e-2f;
+    p = p * f + 2.4022652e-1f;
+    p = p * f + 6.9314712e-1f;
+    p = p * f + 1.0f;
+    const int32_t bits = (int32_t(fi) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+// Query heads q [nh, Dh] of one kv head against its positions 0..pos: keys/values [L, Dh] rows of the
+// cache, except position pos, this step's own k/v (k_new, v_new), which the cache receives meanwhile.
+// s [nh, pos + 1] is scratch; out [nh, Dh]. Each key and value row is read once for all nh heads.
+// Compiled for AVX2 and for any x86-64, picked when the library loads (GCC function multiversioning).
+__attribute__((target_clones("avx2", "default"))) void attend_group(const float* q, int64_t nh, const float* keys,
+                                                                    const float* values, const float* k_new,
+                                                                    const float* v_new, int64_t pos, int64_t Dh,
+                                                                    float* s, float* out) {
+    const int64_t n = pos + 1;
+    const float scale = float(1.0 / std::sqrt(double(Dh)));
+    for (int64_t j = 0; j < n; ++j) {
+        const float* kj = j == pos ? k_new : keys + j * Dh;
+        for (int64_t h = 0; h < nh; ++h) {
+            const float* qh = q + h * Dh;
+            float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            int64_t d = 0;
+            for (; d + 8 <= Dh; d += 8) {
+                for (int u = 0; u < 8; ++u) acc[u] += qh[d + u] * kj[d + u];
+            }
+            float dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+            for (; d < Dh; ++d) dot += qh[d] * kj[d];
+            s[h * n + j] = dot * scale;
+        }
+    }
+    float inv_sum[kMaxGroup];
+    for (int64_t h = 0; h < nh; ++h) {
+        float* sh = s + h * n;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < n; ++j) m = std::max(m, sh[j]);
+        float sum = 0.0f;
+        for (int64_t j = 0; j < n; ++j) {
+            sh[j] = exp_nonpositive(sh[j] - m);
+            sum += sh[j];
+        }
+        inv_sum[h] = 1.0f / sum;
+        std::fill(out + h * Dh, out + (h + 1) * Dh, 0.0f);
+    }
+    for (int64_t j = 0; j < n; ++j) {
+        const float* vj = j == pos ? v_new : values + j * Dh;
+        for (int64_t h = 0; h < nh; ++h) {
+            const float p = s[h * n + j];
+            float* oh = out + h * Dh;
+            for (int64_t d = 0; d < Dh; ++d) oh[d] += p * vj[d];
+        }
+    }
+    for (int64_t h = 0; h < nh; ++h) {
+        for (int64_t d = 0; d < Dh; ++d) out[h * Dh + d] *= inv_sum[h];
+    }
+}
+
+// One QuantLinear: packed codes, an optional residual plane, an optional fp32 bias.
+struct QLinear {
+    at::Tensor packed, residual, bias;
+    int64_t K = 0, N = 0, G = 0;
+};
+
+struct Layer {
+    at::Tensor attn_norm, ffn_norm;  // fp32 copies of the RMSNorm weights (exact for bf16 ones)
+    QLinear qkv, o, gate_up, down;
+};
+
+class Int4DecodePlan : public torch::CustomClassHolder {
+   public:
+    // tensors: per layer [attn_norm, ffn_norm, (packed, residual, bias) x {qkv, o, gate_up, down}],
+    //          then [norm, (packed, residual, bias) of the output, cos, sin]; absent parts are empty.
+    // ints: [n_layers, dim, n_heads, n_kv_heads, head_dim, rotary_dim, interleaved, hidden,
+    //        then (K, G) for each linear in the order above].
+    Int4DecodePlan(std::vector<at::Tensor> tensors, std::vector<int64_t> ints, double eps) : eps_(float(eps)) {
+        TORCH_CHECK(ints.size() >= 8, "Int4DecodePlan: ints too short");
+        n_layers_ = ints[0];
+        dim_ = ints[1];
+        n_heads_ = ints[2];
+        n_kv_ = ints[3];
+        head_dim_ = ints[4];
+        rotary_dim_ = ints[5];
+        interleaved_ = ints[6] != 0;
+        hidden_ = ints[7];
+        TORCH_CHECK(n_layers_ > 0 && dim_ > 0 && n_heads_ > 0 && n_kv_ > 0 && n_heads_ % n_kv_ == 0,
+                    "Int4DecodePlan: bad model shape");
+        TORCH_CHECK(n_heads_ / n_kv_ <= kMaxGroup, "Int4DecodePlan: more than ", kMaxGroup, " query heads per kv head");
+        TORCH_CHECK(rotary_dim_ > 0 && rotary_dim_ <= head_dim_ && rotary_dim_ % 2 == 0 && rotary_dim_ <= kMaxRotary &&
+                        head_dim_ <= kMaxHeadDim,
+                    "Int4DecodePlan: bad rotary_dim or head_dim (at most ", kMaxHeadDim, ")");
+        const int64_t n_linears = 4 * n_layers_ + 1;
+        TORCH_CHECK(int64_t(ints.size()) == 8 + 2 * n_linears, "Int4DecodePlan: expected ", 8 + 2 * n_linears, " ints");
+        TORCH_CHECK(int64_t(tensors.size()) == 14 * n_layers_ + 6, "Int4DecodePlan: expected ", 14 * n_layers_ + 6,
+                    " tensors");
+        size_t t = 0, i = 8;
+        auto linear = [&](int64_t n_expected, int64_t k_expected) {
+            QLinear q;
+            q.packed = tensors[t++];
+            q.residual = tensors[t++];
+            q.bias = tensors[t++];
+            q.K = ints[i++];
+            q.G = ints[i++];
+            q.N = q.packed.size(0);
+            check_linear(q, n_expected, k_expected);
+            return q;
+        };
+        const int64_t qkv_n = (n_heads_ + 2 * n_kv_) * head_dim_;
+        for (int64_t l = 0; l < n_layers_; ++l) {
+            Layer layer;
+            layer.attn_norm = norm_weight(tensors[t++]);
+            layer.ffn_norm = norm_weight(tensors[t++]);
+            layer.qkv = linear(qkv_n, dim_);
+            layer.o = linear(dim_, n_heads_ * head_dim_);
+            layer.gate_up = linear(2 * hidden_, dim_);
+            layer.down = linear(dim_, hidden_);
+            layers_.push_back(std::move(layer));
+        }
+        norm_ = norm_weight(tensors[t++]);
+        output_ = linear(-1, dim_);
+        cos_ = tensors[t++].to(at::kFloat).contiguous();
+        sin_ = tensors[t++].to(at::kFloat).contiguous();
+        TORCH_CHECK(cos_.dim() == 2 && cos_.size(1) == rotary_dim_ && sin_.sizes() == cos_.sizes(),
+                    "Int4DecodePlan: rotary tables must be [max_len, rotary_dim]");
+        max_k_ = std::max({dim_, n_heads_ * head_dim_, hidden_});
+    }
+
+    int64_t vocab_size() const { return output_.N; }
+
+    // x: the token's embedding [..., dim] (any float dtype); k/v: the cache, one fp32 [1, Hkv, L, Dh]
+    // tensor per layer. Writes position `pos` of the cache; returns logits [1, V] fp32.
+    at::Tensor step(const at::Tensor& x, int64_t pos, const std::vector<at::Tensor>& k_cache,
+                    const std::vector<at::Tensor>& v_cache) {
+        TORCH_CHECK(x.numel() == dim_, "Int4DecodePlan.step: x must hold one embedding of ", dim_, " values");
+        TORCH_CHECK(int64_t(k_cache.size()) == n_layers_ && int64_t(v_cache.size()) == n_layers_,
+                    "Int4DecodePlan.step: one k and one v cache tensor per layer");
+        TORCH_CHECK(pos >= 0 && pos < cos_.size(0), "Int4DecodePlan.step: position ", pos, " beyond the rotary table");
+        for (int64_t l = 0; l < n_layers_; ++l) {
+            for (const at::Tensor* c : {&k_cache[l], &v_cache[l]}) {
+                TORCH_CHECK(c->scalar_type() == at::kFloat && c->is_contiguous() && c->dim() == 4 && c->size(0) == 1 &&
+                                c->size(1) == n_kv_ && c->size(3) == head_dim_ && pos < c->size(2) &&
+                                c->size(2) == k_cache[0].size(2),
+                            "Int4DecodePlan.step: cache tensors must be contiguous [1, ", n_kv_, ", L > pos, ",
+                            head_dim_, "] float32");
+            }
+        }
+        const cg_q4::Impl impl = cg_q4::active_impl();
+        at::Tensor xin = x.reshape({dim_}).to(at::kFloat).contiguous();
+        at::Tensor logits = at::empty({1, output_.N}, at::kFloat);
+        Shared sh(*this);
+        std::vector<float*> kc(n_layers_), vc(n_layers_);
+        for (int64_t l = 0; l < n_layers_; ++l) {
+            kc[l] = k_cache[l].data_ptr<float>();
+            vc[l] = v_cache[l].data_ptr<float>();
+        }
+        const int64_t L = k_cache[0].size(2);
+        const float* x0 = xin.data_ptr<float>();
+        float* out = logits.data_ptr<float>();
+        const int nth = std::max(1, at::get_num_threads());
+        // One parallel region for the whole step: each thread owns a slice of every GEMV's output rows
+        // and of the attention heads, and repeats the small per-vector work (norms, activation
+        // quantization, rotary) on its own copy, so the threads meet only at a barrier after each
+        // product instead of forking ~110 times per token.
+#pragma omp parallel num_threads(nth)
+        {
+            const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+            Private me(*this, x0);
+            for (int64_t l = 0; l < n_layers_; ++l) {
+                const Layer& Ly = layers_[l];
+                rmsnorm(me.X.data(), Ly.attn_norm.data_ptr<float>(), me.h.data());
+                linear(impl, Ly.qkv, me.h.data(), me.act, me.res, sh.qkv.data(), nt);
+                std::copy(sh.qkv.begin(), sh.qkv.end(), me.qkv.begin());
+                float* q = me.qkv.data();
+                float* k = q + n_heads_ * head_dim_;
+                float* v = k + n_kv_ * head_dim_;
+                for (int64_t hh = 0; hh < n_heads_; ++hh) rope(q + hh * head_dim_, pos);
+                for (int64_t hh = 0; hh < n_kv_; ++hh) rope(k + hh * head_dim_, pos);
+                if (tid == 0) write_cache(k, v, kc[l], vc[l], L, pos);  // read back by later steps only
+                // this thread's query heads, a kv head's group at a time (its keys and values read once)
+                const int64_t group = n_heads_ / n_kv_, h_end = n_heads_ * (tid + 1) / nt;
+                for (int64_t h0 = n_heads_ * tid / nt; h0 < h_end;) {
+                    const int64_t g = h0 / group, h1 = std::min(h_end, (g + 1) * group);
+                    me.scores.resize((h1 - h0) * (pos + 1));
+                    attend_group(q + h0 * head_dim_, h1 - h0, kc[l] + g * L * head_dim_, vc[l] + g * L * head_dim_,
+                                 k + g * head_dim_, v + g * head_dim_, pos, head_dim_, me.scores.data(),
+                                 sh.attn.data() + h0 * head_dim_);
+                    h0 = h1;
+                }
+#pragma omp barrier
+                linear(impl, Ly.o, sh.attn.data(), me.act, me.res, sh.out.data(), nt);
+                for (int64_t d = 0; d < dim_; ++d) me.X[d] += sh.out[d];
+                rmsnorm(me.X.data(), Ly.ffn_norm.data_ptr<float>(), me.h.data());
+                linear(impl, Ly.gate_up, me.h.data(), me.act, me.res, sh.gu.data(), nt);
+                for (int64_t j = hidden_ * tid / nt; j < hidden_ * (tid + 1) / nt; ++j) {
+                    const float g = sh.gu[j];
+                    sh.a[j] = sh.gu[hidden_ + j] * (g / (1.0f + std::exp(-g)));  // up * silu(gate)
+                }
+#pragma omp barrier
+                linear(impl, Ly.down, sh.a.data(), me.act, me.res, sh.out.data(), nt);
+                for (int64_t d = 0; d < dim_; ++d) me.X[d] += sh.out[d];
+            }
+            rmsnorm(me.X.data(), norm_.data_ptr<float>(), me.h.data());
+            linear(impl, output_, me.h.data(), me.act, me.res, out, nt);
+        }
+        return logits;
+    }
+
+   private:
+    // Quantized activations of one input vector, shared by a linear and its residual plane.
+    struct Act {
+        std::vector<int8_t> qa;
+        std::vector<float> da, asum;
+        explicit Act(int64_t k) : qa(k), da(k / CG_Q4_ACT_BLOCK), asum(k / CG_Q4_ACT_BLOCK) {}
+    };
+
+    // What every thread reads after a barrier: products, attention output, FFN activations.
+    struct Shared {
+        std::vector<float> qkv, attn, out, gu, a;
+        explicit Shared(const Int4DecodePlan& p)
+            : qkv((p.n_heads_ + 2 * p.n_kv_) * p.head_dim_), attn(p.n_heads_ * p.head_dim_), out(p.dim_),
+              gu(2 * p.hidden_), a(p.hidden_) {}
+    };
+
+    // Each thread's own copy of the residual stream and of the small per-vector work.
+    struct Private {
+        std::vector<float> X, h, qkv, scores, res;
+        Act act;
+        Private(const Int4DecodePlan& p, const float* x0)
+            : X(x0, x0 + p.dim_), h(p.dim_), qkv((p.n_heads_ + 2 * p.n_kv_) * p.head_dim_), act(p.max_k_) {}
+    };
+
+    at::Tensor norm_weight(const at::Tensor& w) const {
+        TORCH_CHECK(w.numel() == dim_, "Int4DecodePlan: a norm weight has ", w.numel(), " values, expected ", dim_);
+        return w.to(at::kFloat).contiguous();
+    }
+
+    void check_linear(const QLinear& q, int64_t n_expected, int64_t k_expected) const {
+        TORCH_CHECK(q.K == k_expected, "Int4DecodePlan: a linear has K=", q.K, ", expected ", k_expected);
+        TORCH_CHECK(q.G == 32 || q.G == 64 || q.G == 128, "Int4DecodePlan: group size must be 32, 64 or 128");
+        TORCH_CHECK(q.K % q.G == 0 && q.K % CG_Q4_ACT_BLOCK == 0, "Int4DecodePlan: K not a multiple of the group");
+        for (const at::Tensor* p : {&q.packed, &q.residual}) {
+            if (p == &q.residual && p->numel() == 0) continue;
+            TORCH_CHECK(p->scalar_type() == at::kByte && p->dim() == 2 && p->is_contiguous() && p->device().is_cpu() &&
+                            p->size(0) == q.N && p->size(1) == cg_q4_row_bytes(q.K, q.G),
+                        "Int4DecodePlan: packed weight [", q.N, ", ", cg_q4_row_bytes(q.K, q.G), "] uint8 expected");
+        }
+        TORCH_CHECK(n_expected < 0 || q.N == n_expected, "Int4DecodePlan: a linear has N=", q.N, ", expected ",
+                    n_expected);
+        TORCH_CHECK(q.bias.numel() == 0 || (q.bias.scalar_type() == at::kFloat && q.bias.numel() == q.N &&
+                                             q.bias.is_contiguous()),
+                    "Int4DecodePlan: bias must be fp32 [N]");
+    }
+
+    // RMSNorm as engine/model.py: x * rsqrt(mean(x^2) + eps), then times the weight.
+    void rmsnorm(const float* x, const float* w, float* out) const {
+        float ss = 0.0f;
+        for (int64_t d = 0; d < dim_; ++d) ss += x[d] * x[d];
+        const float inv = 1.0f / std::sqrt(ss / float(dim_) + eps_);
+        for (int64_t d = 0; d < dim_; ++d) out[d] = w[d] * (x[d] * inv);
+    }
+
+    // y = x @ W.T + bias (+ the residual plane: a second GEMV on the same int8 activations), called by
+    // every thread of the region: each quantizes x itself (a few thousand values, cheaper than a
+    // barrier), then the threads take chunks of output rows as they finish the previous ones (rows
+    // stream from memory at rates that differ between threads), and meet at the loop's barrier.
+    void linear(cg_q4::Impl impl, const QLinear& q, const float* x, Act& act, std::vector<float>& res, float* y,
+                int nt) const {
+        cg_q4::quantize_rows(impl, x, 1, q.K, act.qa.data(), act.da.data(), act.asum.data());
+        const cg_q8_act view{act.qa.data(), act.da.data(), act.asum.data()};
+        const float* bias = q.bias.numel() ? q.bias.data_ptr<float>() : nullptr;
+        const uint8_t* w = q.packed.data_ptr<uint8_t>();
+        const uint8_t* r = q.residual.numel() ? q.residual.data_ptr<uint8_t>() : nullptr;
+        if (r) res.resize(q.N);  // indexed by output row, like y
+        const int64_t chunk = std::max<int64_t>(kMinChunkRows, q.N / (int64_t(nt) * kChunksPerThread));
+        const int64_t n_chunks = (q.N + chunk - 1) / chunk;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < n_chunks; ++c) {
+            const int64_t n0 = c * chunk, n1 = std::min(q.N, n0 + chunk);
+            cg_q4::gemm_rows(impl, &view, 1, w, q.K, q.G, n0, n1, bias, y, q.N);
+            if (r) {
+                cg_q4::gemm_rows(impl, &view, 1, r, q.K, q.G, n0, n1, nullptr, res.data(), q.N);
+                for (int64_t n = n0; n < n1; ++n) y[n] += res[n];
+            }
+        }
+    }
+
+    // Rotary embedding of one head in place: x * cos + rotate(x) * sin over the first rotary_dim values.
+    void rope(float* x, int64_t pos) const {
+        const float* cos = cos_.data_ptr<float>() + pos * rotary_dim_;
+        const float* sin = sin_.data_ptr<float>() + pos * rotary_dim_;
+        float rot[kMaxRotary];
+        const int64_t rd = rotary_dim_, half = rd / 2;
+        for (int64_t j = 0; j < rd; ++j) {
+            if (interleaved_) {
+                rot[j] = (j % 2 == 0) ? -x[j + 1] : x[j - 1];
+            } else {
+                rot[j] = j < half ? -x[j + half] : x[j - half];
+            }
+        }
+        for (int64_t j = 0; j < rd; ++j) x[j] = x[j] * cos[j] + rot[j] * sin[j];
+    }
+
+    void write_cache(const float* k, const float* v, float* kc, float* vc, int64_t L, int64_t pos) const {
+        const int64_t Dh = head_dim_;
+        for (int64_t hh = 0; hh < n_kv_; ++hh) {
+            std::copy(k + hh * Dh, k + (hh + 1) * Dh, kc + (hh * L + pos) * Dh);
+            std::copy(v + hh * Dh, v + (hh + 1) * Dh, vc + (hh * L + pos) * Dh);
+        }
+    }
+
+    float eps_;
+    int64_t n_layers_ = 0, dim_ = 0, n_heads_ = 0, n_kv_ = 0, head_dim_ = 0, rotary_dim_ = 0, hidden_ = 0, max_k_ = 0;
+    bool interleaved_ = false;
+    std::vector<Layer> layers_;
+    at::Tensor norm_, cos_, sin_;
+    QLinear output_;
+};
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(codegeex_lsp, m) {
+    m.class_<Int4DecodePlan>("Int4DecodePlan")
+        .def(torch::init<std::vector<at::Tensor>, std::vector<int64_t>, double>())
+        .def("step", &Int4DecodePlan::step)
+        .def("vocab_size", &Int4DecodePlan::vocab_size);
+}

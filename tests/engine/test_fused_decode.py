@@ -1,0 +1,131 @@
+"""The fused int4 decode step (one C++ call per token) against the op-by-op `Transformer.forward`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from codegeex_lsp.config import CompletionOptions, EngineOptions
+from codegeex_lsp.engine import fused_decode
+from codegeex_lsp.engine.decode import generate
+from codegeex_lsp.engine.load import load_model
+from codegeex_lsp.prompt.types import Prompt
+
+STEPS = 24
+
+
+def _load(tiny_model_factory, tmp_path_factory, arch: str, dtype: str = "auto", quant: str = "int4"):
+    cache = tmp_path_factory.mktemp(f"fused-{arch}")
+    opts = EngineOptions(model=str(tiny_model_factory(arch)), quant=quant, dtype=dtype, cache_dir=str(cache))
+    return load_model(opts)
+
+
+def _teacher_forced(loaded, steps: int = STEPS):
+    """(op-by-op logits, fused logits, caches) per step, both paths starting each step from the same
+    cache (the op-by-op one), so a step's difference is that step's alone."""
+    model, tok = loaded.model, loaded.tokenizer
+    plan = fused_decode.plan_for(model)
+    assert plan is not None, fused_decode.unsupported_reason(model)
+    ids = torch.tensor([tok.encode("def fibonacci(n):\n    if n < 2:")])
+    ref_cache, fused_cache = model.new_cache(1, 128), model.new_cache(1, 128)
+    with torch.inference_mode():
+        logits = model(ids, 0, ref_cache)
+        pos = ids.shape[1]
+        ref, fused = [], []
+        for _ in range(steps):
+            for mine, theirs in ((fused_cache.k, ref_cache.k), (fused_cache.v, ref_cache.v)):
+                for a, b in zip(mine, theirs, strict=True):
+                    a.copy_(b)
+            token = logits.argmax(-1, keepdim=True)
+            logits = model(token, pos, ref_cache)
+            out = fused_decode.decode_step(model, fused_cache, token, pos)
+            assert out is not None
+            ref.append(logits)
+            fused.append(out)
+            pos += 1
+    return torch.cat(ref), torch.cat(fused), ref_cache, fused_cache, pos
+
+
+def _assert_same_steps(ref: torch.Tensor, fused: torch.Tensor, typical: float, worst: float) -> None:
+    """Most steps agree to float noise; a rare step may differ by one int8 activation step (a value
+    on a rounding boundary of the kernels' activation quantization lands on the other side), which
+    moves some logits by ~1 %. A wrong rotary, cache write or norm would move every step."""
+    scale = ref.abs().max()
+    per_step = (fused - ref).abs().amax(-1)
+    assert per_step.median() <= typical * scale, per_step
+    assert per_step.max() <= worst * scale, per_step
+    top2 = ref.topk(2, dim=-1).values
+    decisive = (top2[:, 0] - top2[:, 1]) > 0.1 * scale
+    assert torch.equal(fused.argmax(-1)[decisive], ref.argmax(-1)[decisive])
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama", "glm"])
+def test_fused_step_matches_the_op_by_op_forward(tiny_model_factory, tmp_path_factory, arch):
+    loaded = _load(tiny_model_factory, tmp_path_factory, arch)
+    assert loaded.model.dtype == torch.float32  # what int4 runs in (auto)
+    ref, fused, ref_cache, fused_cache, pos = _teacher_forced(loaded)
+    assert fused.shape == ref.shape and fused.dtype == torch.float32
+    # fp32 all along: only the order of float sums differs (and int8 activation rounding that follows it)
+    _assert_same_steps(ref, fused, typical=1e-4, worst=5e-2)
+    assert fused_cache.length == ref_cache.length == pos
+    for layer in range(len(ref_cache.k)):  # the last step's k/v, in every layer, where forward wrote them
+        for mine, theirs in ((fused_cache.k, ref_cache.k), (fused_cache.v, ref_cache.v)):
+            torch.testing.assert_close(mine[layer][:, :, pos - 1], theirs[layer][:, :, pos - 1], atol=5e-2, rtol=5e-2)
+            assert mine[layer][:, :, pos:].abs().sum() == 0  # nothing beyond it
+
+
+def test_generate_decodes_through_the_fused_step(tiny_model_factory, tmp_path_factory, monkeypatch):
+    loaded = _load(tiny_model_factory, tmp_path_factory, "qwen2")
+    plan = fused_decode.plan_for(loaded.model)
+    calls = []
+    real = fused_decode.decode_step
+
+    def counting(model, cache, tokens, pos):
+        out = real(model, cache, tokens, pos)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(fused_decode, "decode_step", counting)
+    prompt = Prompt("raw", "", tuple(loaded.tokenizer.encode("def add(a, b):\n")), ())
+    fused = generate(loaded.model, loaded.tokenizer, prompt, CompletionOptions(max_tokens=16))
+    assert plan is not None and calls and all(calls)  # every plain step was one fused call
+    monkeypatch.setenv(fused_decode.FUSED_ENV, "0")
+    calls.clear()
+    plain = generate(loaded.model, loaded.tokenizer, prompt, CompletionOptions(max_tokens=16))
+    assert calls and not any(calls)
+    assert fused.token_ids == plain.token_ids
+
+
+def test_models_it_does_not_cover_run_the_op_by_op_forward(tiny_model_factory, tmp_path_factory, monkeypatch):
+    float_model = _load(tiny_model_factory, tmp_path_factory, "qwen2", quant="none").model
+    assert fused_decode.plan_for(float_model) is None
+    assert "int4" in fused_decode.unsupported_reason(float_model)
+    bf16 = _load(tiny_model_factory, tmp_path_factory, "qwen2", quant="none", dtype="bfloat16").model
+    assert fused_decode.plan_for(bf16) is None
+    glm4 = _load(tiny_model_factory, tmp_path_factory, "glm4").model
+    assert fused_decode.plan_for(glm4) is None
+    assert "post-norms" in fused_decode.unsupported_reason(glm4)
+    int4 = _load(tiny_model_factory, tmp_path_factory, "llama").model
+    monkeypatch.setenv("CODEGEEX_LSP_KERNEL", "ref")
+    assert "not the compiled C++" in fused_decode.unsupported_reason(int4)
+    # several candidates or several tokens at once: not the fused step's shape
+    cache = int4.new_cache(2, 32)
+    assert fused_decode.decode_step(int4, cache, torch.tensor([[1], [2]]), 0) is None
+
+
+def test_bad_cache_is_a_clear_error_and_the_plan_keeps_serving(tiny_model_factory, tmp_path_factory):
+    loaded = _load(tiny_model_factory, tmp_path_factory, "qwen2")
+    model = loaded.model
+    plan = fused_decode.plan_for(model)
+    x = model.tok_embeddings(torch.tensor([[3]]))
+    cache = model.new_cache(1, 16)
+    with pytest.raises(RuntimeError, match="cache tensors must be contiguous"):
+        plan.step(x, 0, [k.bfloat16() for k in cache.k], cache.v)
+    with pytest.raises(RuntimeError, match="one k and one v cache tensor per layer"):
+        plan.step(x, 0, cache.k[:1], cache.v)
+    with pytest.raises(RuntimeError, match="cache tensors must be contiguous"):
+        plan.step(x, 16, cache.k, cache.v)  # beyond the cache
+    with pytest.raises(RuntimeError, match="one embedding"):
+        plan.step(x[..., :3], 0, cache.k, cache.v)
+    logits = plan.step(x, 0, cache.k, cache.v)
+    assert logits.shape == (1, plan.vocab_size()) and torch.isfinite(logits).all()
