@@ -6,8 +6,11 @@ One process, one host, the same thread count, one after the other:
   (`llama-quantize`, made once into the cache): `-p 512` prefill and `-n 128` decode, the figures
   llama.cpp itself reports.
 Ours is timed the same way: prefill of a 512-token prompt (a fresh cache each run), and the decode
-rate of 128 greedy tokens after a short prompt (first token excluded, like llama-bench's tg). Best of
-`--repeat` after a warm-up for ours; llama-bench averages its own `-r` repetitions.
+rate of 128 greedy tokens after a short prompt (first token excluded, like llama-bench's tg); the
+mean of `--repeat` runs after a warm-up run, as llama-bench averages its own `-r` repetitions (both
+with their standard deviation). Ours int4 is timed twice on one loaded model, run by run in turn:
+the default fused decode step and the op-by-op forward (`ours int4, op by op`), so the JSON's
+`fused_decode_speedup` is a same-run ratio.
 
 GB/s is weight bytes read per decoded token times tok/s (embedding rows excluded; the KV cache is
 small at these lengths and left out, so it slightly understates both). The host's read bandwidth is
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +43,9 @@ SHORT_PROMPT = (
 PREFILL_SOURCES = Path(__file__).parent / "data" / "latency"
 
 
+OP_BY_OP_ROW = "ours int4, op by op"
+
+
 @dataclass
 class EngineRow:
     name: str
@@ -46,6 +53,8 @@ class EngineRow:
     prefill_tok_s: float | None
     weight_bytes_per_token: int | None = None
     note: str = ""
+    decode_sd: float | None = None  # standard deviation over the timed runs
+    prefill_sd: float | None = None
 
     @property
     def decode_gb_s(self) -> float | None:
@@ -83,6 +92,7 @@ class DecodeBench:
         out = {
             "ours_int4_tok_s": get("ours int4", "decode_tok_s"),
             "ours_int4_prefill_tok_s": get("ours int4", "prefill_tok_s"),
+            "ours_int4_op_by_op_tok_s": get(OP_BY_OP_ROW, "decode_tok_s"),
             "ours_bf16_tok_s": get("ours bf16", "decode_tok_s"),
             "ours_bf16_prefill_tok_s": get("ours bf16", "prefill_tok_s"),
             "llama_cpp_tok_s": get("llama.cpp GGUF", "decode_tok_s"),
@@ -91,6 +101,7 @@ class DecodeBench:
             "llama_cpp_q4_0_prefill_tok_s": get("llama.cpp Q4_0", "prefill_tok_s"),
         }
         out["decode_ratio_vs_llama_cpp_q4_0"] = ratio(out["ours_int4_tok_s"], out["llama_cpp_q4_0_tok_s"])
+        out["fused_decode_speedup"] = ratio(out["ours_int4_tok_s"], out["ours_int4_op_by_op_tok_s"])
         best_prefill = max(
             (v for v in (out["llama_cpp_prefill_tok_s"], out["llama_cpp_q4_0_prefill_tok_s"]) if v),
             default=None,
@@ -157,9 +168,14 @@ def _weight_bytes_per_token(model) -> int:
 
 def measure_ours(
     model: str, quant: str, threads: int, n_prefill: int, n_decode: int, repeat: int, cache, log
-):
-    """(row, loaded model's quant label) for one of our configurations."""
+) -> tuple[list[EngineRow], str]:
+    """(rows, loaded model's quant label) for one of our configurations. int4 gets two rows: the
+    default (one fused C++ call per decoded token) and the op-by-op forward it replaced
+    (CODEGEEX_LSP_FUSED_DECODE=0), timed on the same loaded model, round by round in turn."""
+    import os
+
     from codegeex_lsp.config import CompletionOptions, EngineOptions
+    from codegeex_lsp.engine import fused_decode
     from codegeex_lsp.engine.decode import generate
     from codegeex_lsp.engine.load import load_model
     from codegeex_lsp.prompt.types import Prompt
@@ -178,23 +194,47 @@ def measure_ours(
     long_prompt = Prompt("raw", "", tuple(prefill_prompt_ids(loaded.tokenizer, n_prefill)), ())
     short_ids = loaded.tokenizer.encode(SHORT_PROMPT, add_special_tokens=False)
     short_prompt = Prompt("raw", SHORT_PROMPT, tuple(short_ids), ())
-    prefill_s, decode_tok_s, steps = float("inf"), 0.0, 0
-    for _ in range(repeat + 1):  # the first round warms up and counts like the others: best is kept
-        p = generate(loaded.model, loaded.tokenizer, long_prompt, CompletionOptions(max_tokens=1))
-        d = generate(loaded.model, loaded.tokenizer, short_prompt, CompletionOptions(max_tokens=n_decode))
-        prefill_s, decode_tok_s, steps = (
-            min(prefill_s, p.timings["prefill_s"]),
-            max(decode_tok_s, d.timings["decode_tok_s"]),
-            d.generated_tokens,
-        )
     name = "ours int4" if quant == "int4" else "ours bf16"
-    note = "" if steps == n_decode else f"decode stopped after {steps} tokens"
-    row = EngineRow(name, decode_tok_s, n_prefill / prefill_s, _weight_bytes_per_token(loaded.model), note)
+    variants = {name: "1"}
+    if quant == "int4":
+        variants[OP_BY_OP_ROW] = "0"
+    prefill: dict[str, list[float]] = {v: [] for v in variants}
+    decode: dict[str, list[float]] = {v: [] for v in variants}
+    steps: dict[str, int] = {}
+    saved = os.environ.get(fused_decode.FUSED_ENV)
+    try:
+        for round_ in range(repeat + 1):  # round 0 warms up and is not counted
+            for variant, flag in variants.items():
+                os.environ[fused_decode.FUSED_ENV] = flag
+                p = generate(loaded.model, loaded.tokenizer, long_prompt, CompletionOptions(max_tokens=1))
+                d = generate(loaded.model, loaded.tokenizer, short_prompt, CompletionOptions(max_tokens=n_decode))
+                steps[variant] = d.generated_tokens
+                if round_:
+                    prefill[variant].append(n_prefill / p.timings["prefill_s"])
+                    decode[variant].append(d.timings["decode_tok_s"])
+    finally:
+        if saved is None:
+            os.environ.pop(fused_decode.FUSED_ENV, None)
+        else:
+            os.environ[fused_decode.FUSED_ENV] = saved
+    rows = []
+    for variant in variants:
+        note = "" if steps[variant] == n_decode else f"decode stopped after {steps[variant]} tokens"
+        row = EngineRow(
+            variant,
+            statistics.mean(decode[variant]),
+            statistics.mean(prefill[variant]),
+            _weight_bytes_per_token(loaded.model),
+            note,
+            decode_sd=statistics.stdev(decode[variant]) if repeat > 1 else None,
+            prefill_sd=statistics.stdev(prefill[variant]) if repeat > 1 else None,
+        )
+        log(f"{variant}: prefill {row.prefill_tok_s:.1f} tok/s, decode {row.decode_tok_s:.1f} tok/s")
+        rows.append(row)
     label = loaded.quant
-    log(f"{name}: prefill {row.prefill_tok_s:.1f} tok/s, decode {row.decode_tok_s:.1f} tok/s")
     del loaded
     gc.collect()
-    return row, label
+    return rows, label
 
 
 def gguf_weight_bytes(path: Path) -> int:
@@ -238,6 +278,8 @@ def measure_llama_cpp(
     pp = next(e["avg_ts"] for e in entries if e["n_prompt"] == n_prefill and e["n_gen"] == 0)
     tg = next(e["avg_ts"] for e in entries if e["n_gen"] == n_decode and e["n_prompt"] == 0)
     row = EngineRow(name, tg, pp, gguf_weight_bytes(gguf), entries[0].get("cpu_info", ""))
+    row.decode_sd = next(e.get("stddev_ts") for e in entries if e["n_gen"] == n_decode and e["n_prompt"] == 0)
+    row.prefill_sd = next(e.get("stddev_ts") for e in entries if e["n_prompt"] == n_prefill and e["n_gen"] == 0)
     log(f"{name}: prefill {pp:.1f} tok/s, decode {tg:.1f} tok/s")
     return row
 
@@ -262,8 +304,8 @@ def run(args, log) -> DecodeBench:
     )
     same = (args.threads, args.prefill_tokens, args.tokens, args.repeat, args.cache_dir, log)
     for quant in ("int4",) if args.no_bf16 else ("int4", "none"):
-        row, label = measure_ours(args.model, quant, *same)
-        bench.rows.append(row)
+        rows, label = measure_ours(args.model, quant, *same)
+        bench.rows.extend(rows)
         bench.quant = bench.quant or label
     if not args.no_llama_cpp:
         gguf = cache_dir(args.cache_dir) / "models" / f"{args.model}.gguf"
@@ -288,17 +330,20 @@ def format_table(b: DecodeBench) -> str:
         "| engine | prefill tok/s | decode tok/s | decode GB/s | of read bound |",
         "|---|---:|---:|---:|---:|",
     ]
+    def rate(value: float | None, sd: float | None) -> str:
+        if value is None:
+            return ""
+        return f"{value:.1f}" if sd is None else f"{value:.1f} ± {sd:.1f}"
+
     for r in b.rows:
         gb = r.decode_gb_s
+        bound = f"{gb:.1f} | {gb / b.host_read_gb_s:.0%}" if gb else " | "
         lines.append(
-            f"| {r.name} | {r.prefill_tok_s:.1f} | {r.decode_tok_s:.1f} | "
-            f"{gb:.1f} | {gb / b.host_read_gb_s:.0%} |"
-            if gb
-            else f"| {r.name} | {r.prefill_tok_s} | {r.decode_tok_s} | | |"
+            f"| {r.name} | {rate(r.prefill_tok_s, r.prefill_sd)} | {rate(r.decode_tok_s, r.decode_sd)} | {bound} |"
         )
     if b.llama_cpp_missing:
         lines.append(f"llama.cpp missing: {b.llama_cpp_missing}")
-    for key in ("decode_ratio_vs_llama_cpp_q4_0", "prefill_ratio_vs_llama_cpp"):
+    for key in ("decode_ratio_vs_llama_cpp_q4_0", "prefill_ratio_vs_llama_cpp", "fused_decode_speedup"):
         if s[key] is not None:
             lines.append(f"{key}: {s[key]:.2f}x")
     return "\n".join(lines)

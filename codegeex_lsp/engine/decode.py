@@ -74,7 +74,8 @@ OnToken = Callable[[int, int, str], None]  # (candidate index, token id, text so
 
 def prefill(model: Transformer, cache: KVCache, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
     """tokens [1, S] at positions start.. -> logits [1, V] for the last position."""
-    return model(tokens, start, cache)
+    logits = fused_decode.forward_tokens(model, cache, tokens, start)
+    return model(tokens, start, cache) if logits is None else logits
 
 
 def decode_one_token(model: Transformer, cache: KVCache, tokens: torch.Tensor, pos: int) -> torch.Tensor:
@@ -85,7 +86,8 @@ def decode_one_token(model: Transformer, cache: KVCache, tokens: torch.Tensor, p
 
 def verify_draft(model: Transformer, cache: KVCache, tokens: torch.Tensor, pos: int) -> torch.Tensor:
     """tokens [1, 1+K] (the last token and a draft) at positions pos.. -> logits [1+K, V], one per position."""
-    return model(tokens, pos, cache, last_only=False)[0]
+    logits = fused_decode.forward_tokens(model, cache, tokens, pos, last_only=False)
+    return model(tokens, pos, cache, last_only=False)[0] if logits is None else logits
 
 
 class PromptLookup:

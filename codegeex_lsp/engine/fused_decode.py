@@ -6,10 +6,13 @@ it in the GEMVs). `Int4DecodePlan` runs the whole step (norms, projections, rota
 attention, FFN, logits) in one call with the same kernels, in fp32 as the op-by-op int4 path, so a
 step's logits match it to float noise (tests/engine/test_fused_decode.py).
 
-It serves only what it covers: one sequence and one new token on the CPU, every linear a
+`step_many` does the same for several tokens at once: a prompt (in chunks of `CHUNK_TOKENS`) or the
+last token with a speculative draft, streaming the weights once for all of them.
+
+It serves only what it covers: one sequence on the CPU, every linear a
 `QuantLinear` on the compiled kernels without an AWQ input scale, SiLU, no post-norms, fp32.
-Anything else (prefill, speculative drafts, several candidates, float weights, the reference or
-Triton kernels) runs `Transformer.forward`. `CODEGEEX_LSP_FUSED_DECODE=0` turns it off, which the
+Anything else (several candidates, float weights, the reference or Triton kernels) runs
+`Transformer.forward`. `CODEGEEX_LSP_FUSED_DECODE=0` turns it off, which the
 decode benchmark uses to measure what it buys.
 """
 
@@ -119,14 +122,38 @@ def plan_for(model: Transformer) -> object | None:
     return _plans[model]
 
 
-def decode_step(model: Transformer, cache: KVCache, tokens: torch.Tensor, pos: int) -> torch.Tensor | None:
-    """logits [1, V] for one token at `pos` through the fused step, or None where it does not apply."""
-    if tokens.shape != (1, 1) or cache.batch_size != 1 or pos + 1 > cache.max_len:
+# Tokens per call of a long prompt: bounds the per-call buffers (~40 KB of activations per token for
+# the 0.5B model) while each chunk still streams the weights once for hundreds of tokens.
+CHUNK_TOKENS = 512
+
+
+def forward_tokens(
+    model: Transformer, cache: KVCache, tokens: torch.Tensor, start: int, last_only: bool = True
+) -> torch.Tensor | None:
+    """logits [1, V] for the last of tokens [1, S] at positions start.. (or [S, V] for each, the
+    speculative check), through the fused step in chunks; None where it does not apply."""
+    seqlen = tokens.shape[-1]
+    if tokens.dim() != 2 or tokens.shape[0] != 1 or cache.batch_size != 1 or start + seqlen > cache.max_len:
+        return None
+    if not last_only and seqlen > CHUNK_TOKENS:
         return None
     plan = plan_for(model)
     if plan is None:
         return None
-    x = model.tok_embeddings(tokens)
-    logits = plan.step(x, pos, cache.k, cache.v)
-    cache.length = pos + 1
+    if seqlen == 1:
+        logits = plan.step(model.tok_embeddings(tokens), start, cache.k, cache.v)
+    else:
+        for begin in range(0, seqlen, CHUNK_TOKENS):
+            chunk = tokens[:, begin : begin + CHUNK_TOKENS]
+            final = begin + chunk.shape[1] == seqlen
+            x = model.tok_embeddings(chunk)[0]
+            logits = plan.step_many(x, start + begin, cache.k, cache.v, last_only or not final)
+    cache.length = start + seqlen
     return logits
+
+
+def decode_step(model: Transformer, cache: KVCache, tokens: torch.Tensor, pos: int) -> torch.Tensor | None:
+    """logits [1, V] for one token at `pos` through the fused step, or None where it does not apply."""
+    if tokens.shape != (1, 1):
+        return None
+    return forward_tokens(model, cache, tokens, pos)

@@ -182,18 +182,8 @@ class Int4DecodePlan : public torch::CustomClassHolder {
     at::Tensor step(const at::Tensor& x, int64_t pos, const std::vector<at::Tensor>& k_cache,
                     const std::vector<at::Tensor>& v_cache) {
         TORCH_CHECK(x.numel() == dim_, "Int4DecodePlan.step: x must hold one embedding of ", dim_, " values");
-        TORCH_CHECK(int64_t(k_cache.size()) == n_layers_ && int64_t(v_cache.size()) == n_layers_,
-                    "Int4DecodePlan.step: one k and one v cache tensor per layer");
         TORCH_CHECK(pos >= 0 && pos < cos_.size(0), "Int4DecodePlan.step: position ", pos, " beyond the rotary table");
-        for (int64_t l = 0; l < n_layers_; ++l) {
-            for (const at::Tensor* c : {&k_cache[l], &v_cache[l]}) {
-                TORCH_CHECK(c->scalar_type() == at::kFloat && c->is_contiguous() && c->dim() == 4 && c->size(0) == 1 &&
-                                c->size(1) == n_kv_ && c->size(3) == head_dim_ && pos < c->size(2) &&
-                                c->size(2) == k_cache[0].size(2),
-                            "Int4DecodePlan.step: cache tensors must be contiguous [1, ", n_kv_, ", L > pos, ",
-                            head_dim_, "] float32");
-            }
-        }
+        check_cache(k_cache, v_cache, pos);
         const cg_q4::Impl impl = cg_q4::active_impl();
         at::Tensor xin = x.reshape({dim_}).to(at::kFloat).contiguous();
         at::Tensor logits = at::empty({1, output_.N}, at::kFloat);
@@ -251,6 +241,108 @@ class Int4DecodePlan : public torch::CustomClassHolder {
             }
             rmsnorm(me.X.data(), norm_.data_ptr<float>(), me.h.data());
             linear(impl, output_, me.h.data(), me.act, me.res, out, nt);
+        }
+        return logits;
+    }
+
+    // M tokens at positions pos..pos+M-1 (a prefill chunk, or the last token and a speculative draft):
+    // x [M, dim]; writes those cache positions; returns logits [M, V], or [1, V] for the last token
+    // only. Every product streams its weights once for all M rows; the per-row work (norms,
+    // quantization, rotary, attention rows, FFN activations) is split over the threads.
+    at::Tensor step_many(const at::Tensor& x, int64_t pos, const std::vector<at::Tensor>& k_cache,
+                         const std::vector<at::Tensor>& v_cache, bool last_only) {
+        TORCH_CHECK(x.dim() >= 1 && x.size(-1) == dim_ && x.numel() > 0,
+                    "Int4DecodePlan.step_many: x must be [M, ", dim_, "]");
+        const int64_t M = x.numel() / dim_;
+        check_cache(k_cache, v_cache, pos + M - 1);
+        TORCH_CHECK(pos >= 0, "Int4DecodePlan.step_many: negative position");
+        const cg_q4::Impl impl = cg_q4::active_impl();
+        at::Tensor X = x.reshape({M, dim_}).to(at::kFloat).contiguous().clone();
+        const int64_t M_out = last_only ? 1 : M;
+        at::Tensor logits = at::empty({M_out, output_.N}, at::kFloat);
+        const int64_t qkv_n = (n_heads_ + 2 * n_kv_) * head_dim_, attn_n = n_heads_ * head_dim_;
+        std::vector<float> h(M * dim_), qkv(M * qkv_n), attn(M * attn_n), out(M * dim_), gu(M * 2 * hidden_),
+            a(M * hidden_), res;
+        std::vector<int8_t> qa(M * max_k_);
+        std::vector<float> da(M * max_k_ / CG_Q4_ACT_BLOCK), asum(M * max_k_ / CG_Q4_ACT_BLOCK);
+        std::vector<float*> kc(n_layers_), vc(n_layers_);
+        for (int64_t l = 0; l < n_layers_; ++l) {
+            kc[l] = k_cache[l].data_ptr<float>();
+            vc[l] = v_cache[l].data_ptr<float>();
+        }
+        const int64_t L = k_cache[0].size(2), group = n_heads_ / n_kv_;
+        float* xs = X.data_ptr<float>();
+        float* lg = logits.data_ptr<float>();
+        const int nth = std::max(1, at::get_num_threads());
+#pragma omp parallel num_threads(nth)
+        {
+            const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int64_t r0 = M * tid / nt, r1 = M * (tid + 1) / nt;  // this thread's rows
+            std::vector<float> scores;
+            // quantize rows r0..r1 of src [M, K] into the shared int8 activations
+            auto quantize = [&](const float* src, int64_t K) {
+                if (r1 > r0) {
+                    cg_q4::quantize_rows(impl, src + r0 * K, r1 - r0, K, qa.data() + r0 * K,
+                                         da.data() + r0 * K / CG_Q4_ACT_BLOCK, asum.data() + r0 * K / CG_Q4_ACT_BLOCK);
+                }
+            };
+            auto product = [&](const QLinear& q, int64_t rows, int64_t first, float* y) {
+                const int64_t nb = q.K / CG_Q4_ACT_BLOCK;
+                const cg_q8_act act{qa.data() + first * q.K, da.data() + first * nb, asum.data() + first * nb};
+                gemm_many(impl, q, act, rows, y, res, nt);
+            };
+            for (int64_t l = 0; l < n_layers_; ++l) {
+                const Layer& Ly = layers_[l];
+                for (int64_t r = r0; r < r1; ++r) rmsnorm(xs + r * dim_, Ly.attn_norm.data_ptr<float>(), h.data() + r * dim_);
+                quantize(h.data(), dim_);
+#pragma omp barrier
+                product(Ly.qkv, M, 0, qkv.data());
+                for (int64_t r = r0; r < r1; ++r) {
+                    float* q = qkv.data() + r * qkv_n;
+                    float* k = q + attn_n;
+                    for (int64_t hh = 0; hh < n_heads_; ++hh) rope(q + hh * head_dim_, pos + r);
+                    for (int64_t hh = 0; hh < n_kv_; ++hh) rope(k + hh * head_dim_, pos + r);
+                    write_cache(k, k + n_kv_ * head_dim_, kc[l], vc[l], L, pos + r);
+                }
+#pragma omp barrier
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t item = 0; item < M * n_kv_; ++item) {  // (row, kv head) pairs
+                    const int64_t r = item / n_kv_, g = item % n_kv_, p = pos + r;
+                    scores.resize(group * (p + 1));
+                    const float* keys = kc[l] + g * L * head_dim_;
+                    const float* values = vc[l] + g * L * head_dim_;
+                    attend_group(qkv.data() + r * qkv_n + g * group * head_dim_, group, keys, values, keys + p * head_dim_,
+                                 values + p * head_dim_, p, head_dim_, scores.data(),
+                                 attn.data() + r * attn_n + g * group * head_dim_);
+                }
+                quantize(attn.data(), attn_n);
+#pragma omp barrier
+                product(Ly.o, M, 0, out.data());
+                for (int64_t r = r0; r < r1; ++r) {
+                    for (int64_t d = 0; d < dim_; ++d) xs[r * dim_ + d] += out[r * dim_ + d];
+                    rmsnorm(xs + r * dim_, Ly.ffn_norm.data_ptr<float>(), h.data() + r * dim_);
+                }
+                quantize(h.data(), dim_);
+#pragma omp barrier
+                product(Ly.gate_up, M, 0, gu.data());
+                for (int64_t r = r0; r < r1; ++r) {
+                    const float* gr = gu.data() + r * 2 * hidden_;
+                    for (int64_t j = 0; j < hidden_; ++j) {
+                        a[r * hidden_ + j] = gr[hidden_ + j] * (gr[j] / (1.0f + std::exp(-gr[j])));
+                    }
+                }
+                quantize(a.data(), hidden_);
+#pragma omp barrier
+                product(Ly.down, M, 0, out.data());
+                for (int64_t r = r0; r < r1; ++r) {
+                    for (int64_t d = 0; d < dim_; ++d) xs[r * dim_ + d] += out[r * dim_ + d];
+                }
+            }
+            const int64_t first = M - M_out;
+            for (int64_t r = std::max(r0, first); r < r1; ++r) rmsnorm(xs + r * dim_, norm_.data_ptr<float>(), h.data() + r * dim_);
+            quantize(h.data(), dim_);  // rows before `first` are quantized but never read
+#pragma omp barrier
+            product(output_, M_out, first, lg);
         }
         return logits;
     }
@@ -334,6 +426,48 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         }
     }
 
+    // The cache as the steps need it: one contiguous fp32 [1, Hkv, L, Dh] k and v per layer, one L for
+    // all, with room for position `last`.
+    void check_cache(const std::vector<at::Tensor>& k_cache, const std::vector<at::Tensor>& v_cache,
+                     int64_t last) const {
+        TORCH_CHECK(int64_t(k_cache.size()) == n_layers_ && int64_t(v_cache.size()) == n_layers_,
+                    "Int4DecodePlan: one k and one v cache tensor per layer");
+        TORCH_CHECK(last < cos_.size(0), "Int4DecodePlan: position ", last, " beyond the rotary table");
+        for (int64_t l = 0; l < n_layers_; ++l) {
+            for (const at::Tensor* c : {&k_cache[l], &v_cache[l]}) {
+                TORCH_CHECK(c->scalar_type() == at::kFloat && c->is_contiguous() && c->dim() == 4 && c->size(0) == 1 &&
+                                c->size(1) == n_kv_ && c->size(3) == head_dim_ && last < c->size(2) &&
+                                c->size(2) == k_cache[0].size(2),
+                            "Int4DecodePlan: cache tensors must be contiguous [1, ", n_kv_, ", L > ", last, ", ",
+                            head_dim_, "] float32");
+            }
+        }
+    }
+
+    // y [rows, N] = act [rows, K] @ W.T + bias (+ residual plane), called by every thread of the
+    // region: chunks of output rows go to whichever thread is free; the loop ends in a barrier.
+    static void gemm_many(cg_q4::Impl impl, const QLinear& q, const cg_q8_act& act, int64_t rows, float* y,
+                          std::vector<float>& res, int nt) {
+        const float* bias = q.bias.numel() ? q.bias.data_ptr<float>() : nullptr;
+        const uint8_t* w = q.packed.data_ptr<uint8_t>();
+        const uint8_t* r = q.residual.numel() ? q.residual.data_ptr<uint8_t>() : nullptr;
+#pragma omp single
+        if (r) res.resize(rows * q.N);
+        const int64_t chunk = std::max<int64_t>(kMinChunkRows, q.N / (int64_t(nt) * kChunksPerThread));
+        const int64_t n_chunks = (q.N + chunk - 1) / chunk;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < n_chunks; ++c) {
+            const int64_t n0 = c * chunk, n1 = std::min(q.N, n0 + chunk);
+            cg_q4::gemm_rows(impl, &act, rows, w, q.K, q.G, n0, n1, bias, y, q.N);
+            if (r) {
+                cg_q4::gemm_rows(impl, &act, rows, r, q.K, q.G, n0, n1, nullptr, res.data(), q.N);
+                for (int64_t m = 0; m < rows; ++m) {
+                    for (int64_t n = n0; n < n1; ++n) y[m * q.N + n] += res[m * q.N + n];
+                }
+            }
+        }
+    }
+
     // Rotary embedding of one head in place: x * cos + rotate(x) * sin over the first rotary_dim values.
     void rope(float* x, int64_t pos) const {
         const float* cos = cos_.data_ptr<float>() + pos * rotary_dim_;
@@ -372,5 +506,6 @@ TORCH_LIBRARY_FRAGMENT(codegeex_lsp, m) {
     m.class_<Int4DecodePlan>("Int4DecodePlan")
         .def(torch::init<std::vector<at::Tensor>, std::vector<int64_t>, double>())
         .def("step", &Int4DecodePlan::step)
+        .def("step_many", &Int4DecodePlan::step_many)
         .def("vocab_size", &Int4DecodePlan::vocab_size);
 }

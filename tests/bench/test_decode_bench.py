@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
@@ -12,7 +13,7 @@ from codegeex_lsp.bench import decode
 @pytest.fixture(scope="module")
 def bench(tiny_model_factory, tmp_path_factory):
     args = argparse.Namespace(
-        model=str(tiny_model_factory("qwen2")), threads=1, tokens=12, prefill_tokens=40, repeat=1,
+        model=str(tiny_model_factory("qwen2")), threads=1, tokens=12, prefill_tokens=40, repeat=2,
         cache_dir=str(tmp_path_factory.mktemp("cache")), no_bf16=False, no_llama_cpp=True, json=True,
     )  # fmt: skip
     return decode.run(args, log=lambda message: None)
@@ -25,6 +26,17 @@ def test_json_has_the_documented_keys(bench):
         assert key in summary
     assert summary["ours_int4_tok_s"] > 0 and summary["ours_int4_prefill_tok_s"] > 0
     assert summary["llama_cpp_tok_s"] is None  # --no-llama-cpp: absent, never invented
+    assert summary["ours_int4_op_by_op_tok_s"] > 0
+    assert summary["fused_decode_speedup"] == pytest.approx(
+        summary["ours_int4_tok_s"] / summary["ours_int4_op_by_op_tok_s"]
+    )
+
+
+def test_int4_is_timed_fused_and_op_by_op_on_the_same_model(bench):
+    fused, op_by_op = bench.row("ours int4"), bench.row(decode.OP_BY_OP_ROW)
+    assert fused.weight_bytes_per_token == op_by_op.weight_bytes_per_token
+    assert fused.decode_sd is not None and fused.decode_sd >= 0  # mean and spread of the timed runs
+    assert os.environ.get("CODEGEEX_LSP_FUSED_DECODE") is None  # the switch is put back
 
 
 def test_int4_reads_fewer_weight_bytes_than_bf16(bench):
@@ -36,6 +48,7 @@ def test_int4_reads_fewer_weight_bytes_than_bf16(bench):
 def test_table_names_every_engine_and_the_bandwidth(bench):
     table = decode.format_table(bench)
     assert "ours int4" in table and "ours bf16" in table and "GB/s" in table
+    assert decode.OP_BY_OP_ROW in table and " ± " in table and "fused_decode_speedup" in table
 
 
 def test_prefill_prompt_is_exactly_n_tokens(tiny_model_factory):

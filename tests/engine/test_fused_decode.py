@@ -129,3 +129,55 @@ def test_bad_cache_is_a_clear_error_and_the_plan_keeps_serving(tiny_model_factor
         plan.step(x[..., :3], 0, cache.k, cache.v)
     logits = plan.step(x, 0, cache.k, cache.v)
     assert logits.shape == (1, plan.vocab_size()) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "glm"])
+def test_prompt_chunks_and_draft_checks_match_the_op_by_op_forward(tiny_model_factory, tmp_path_factory, monkeypatch, arch):
+    loaded = _load(tiny_model_factory, tmp_path_factory, arch)
+    model, tok = loaded.model, loaded.tokenizer
+    monkeypatch.setattr(fused_decode, "CHUNK_TOKENS", 7)  # a 3-chunk prompt: chunks see earlier chunks' keys
+    ids = torch.tensor([tok.encode("def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1)")])
+    assert ids.shape[1] > 14
+    ref_cache, cache = model.new_cache(1, 128), model.new_cache(1, 128)
+    with torch.inference_mode():
+        ref = model(ids, 0, ref_cache)
+        fused = fused_decode.forward_tokens(model, cache, ids, 0)
+        assert fused.shape == ref.shape == (1, model.args.vocab_size)
+        assert cache.length == ids.shape[1]
+        end = ids.shape[1]
+        for mine, theirs in zip(cache.k + cache.v, ref_cache.k + ref_cache.v, strict=True):
+            torch.testing.assert_close(mine[:, :, :end], theirs[:, :, :end], atol=5e-2, rtol=5e-2)
+        _assert_same_steps(ref, fused, typical=5e-2, worst=5e-2)
+        # the speculative check: the last token and a draft, logits for every position
+        for mine, theirs in zip(cache.k + cache.v, ref_cache.k + ref_cache.v, strict=True):
+            mine.copy_(theirs)
+        draft = torch.tensor([[ref.argmax().item(), 5, 6, 7]])
+        ref_rows = model(draft, end, ref_cache, last_only=False)[0]
+        rows = fused_decode.forward_tokens(model, cache, draft, end, last_only=False)
+        assert rows.shape == ref_rows.shape == (4, model.args.vocab_size)
+        assert cache.length == end + 4
+        _assert_same_steps(ref_rows, rows, typical=1e-4, worst=5e-2)
+
+
+def test_speculative_generation_checks_drafts_through_the_fused_step(tiny_model_factory, tmp_path_factory, monkeypatch):
+    from codegeex_lsp.engine.decode import LookupParams
+
+    loaded = _load(tiny_model_factory, tmp_path_factory, "qwen2")
+    calls: list[int] = []
+    real = fused_decode.forward_tokens
+
+    def counting(model, cache, tokens, start, last_only=True):
+        out = real(model, cache, tokens, start, last_only)
+        calls.append(tokens.shape[1] if out is not None else 0)
+        return out
+
+    monkeypatch.setattr(fused_decode, "forward_tokens", counting)
+    text = "x = [1, 2, 3]\ny = [1, 2, 3]\nz = [1, 2, 3]\nw = ["
+    prompt = Prompt("raw", "", tuple(loaded.tokenizer.encode(text)), ())
+    options = CompletionOptions(max_tokens=24)
+    fused = generate(loaded.model, loaded.tokenizer, prompt, options, lookup=LookupParams())
+    assert calls and 0 not in calls  # the prompt, plain steps and draft checks: all fused
+    assert any(n > 1 for n in calls[1:])  # at least one draft was checked in one call
+    monkeypatch.setenv(fused_decode.FUSED_ENV, "0")
+    plain = generate(loaded.model, loaded.tokenizer, prompt, options, lookup=LookupParams())
+    assert fused.token_ids == plain.token_ids
