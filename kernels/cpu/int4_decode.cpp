@@ -56,11 +56,23 @@ inline float exp_nonpositive(float x) {
     return p * scale;
 }
 
+// a[j] = up[j] * silu(gate[j]) for j < n, silu(g) = g * sigmoid(g) from exp(-|g|) (never overflows).
+__attribute__((target_clones("fma", "default"))) void silu_mul(const float* gate, const float* up, float* a,
+                                                                int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+        const float g = gate[j];
+        const float e = exp_nonpositive(-std::fabs(g));
+        const float sig = g >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+        a[j] = up[j] * (g * sig);
+    }
+}
+
 // Query heads q [nh, Dh] of one kv head against its positions 0..pos: keys/values [L, Dh] rows of the
 // cache, except position pos, this step's own k/v (k_new, v_new), which the cache receives meanwhile.
 // s [nh, pos + 1] is scratch; out [nh, Dh]. Each key and value row is read once for all nh heads.
-// Compiled for AVX2 and for any x86-64, picked when the library loads (GCC function multiversioning).
-__attribute__((target_clones("avx2", "default"))) void attend_group(const float* q, int64_t nh, const float* keys,
+// Compiled for AVX + FMA and for any x86-64, picked by CPU feature when the library loads (GCC
+// function multiversioning; never by CPU model name, which `arch=` clones test).
+__attribute__((target_clones("fma", "default"))) void attend_group(const float* q, int64_t nh, const float* keys,
                                                                     const float* values, const float* k_new,
                                                                     const float* v_new, int64_t pos, int64_t Dh,
                                                                     float* s, float* out) {
@@ -103,6 +115,43 @@ __attribute__((target_clones("avx2", "default"))) void attend_group(const float*
     }
     for (int64_t h = 0; h < nh; ++h) {
         for (int64_t d = 0; d < Dh; ++d) out[h * Dh + d] *= inv_sum[h];
+    }
+}
+
+// Query heads q [nh, Dh] at position p against positions 0..p of one kv head, for a prompt chunk:
+// keys come transposed, kt [Dh, ldk] (kt[d * ldk + j] = key j's value d), so the scores of one head
+// are Dh multiply-adds over a row of positions, with no horizontal sums; values [.., Dh] rows.
+// s [nh, p + 1] is scratch; out [nh, Dh].
+__attribute__((target_clones("fma", "default"))) void attend_transposed(
+    const float* q, int64_t nh, const float* kt, int64_t ldk, const float* values, int64_t p, int64_t Dh, float* s,
+    float* out) {
+    const int64_t n = p + 1;
+    const float scale = float(1.0 / std::sqrt(double(Dh)));
+    for (int64_t h = 0; h < nh; ++h) {
+        float* sh = s + h * n;
+        const float* qh = q + h * Dh;
+        std::fill(sh, sh + n, 0.0f);
+        for (int64_t d = 0; d < Dh; ++d) {
+            const float qd = qh[d] * scale;
+            const float* kd = kt + d * ldk;
+            for (int64_t j = 0; j < n; ++j) sh[j] += qd * kd[j];
+        }
+        float m = -INFINITY;
+        for (int64_t j = 0; j < n; ++j) m = std::max(m, sh[j]);
+        float sum = 0.0f;
+        for (int64_t j = 0; j < n; ++j) {
+            sh[j] = exp_nonpositive(sh[j] - m);
+            sum += sh[j];
+        }
+        float* oh = out + h * Dh;
+        std::fill(oh, oh + Dh, 0.0f);
+        for (int64_t j = 0; j < n; ++j) {
+            const float pj = sh[j];
+            const float* vj = values + j * Dh;
+            for (int64_t d = 0; d < Dh; ++d) oh[d] += pj * vj[d];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t d = 0; d < Dh; ++d) oh[d] *= inv;
     }
 }
 
@@ -231,10 +280,8 @@ class Int4DecodePlan : public torch::CustomClassHolder {
                 for (int64_t d = 0; d < dim_; ++d) me.X[d] += sh.out[d];
                 rmsnorm(me.X.data(), Ly.ffn_norm.data_ptr<float>(), me.h.data());
                 linear(impl, Ly.gate_up, me.h.data(), me.act, me.res, sh.gu.data(), nt);
-                for (int64_t j = hidden_ * tid / nt; j < hidden_ * (tid + 1) / nt; ++j) {
-                    const float g = sh.gu[j];
-                    sh.a[j] = sh.gu[hidden_ + j] * (g / (1.0f + std::exp(-g)));  // up * silu(gate)
-                }
+                const int64_t j0 = hidden_ * tid / nt, j1 = hidden_ * (tid + 1) / nt;
+                silu_mul(sh.gu.data() + j0, sh.gu.data() + hidden_ + j0, sh.a.data() + j0, j1 - j0);
 #pragma omp barrier
                 linear(impl, Ly.down, sh.a.data(), me.act, me.res, sh.out.data(), nt);
                 for (int64_t d = 0; d < dim_; ++d) me.X[d] += sh.out[d];
@@ -263,6 +310,8 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         const int64_t qkv_n = (n_heads_ + 2 * n_kv_) * head_dim_, attn_n = n_heads_ * head_dim_;
         std::vector<float> h(M * dim_), qkv(M * qkv_n), attn(M * attn_n), out(M * dim_), gu(M * 2 * hidden_),
             a(M * hidden_), res;
+        const int64_t n_total = pos + M;  // positions the chunk's last row attends to
+        std::vector<float> kt(n_kv_ * head_dim_ * n_total);
         std::vector<int8_t> qa(M * max_k_);
         std::vector<float> da(M * max_k_ / CG_Q4_ACT_BLOCK), asum(M * max_k_ / CG_Q4_ACT_BLOCK);
         std::vector<float*> kc(n_layers_), vc(n_layers_);
@@ -305,15 +354,21 @@ class Int4DecodePlan : public torch::CustomClassHolder {
                     write_cache(k, k + n_kv_ * head_dim_, kc[l], vc[l], L, pos + r);
                 }
 #pragma omp barrier
+                // keys 0..pos+M-1 of each kv head, transposed once per layer for all the chunk's rows
+#pragma omp for schedule(static)
+                for (int64_t gd = 0; gd < n_kv_ * head_dim_; ++gd) {
+                    const int64_t g = gd / head_dim_, d = gd % head_dim_;
+                    const float* keys = kc[l] + g * L * head_dim_;
+                    float* row = kt.data() + gd * n_total;
+                    for (int64_t j = 0; j < n_total; ++j) row[j] = keys[j * head_dim_ + d];
+                }
 #pragma omp for schedule(dynamic, 1)
                 for (int64_t item = 0; item < M * n_kv_; ++item) {  // (row, kv head) pairs
                     const int64_t r = item / n_kv_, g = item % n_kv_, p = pos + r;
                     scores.resize(group * (p + 1));
-                    const float* keys = kc[l] + g * L * head_dim_;
-                    const float* values = vc[l] + g * L * head_dim_;
-                    attend_group(qkv.data() + r * qkv_n + g * group * head_dim_, group, keys, values, keys + p * head_dim_,
-                                 values + p * head_dim_, p, head_dim_, scores.data(),
-                                 attn.data() + r * attn_n + g * group * head_dim_);
+                    attend_transposed(qkv.data() + r * qkv_n + g * group * head_dim_, group,
+                                      kt.data() + g * head_dim_ * n_total, n_total, vc[l] + g * L * head_dim_, p,
+                                      head_dim_, scores.data(), attn.data() + r * attn_n + g * group * head_dim_);
                 }
                 quantize(attn.data(), attn_n);
 #pragma omp barrier
@@ -327,9 +382,7 @@ class Int4DecodePlan : public torch::CustomClassHolder {
                 product(Ly.gate_up, M, 0, gu.data());
                 for (int64_t r = r0; r < r1; ++r) {
                     const float* gr = gu.data() + r * 2 * hidden_;
-                    for (int64_t j = 0; j < hidden_; ++j) {
-                        a[r * hidden_ + j] = gr[hidden_ + j] * (gr[j] / (1.0f + std::exp(-gr[j])));
-                    }
+                    silu_mul(gr, gr + hidden_, a.data() + r * hidden_, hidden_);
                 }
                 quantize(a.data(), hidden_);
 #pragma omp barrier

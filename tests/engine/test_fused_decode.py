@@ -132,19 +132,21 @@ def test_bad_cache_is_a_clear_error_and_the_plan_keeps_serving(tiny_model_factor
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "glm"])
-def test_prompt_chunks_and_draft_checks_match_the_op_by_op_forward(tiny_model_factory, tmp_path_factory, monkeypatch, arch):
+def test_short_prompt_deltas_and_draft_checks_match_the_op_by_op_forward(tiny_model_factory, tmp_path_factory, arch):
     loaded = _load(tiny_model_factory, tmp_path_factory, arch)
     model, tok = loaded.model, loaded.tokenizer
-    monkeypatch.setattr(fused_decode, "CHUNK_TOKENS", 7)  # a 3-chunk prompt: chunks see earlier chunks' keys
-    ids = torch.tensor([tok.encode("def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1)")])
-    assert ids.shape[1] > 14
+    ids = tok.encode("def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1)")
+    head, delta = torch.tensor([ids[:-10]]), torch.tensor([ids[-10:]])  # a cached prefix, then 10 new tokens
     ref_cache, cache = model.new_cache(1, 128), model.new_cache(1, 128)
     with torch.inference_mode():
-        ref = model(ids, 0, ref_cache)
-        fused = fused_decode.forward_tokens(model, cache, ids, 0)
-        assert fused.shape == ref.shape == (1, model.args.vocab_size)
-        assert cache.length == ids.shape[1]
-        end = ids.shape[1]
+        model(head, 0, ref_cache)
+        model(head, 0, cache)
+        start = head.shape[1]
+        ref = model(delta, start, ref_cache)
+        fused = fused_decode.forward_tokens(model, cache, delta, start)
+        assert fused is not None and fused.shape == ref.shape == (1, model.args.vocab_size)
+        end = start + 10
+        assert cache.length == end
         for mine, theirs in zip(cache.k + cache.v, ref_cache.k + ref_cache.v, strict=True):
             torch.testing.assert_close(mine[:, :, :end], theirs[:, :, :end], atol=5e-2, rtol=5e-2)
         _assert_same_steps(ref, fused, typical=5e-2, worst=5e-2)
@@ -157,6 +159,8 @@ def test_prompt_chunks_and_draft_checks_match_the_op_by_op_forward(tiny_model_fa
         assert rows.shape == ref_rows.shape == (4, model.args.vocab_size)
         assert cache.length == end + 4
         _assert_same_steps(ref_rows, rows, typical=1e-4, worst=5e-2)
+        # longer prompts run forward(): ATen's attention is faster there
+        assert fused_decode.forward_tokens(model, cache, torch.tensor([ids[:17]]), 0) is None
 
 
 def test_speculative_generation_checks_drafts_through_the_fused_step(tiny_model_factory, tmp_path_factory, monkeypatch):
@@ -176,7 +180,8 @@ def test_speculative_generation_checks_drafts_through_the_fused_step(tiny_model_
     prompt = Prompt("raw", "", tuple(loaded.tokenizer.encode(text)), ())
     options = CompletionOptions(max_tokens=24)
     fused = generate(loaded.model, loaded.tokenizer, prompt, options, lookup=LookupParams())
-    assert calls and 0 not in calls  # the prompt, plain steps and draft checks: all fused
+    assert calls[0] == 0  # the prompt (> MAX_FUSED_TOKENS) ran forward()
+    assert calls[1:] and 0 not in calls[1:]  # every plain step and draft check after it: fused
     assert any(n > 1 for n in calls[1:])  # at least one draft was checked in one call
     monkeypatch.setenv(fused_decode.FUSED_ENV, "0")
     plain = generate(loaded.model, loaded.tokenizer, prompt, options, lookup=LookupParams())

@@ -79,21 +79,3 @@ def test_fused_step_is_within_the_op_by_op_paths_own_noise(monkeypatch):
     assert diffs[-1] <= 3 * noise[-1] + 1e-3, (diffs, noise)
     assert agree >= min(noise_agree, n) - 2 and agree >= 0.9 * n
 
-
-def test_fused_prompt_is_within_the_noise_of_the_op_by_op_prompt(monkeypatch):
-    from codegeex_lsp.bench.decode import prefill_prompt_ids
-
-    loaded = load_model(EngineOptions(quant="int4", threads=2))
-    model = loaded.model
-    ids = torch.tensor([prefill_prompt_ids(loaded.tokenizer, 600)])  # two chunks of the fused prompt
-    with torch.inference_mode():
-        ref = model(ids, 0, model.new_cache(1, 640))
-        with monkeypatch.context() as patch:
-            patch.setattr(model_module.RMSNorm, "forward", _float64_rmsnorm)
-            noise = (model(ids, 0, model.new_cache(1, 640)) - ref).abs().max().item()
-        cache = model.new_cache(1, 640)
-        fused = fused_decode.forward_tokens(model, cache, ids, 0)
-    assert fused is not None and cache.length == 600
-    assert noise > 0
-    assert (fused - ref).abs().max().item() <= 3 * noise + 1e-3
-    assert fused.argmax() == ref.argmax()
