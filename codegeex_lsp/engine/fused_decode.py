@@ -7,7 +7,7 @@ attention, FFN, logits) in one call with the same kernels, in fp32 as the op-by-
 step's logits match it to float noise (tests/engine/test_fused_decode.py).
 
 `step_many` does the same for a few tokens at once (up to `MAX_FUSED_TOKENS`): the last token with a
-speculative draft, or a short prompt delta, streaming the weights once for all of them.
+speculative draft, or a prompt delta that short, streaming the weights once for all of them.
 
 It serves only what it covers: one sequence on the CPU, every linear a
 `QuantLinear` on the compiled kernels without an AWQ input scale, SiLU, no post-norms, fp32.
@@ -122,12 +122,11 @@ def plan_for(model: Transformer) -> object | None:
     return _plans[model]
 
 
-# The most tokens one fused call takes. A speculative check (the last token and a draft of up to 8)
-# or a short prompt delta gains from skipping ~1,000 ATen ops; longer prompts run faster op by op,
-# where ATen's flash attention and vectorized elementwise ops beat ours (the 0.5B model on 2 cores,
-# after 600 cached positions: 8 tokens 140 vs 121 tok/s fused vs op by op, 32 tokens even, 64
-# tokens 205 vs 242).
-MAX_FUSED_TOKENS = 16
+# The most tokens one fused call takes: a speculative check (the last token and a draft of up to 8)
+# gains from skipping ~1,000 ATen ops; longer chunks run faster op by op, where ATen's flash attention
+# and vectorized elementwise ops beat ours (the 0.5B model on 2 cores, after 600 cached positions:
+# 8 tokens 169 vs 156 tok/s fused vs op by op, 16 tokens 188 vs 231).
+MAX_FUSED_TOKENS = 9
 
 
 def forward_tokens(

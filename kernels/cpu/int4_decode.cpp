@@ -118,43 +118,6 @@ __attribute__((target_clones("fma", "default"))) void attend_group(const float* 
     }
 }
 
-// Query heads q [nh, Dh] at position p against positions 0..p of one kv head, for a prompt chunk:
-// keys come transposed, kt [Dh, ldk] (kt[d * ldk + j] = key j's value d), so the scores of one head
-// are Dh multiply-adds over a row of positions, with no horizontal sums; values [.., Dh] rows.
-// s [nh, p + 1] is scratch; out [nh, Dh].
-__attribute__((target_clones("fma", "default"))) void attend_transposed(
-    const float* q, int64_t nh, const float* kt, int64_t ldk, const float* values, int64_t p, int64_t Dh, float* s,
-    float* out) {
-    const int64_t n = p + 1;
-    const float scale = float(1.0 / std::sqrt(double(Dh)));
-    for (int64_t h = 0; h < nh; ++h) {
-        float* sh = s + h * n;
-        const float* qh = q + h * Dh;
-        std::fill(sh, sh + n, 0.0f);
-        for (int64_t d = 0; d < Dh; ++d) {
-            const float qd = qh[d] * scale;
-            const float* kd = kt + d * ldk;
-            for (int64_t j = 0; j < n; ++j) sh[j] += qd * kd[j];
-        }
-        float m = -INFINITY;
-        for (int64_t j = 0; j < n; ++j) m = std::max(m, sh[j]);
-        float sum = 0.0f;
-        for (int64_t j = 0; j < n; ++j) {
-            sh[j] = exp_nonpositive(sh[j] - m);
-            sum += sh[j];
-        }
-        float* oh = out + h * Dh;
-        std::fill(oh, oh + Dh, 0.0f);
-        for (int64_t j = 0; j < n; ++j) {
-            const float pj = sh[j];
-            const float* vj = values + j * Dh;
-            for (int64_t d = 0; d < Dh; ++d) oh[d] += pj * vj[d];
-        }
-        const float inv = 1.0f / sum;
-        for (int64_t d = 0; d < Dh; ++d) oh[d] *= inv;
-    }
-}
-
 // One QuantLinear: packed codes, an optional residual plane, an optional fp32 bias.
 struct QLinear {
     at::Tensor packed, residual, bias;
@@ -310,8 +273,6 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         const int64_t qkv_n = (n_heads_ + 2 * n_kv_) * head_dim_, attn_n = n_heads_ * head_dim_;
         std::vector<float> h(M * dim_), qkv(M * qkv_n), attn(M * attn_n), out(M * dim_), gu(M * 2 * hidden_),
             a(M * hidden_), res;
-        const int64_t n_total = pos + M;  // positions the chunk's last row attends to
-        std::vector<float> kt(n_kv_ * head_dim_ * n_total);
         std::vector<int8_t> qa(M * max_k_);
         std::vector<float> da(M * max_k_ / CG_Q4_ACT_BLOCK), asum(M * max_k_ / CG_Q4_ACT_BLOCK);
         std::vector<float*> kc(n_layers_), vc(n_layers_);
@@ -354,21 +315,15 @@ class Int4DecodePlan : public torch::CustomClassHolder {
                     write_cache(k, k + n_kv_ * head_dim_, kc[l], vc[l], L, pos + r);
                 }
 #pragma omp barrier
-                // keys 0..pos+M-1 of each kv head, transposed once per layer for all the chunk's rows
-#pragma omp for schedule(static)
-                for (int64_t gd = 0; gd < n_kv_ * head_dim_; ++gd) {
-                    const int64_t g = gd / head_dim_, d = gd % head_dim_;
-                    const float* keys = kc[l] + g * L * head_dim_;
-                    float* row = kt.data() + gd * n_total;
-                    for (int64_t j = 0; j < n_total; ++j) row[j] = keys[j * head_dim_ + d];
-                }
 #pragma omp for schedule(dynamic, 1)
                 for (int64_t item = 0; item < M * n_kv_; ++item) {  // (row, kv head) pairs
                     const int64_t r = item / n_kv_, g = item % n_kv_, p = pos + r;
                     scores.resize(group * (p + 1));
-                    attend_transposed(qkv.data() + r * qkv_n + g * group * head_dim_, group,
-                                      kt.data() + g * head_dim_ * n_total, n_total, vc[l] + g * L * head_dim_, p,
-                                      head_dim_, scores.data(), attn.data() + r * attn_n + g * group * head_dim_);
+                    const float* keys = kc[l] + g * L * head_dim_;
+                    const float* values = vc[l] + g * L * head_dim_;
+                    attend_group(qkv.data() + r * qkv_n + g * group * head_dim_, group, keys, values, keys + p * head_dim_,
+                                 values + p * head_dim_, p, head_dim_, scores.data(),
+                                 attn.data() + r * attn_n + g * group * head_dim_);
                 }
                 quantize(attn.data(), attn_n);
 #pragma omp barrier
