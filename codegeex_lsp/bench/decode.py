@@ -218,13 +218,14 @@ def measure_ours(
         else:
             os.environ[fused_decode.FUSED_ENV] = saved
     rows = []
+    weight_bytes = _weight_bytes_per_token(loaded.model)
     for variant in variants:
         note = "" if steps[variant] == n_decode else f"decode stopped after {steps[variant]} tokens"
         row = EngineRow(
             variant,
             statistics.mean(decode[variant]),
             statistics.mean(prefill[variant]),
-            _weight_bytes_per_token(loaded.model),
+            weight_bytes,
             note,
             decode_sd=statistics.stdev(decode[variant]) if repeat > 1 else None,
             prefill_sd=statistics.stdev(prefill[variant]) if repeat > 1 else None,
@@ -275,12 +276,13 @@ def measure_llama_cpp(
     if proc.returncode != 0:
         raise llama_cpp.LlamaCppMissing(f"llama-bench failed on {gguf.name}: {proc.stderr.strip()[-400:]}")
     entries = json.loads(proc.stdout)
-    pp = next(e["avg_ts"] for e in entries if e["n_prompt"] == n_prefill and e["n_gen"] == 0)
-    tg = next(e["avg_ts"] for e in entries if e["n_gen"] == n_decode and e["n_prompt"] == 0)
-    row = EngineRow(name, tg, pp, gguf_weight_bytes(gguf), entries[0].get("cpu_info", ""))
-    row.decode_sd = next(e.get("stddev_ts") for e in entries if e["n_gen"] == n_decode and e["n_prompt"] == 0)
-    row.prefill_sd = next(e.get("stddev_ts") for e in entries if e["n_prompt"] == n_prefill and e["n_gen"] == 0)
-    log(f"{name}: prefill {pp:.1f} tok/s, decode {tg:.1f} tok/s")
+    pp = next(e for e in entries if e["n_prompt"] == n_prefill and e["n_gen"] == 0)
+    tg = next(e for e in entries if e["n_gen"] == n_decode and e["n_prompt"] == 0)
+    row = EngineRow(
+        name, tg["avg_ts"], pp["avg_ts"], gguf_weight_bytes(gguf), entries[0].get("cpu_info", ""),
+        decode_sd=tg.get("stddev_ts"), prefill_sd=pp.get("stddev_ts"),
+    )  # fmt: skip
+    log(f"{name}: prefill {row.prefill_tok_s:.1f} tok/s, decode {row.decode_tok_s:.1f} tok/s")
     return row
 
 

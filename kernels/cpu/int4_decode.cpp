@@ -272,7 +272,7 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         at::Tensor logits = at::empty({M_out, output_.N}, at::kFloat);
         const int64_t qkv_n = (n_heads_ + 2 * n_kv_) * head_dim_, attn_n = n_heads_ * head_dim_;
         std::vector<float> h(M * dim_), qkv(M * qkv_n), attn(M * attn_n), out(M * dim_), gu(M * 2 * hidden_),
-            a(M * hidden_), res;
+            a(M * hidden_);
         std::vector<int8_t> qa(M * max_k_);
         std::vector<float> da(M * max_k_ / CG_Q4_ACT_BLOCK), asum(M * max_k_ / CG_Q4_ACT_BLOCK);
         std::vector<float*> kc(n_layers_), vc(n_layers_);
@@ -288,7 +288,7 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         {
             const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
             const int64_t r0 = M * tid / nt, r1 = M * (tid + 1) / nt;  // this thread's rows
-            std::vector<float> scores;
+            std::vector<float> scores, res;  // this thread's
             // quantize rows r0..r1 of src [M, K] into the shared int8 activations
             auto quantize = [&](const float* src, int64_t K) {
                 if (r1 > r0) {
@@ -409,29 +409,13 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         for (int64_t d = 0; d < dim_; ++d) out[d] = w[d] * (x[d] * inv);
     }
 
-    // y = x @ W.T + bias (+ the residual plane: a second GEMV on the same int8 activations), called by
-    // every thread of the region: each quantizes x itself (a few thousand values, cheaper than a
-    // barrier), then the threads take chunks of output rows as they finish the previous ones (rows
-    // stream from memory at rates that differ between threads), and meet at the loop's barrier.
+    // y = x @ W.T + bias for one vector, called by every thread of the region: each quantizes x itself
+    // (a few thousand values, cheaper than a barrier), then gemm_many shares out the output rows.
     void linear(cg_q4::Impl impl, const QLinear& q, const float* x, Act& act, std::vector<float>& res, float* y,
                 int nt) const {
         cg_q4::quantize_rows(impl, x, 1, q.K, act.qa.data(), act.da.data(), act.asum.data());
         const cg_q8_act view{act.qa.data(), act.da.data(), act.asum.data()};
-        const float* bias = q.bias.numel() ? q.bias.data_ptr<float>() : nullptr;
-        const uint8_t* w = q.packed.data_ptr<uint8_t>();
-        const uint8_t* r = q.residual.numel() ? q.residual.data_ptr<uint8_t>() : nullptr;
-        if (r) res.resize(q.N);  // indexed by output row, like y
-        const int64_t chunk = std::max<int64_t>(kMinChunkRows, q.N / (int64_t(nt) * kChunksPerThread));
-        const int64_t n_chunks = (q.N + chunk - 1) / chunk;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < n_chunks; ++c) {
-            const int64_t n0 = c * chunk, n1 = std::min(q.N, n0 + chunk);
-            cg_q4::gemm_rows(impl, &view, 1, w, q.K, q.G, n0, n1, bias, y, q.N);
-            if (r) {
-                cg_q4::gemm_rows(impl, &view, 1, r, q.K, q.G, n0, n1, nullptr, res.data(), q.N);
-                for (int64_t n = n0; n < n1; ++n) y[n] += res[n];
-            }
-        }
+        gemm_many(impl, q, view, 1, y, res, nt);
     }
 
     // The cache as the steps need it: one contiguous fp32 [1, Hkv, L, Dh] k and v per layer, one L for
@@ -452,15 +436,16 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         }
     }
 
-    // y [rows, N] = act [rows, K] @ W.T + bias (+ residual plane), called by every thread of the
-    // region: chunks of output rows go to whichever thread is free; the loop ends in a barrier.
+    // y [rows, N] = act [rows, K] @ W.T + bias (+ the residual plane: a second GEMM on the same int8
+    // activations into `res`, the calling thread's own buffer), called by every thread of the region:
+    // chunks of output rows go to whichever thread is free (rows stream from memory at rates that
+    // differ between threads); the loop ends in a barrier.
     static void gemm_many(cg_q4::Impl impl, const QLinear& q, const cg_q8_act& act, int64_t rows, float* y,
                           std::vector<float>& res, int nt) {
         const float* bias = q.bias.numel() ? q.bias.data_ptr<float>() : nullptr;
         const uint8_t* w = q.packed.data_ptr<uint8_t>();
         const uint8_t* r = q.residual.numel() ? q.residual.data_ptr<uint8_t>() : nullptr;
-#pragma omp single
-        if (r) res.resize(rows * q.N);
+        if (r) res.resize(rows * q.N);  // this thread's: indexed like y, written only at its chunks
         const int64_t chunk = std::max<int64_t>(kMinChunkRows, q.N / (int64_t(nt) * kChunksPerThread));
         const int64_t n_chunks = (q.N + chunk - 1) / chunk;
 #pragma omp for schedule(dynamic, 1)
