@@ -12,6 +12,12 @@ with their standard deviation). Ours int4 is timed twice on one loaded model, ru
 the default fused decode step and the op-by-op forward (`ours int4, op by op`), so the JSON's
 `fused_decode_speedup` is a same-run ratio.
 
+`--isa avx2` measures what an AVX2-only host runs, on a host that also has AVX-512: our AVX2 kernel
+path and the portable AVX2 build of llama.cpp (`CODEGEEX_LSP_LLAMA_ISA=avx2 scripts/install-llama-cpp`),
+with PyTorch's own kernels and oneDNN held to AVX2 by their environment variables (checked, since they
+only take effect before torch loads). The memory system is still this host's, so it answers which
+code is faster with AVX2 instructions, not what an AVX2 machine's bandwidth allows.
+
 GB/s is weight bytes read per decoded token times tok/s (embedding rows excluded; the KV cache is
 small at these lengths and left out, so it slightly understates both). The host's read bandwidth is
 measured in the same run (a multi-threaded sum over 1 GiB) to give the fraction of the memory bound.
@@ -73,6 +79,7 @@ class DecodeBench:
     kernel_path: str | None
     quant: str | None
     host_read_gb_s: float
+    isa: str = "native"
     rows: list[EngineRow] = field(default_factory=list)
     llama_cpp_missing: str | None = None
 
@@ -249,12 +256,12 @@ def gguf_weight_bytes(path: Path) -> int:
 
 
 def measure_llama_cpp(
-    gguf: Path, name: str, threads: int, n_prefill: int, n_decode: int, repeat: int, cache, log
+    gguf: Path, name: str, threads: int, n_prefill: int, n_decode: int, repeat: int, cache, log, isa="native"
 ):
     """llama-bench's own pp/tg figures for one GGUF."""
     proc = subprocess.run(
         [
-            str(llama_cpp.binary("llama-bench", cache)),
+            str(llama_cpp.binary("llama-bench", cache, isa)),
             "-m",
             str(gguf),
             "-t",
@@ -270,7 +277,7 @@ def measure_llama_cpp(
         ],
         capture_output=True,
         text=True,
-        env=llama_cpp.run_env(cache),
+        env=llama_cpp.run_env(cache, isa),
         timeout=3600,
     )
     if proc.returncode != 0:
@@ -286,11 +293,42 @@ def measure_llama_cpp(
     return row
 
 
+# What --isa avx2 needs of the environment: PyTorch's kernels and oneDNN read these before torch loads.
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def hold_to_isa(isa: str) -> None:
+    """Make every engine of the run use `isa`'s instructions; InputError where that cannot hold."""
+    import os
+
+    import torch
+
+    from codegeex_lsp.errors import InputError
+    from codegeex_lsp.quant import ops
+
+    if isa == "native":
+        return
+    wrong = {k: v for k, v in AVX2_ENV.items() if os.environ.get(k) != v}
+    capability = torch.backends.cpu.get_cpu_capability()
+    if wrong or capability not in ("AVX2", "DEFAULT"):
+        env = " ".join(f"{k}={v}" for k, v in AVX2_ENV.items())
+        raise InputError(
+            f"--isa {isa} needs PyTorch's kernels held to AVX2 before torch loads (capability now "
+            f"{capability}): run `{env} codegeex-lsp bench decode --isa {isa} ...`"
+        )
+    try:
+        ops.set_cpu_path(isa)
+    except ValueError as exc:
+        raise InputError(f"--isa {isa}: {exc}") from None
+
+
 def run(args, log) -> DecodeBench:
     from codegeex_lsp.bench.stats import host_info
     from codegeex_lsp.config import cache_dir
     from codegeex_lsp.quant import ops
 
+    isa = getattr(args, "isa", "native")
+    hold_to_isa(isa)
     bandwidth = host_read_gb_s(args.threads)
     log(f"host read bandwidth ({args.threads} threads): {bandwidth:.1f} GB/s")
     host = host_info()
@@ -303,6 +341,7 @@ def run(args, log) -> DecodeBench:
         kernel_path=ops.kernel_label(),
         quant=None,
         host_read_gb_s=bandwidth,
+        isa=isa,
     )
     same = (args.threads, args.prefill_tokens, args.tokens, args.repeat, args.cache_dir, log)
     for quant in ("int4",) if args.no_bf16 else ("int4", "none"):
@@ -314,9 +353,9 @@ def run(args, log) -> DecodeBench:
         try:
             if not gguf.is_file():
                 raise llama_cpp.LlamaCppMissing(f"{gguf} not found (run `codegeex-lsp model install`)")
-            bench.rows.append(measure_llama_cpp(gguf, "llama.cpp GGUF", *same))
+            bench.rows.append(measure_llama_cpp(gguf, "llama.cpp GGUF", *same, isa=isa))
             q4 = llama_cpp.quantized(gguf, "Q4_0", args.cache_dir, args.threads)
-            bench.rows.append(measure_llama_cpp(q4, "llama.cpp Q4_0", *same))
+            bench.rows.append(measure_llama_cpp(q4, "llama.cpp Q4_0", *same, isa=isa))
         except llama_cpp.LlamaCppMissing as exc:
             bench.llama_cpp_missing = str(exc)
             log(f"llama.cpp: {exc}")
@@ -327,7 +366,8 @@ def format_table(b: DecodeBench) -> str:
     s = b.summary()
     lines = [
         f"model {b.model} ({b.quant}), {b.threads} threads, prefill {b.prefill_tokens} tokens, "
-        f"decode {b.new_tokens} tokens; kernel path {b.kernel_path}",
+        f"decode {b.new_tokens} tokens; kernel path {b.kernel_path}"
+        + (f"; every engine held to {b.isa} instructions" if b.isa != "native" else ""),
         f"host read bandwidth {b.host_read_gb_s:.1f} GB/s; CPU flags: {b.cpu_flags}",
         "| engine | prefill tok/s | decode tok/s | decode GB/s | of read bound |",
         "|---|---:|---:|---:|---:|",
@@ -362,6 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bf16", action="store_true", help="skip ours bf16 (--quant none)")
     parser.add_argument("--no-llama-cpp", action="store_true", help="skip llama.cpp")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--isa",
+        choices=llama_cpp.ISAS,
+        default="native",
+        help="native (default), or avx2: what an AVX2-only host runs (ours and llama.cpp), on this host",
+    )
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:

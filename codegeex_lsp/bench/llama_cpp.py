@@ -3,7 +3,9 @@
 `scripts/install-llama-cpp` builds llama-server, llama-bench and llama-quantize once per host CPU into
 `<cache>/llama.cpp/<version>-<key>/bin` (a native build only runs on the CPU it was built for, so the
 build records the host's /proc/cpuinfo flags and only a build for these flags is used here).
-`CODEGEEX_LLAMA_CPP_BIN` points at another build's bin directory instead.
+`CODEGEEX_LSP_LLAMA_ISA=avx2 scripts/install-llama-cpp` adds the portable AVX2 build (marked `isa`),
+what llama.cpp runs on an AVX2-only host; `isa="avx2"` below finds it.
+`CODEGEEX_LLAMA_CPP_BIN` points at another build's bin directory instead (native only).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from codegeex_lsp.config import cache_dir
 
 BIN_ENV = "CODEGEEX_LLAMA_CPP_BIN"
 INSTALL_HINT = "run scripts/install-llama-cpp (make test does)"
+ISAS: tuple[str, ...] = ("native", "avx2")  # the kinds of build scripts/install-llama-cpp makes
 
 
 class LlamaCppMissing(RuntimeError):
@@ -30,8 +33,19 @@ def host_cpu_flags() -> str:
     return ""
 
 
-def bin_dir(cache: str | None = None) -> Path:
-    """The bin directory of a llama.cpp build made for this host's CPU."""
+def bin_dir(cache: str | None = None, isa: str = "native") -> Path:
+    """The bin directory of a llama.cpp build made for this host's CPU, or of the portable `isa` build."""
+    if isa not in ISAS:
+        raise ValueError(f"unknown llama.cpp build {isa!r}; expected one of {ISAS}")
+    if isa != "native":
+        hint = f"run CODEGEEX_LSP_LLAMA_ISA={isa} scripts/install-llama-cpp"
+        for path in sorted(
+            (cache_dir(cache) / "llama.cpp").glob(f"*-{isa}-*/bin"), key=lambda p: p.stat().st_mtime
+        )[::-1]:
+            marker = path.parent / "isa"
+            if marker.is_file() and marker.read_text().strip() == isa and (path / "llama-bench").is_file():
+                return path
+        raise LlamaCppMissing(f"no {isa} build of llama.cpp: {hint}")
     if env := os.environ.get(BIN_ENV):
         path = Path(env)
         if not path.is_dir():
@@ -48,18 +62,20 @@ def bin_dir(cache: str | None = None) -> Path:
     raise LlamaCppMissing(f"llama.cpp is not built: {INSTALL_HINT}")
 
 
-def binary(name: str, cache: str | None = None) -> Path:
+def binary(name: str, cache: str | None = None, isa: str = "native") -> Path:
     """A llama.cpp program (llama-server, llama-bench, llama-quantize) of the host's build."""
-    path = bin_dir(cache) / name
+    path = bin_dir(cache, isa) / name
     if not path.is_file():
         raise LlamaCppMissing(f"{path} is missing: {INSTALL_HINT}")
     return path
 
 
-def run_env(cache: str | None = None) -> dict[str, str]:
+def run_env(cache: str | None = None, isa: str = "native") -> dict[str, str]:
     """Environment for the programs: their shared libraries sit beside them."""
     env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(bin_dir(cache)), env.get("LD_LIBRARY_PATH")]))
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        filter(None, [str(bin_dir(cache, isa)), env.get("LD_LIBRARY_PATH")])
+    )
     return env
 
 

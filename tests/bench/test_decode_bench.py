@@ -57,3 +57,36 @@ def test_prefill_prompt_is_exactly_n_tokens(tiny_model_factory):
     tokenizer = load_tokenizer(tiny_model_factory("qwen2"), False)
     ids = decode.prefill_prompt_ids(tokenizer, 700)
     assert len(ids) == 700 and ids == decode.prefill_prompt_ids(tokenizer, 700)
+
+
+def test_isa_avx2_refuses_a_torch_that_is_not_held_to_avx2(monkeypatch):
+    from codegeex_lsp.errors import InputError
+
+    for key in decode.AVX2_ENV:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(InputError, match="ATEN_CPU_CAPABILITY=avx2"):
+        decode.hold_to_isa("avx2")
+
+
+def test_isa_avx2_runs_ours_on_the_avx2_kernels(tiny_model_factory, tmp_path):
+    """A fresh process with the environment `--isa avx2` asks for: every engine of ours on AVX2."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import argparse, json, sys\n"
+        "from codegeex_lsp.bench import decode\n"
+        "args = argparse.Namespace(model=sys.argv[1], threads=1, tokens=6, prefill_tokens=20, repeat=1,\n"
+        "    cache_dir=sys.argv[2], no_bf16=True, no_llama_cpp=True, json=True, isa='avx2')\n"
+        "print(json.dumps(decode.run(args, log=lambda m: None).summary()))\n"
+    )
+    env = {**os.environ, **decode.AVX2_ENV}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_model_factory("qwen2")), str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["isa"] == "avx2" and summary["kernel_path"] == "cpp/avx2"
+    assert summary["ours_int4_tok_s"] > 0
