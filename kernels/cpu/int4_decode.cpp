@@ -29,8 +29,13 @@
 
 namespace {
 
-constexpr int64_t kChunksPerThread = 8;  // output-row chunks per thread and product (dynamic schedule)
+constexpr int64_t kChunksPerThread = 8;  // output-row chunks per thread and product, at least (dynamic schedule)
 constexpr int64_t kMinChunkRows = 32;
+// At most this many weight bytes per chunk: the thread that finishes a product last waits up to one
+// chunk's streaming time for the other at the barrier after it, so big products (the 83 MB output
+// projection: ~0.4 ms per chunk at 16 chunks) get chunks of this size instead. Settable per plan
+// (set_chunk_bytes) so the choice can be measured; 0 = chunks per thread only.
+constexpr int64_t kDefaultChunkBytes = 64 * 1024;
 constexpr int64_t kMaxRotary = 512;
 constexpr int64_t kMaxHeadDim = 512;
 constexpr int64_t kMaxGroup = 64;  // query heads per kv head
@@ -188,6 +193,15 @@ class Int4DecodePlan : public torch::CustomClassHolder {
     }
 
     int64_t vocab_size() const { return output_.N; }
+
+    // The weight bytes a chunk of output rows may hold (0: no byte bound); returns the previous value.
+    // Chunking never changes results: every output row is computed alone, whoever computes it.
+    int64_t set_chunk_bytes(int64_t bytes) {
+        TORCH_CHECK(bytes >= 0, "Int4DecodePlan.set_chunk_bytes: negative size");
+        const int64_t previous = chunk_bytes_;
+        chunk_bytes_ = bytes;
+        return previous;
+    }
 
     // x: the token's embedding [..., dim] (any float dtype); k/v: the cache, one fp32 [1, Hkv, L, Dh]
     // tensor per layer. Writes position `pos` of the cache; returns logits [1, V] fp32.
@@ -440,13 +454,18 @@ class Int4DecodePlan : public torch::CustomClassHolder {
     // activations into `res`, the calling thread's own buffer), called by every thread of the region:
     // chunks of output rows go to whichever thread is free (rows stream from memory at rates that
     // differ between threads); the loop ends in a barrier.
-    static void gemm_many(cg_q4::Impl impl, const QLinear& q, const cg_q8_act& act, int64_t rows, float* y,
-                          std::vector<float>& res, int nt) {
+    void gemm_many(cg_q4::Impl impl, const QLinear& q, const cg_q8_act& act, int64_t rows, float* y,
+                   std::vector<float>& res, int nt) const {
         const float* bias = q.bias.numel() ? q.bias.data_ptr<float>() : nullptr;
         const uint8_t* w = q.packed.data_ptr<uint8_t>();
         const uint8_t* r = q.residual.numel() ? q.residual.data_ptr<uint8_t>() : nullptr;
         if (r) res.resize(rows * q.N);  // this thread's: indexed like y, written only at its chunks
-        const int64_t chunk = std::max<int64_t>(kMinChunkRows, q.N / (int64_t(nt) * kChunksPerThread));
+        int64_t chunk = q.N / (int64_t(nt) * kChunksPerThread);
+        if (chunk_bytes_ > 0) {
+            const int64_t row_bytes = cg_q4_row_bytes(q.K, q.G) * (r ? 2 : 1);
+            chunk = std::min(chunk, chunk_bytes_ / row_bytes);
+        }
+        chunk = std::max(kMinChunkRows, chunk);
         const int64_t n_chunks = (q.N + chunk - 1) / chunk;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < n_chunks; ++c) {
@@ -486,6 +505,7 @@ class Int4DecodePlan : public torch::CustomClassHolder {
     }
 
     float eps_;
+    int64_t chunk_bytes_ = kDefaultChunkBytes;
     int64_t n_layers_ = 0, dim_ = 0, n_heads_ = 0, n_kv_ = 0, head_dim_ = 0, rotary_dim_ = 0, hidden_ = 0, max_k_ = 0;
     bool interleaved_ = false;
     std::vector<Layer> layers_;
@@ -500,5 +520,6 @@ TORCH_LIBRARY_FRAGMENT(codegeex_lsp, m) {
         .def(torch::init<std::vector<at::Tensor>, std::vector<int64_t>, double>())
         .def("step", &Int4DecodePlan::step)
         .def("step_many", &Int4DecodePlan::step_many)
-        .def("vocab_size", &Int4DecodePlan::vocab_size);
+        .def("vocab_size", &Int4DecodePlan::vocab_size)
+        .def("set_chunk_bytes", &Int4DecodePlan::set_chunk_bytes);
 }

@@ -79,3 +79,31 @@ def test_fused_step_is_within_the_op_by_op_paths_own_noise(monkeypatch):
     assert diffs[-1] <= 3 * noise[-1] + 1e-3, (diffs, noise)
     assert agree >= min(noise_agree, n) - 2 and agree >= 0.9 * n
 
+
+
+def test_chunking_of_the_output_rows_never_changes_a_step():
+    """Every output row is computed alone, so how the rows are cut into chunks between the threads
+    (here the 151,936-row output projection in 9,496-row or ~120-row chunks) cannot change a bit."""
+    loaded = load_model(EngineOptions(quant="int4", threads=2))
+    model = loaded.model
+    plan = fused_decode.plan_for(model)
+    assert plan is not None, fused_decode.unsupported_reason(model)
+    ids = torch.tensor([loaded.tokenizer.encode(PROMPTS[0])])
+    cache = model.new_cache(1, 64)
+    with torch.inference_mode():
+        token = model(ids, 0, cache).argmax(-1, keepdim=True)
+        pos = ids.shape[1]
+        x = model.tok_embeddings(token)
+        outs = []
+        for chunk_bytes in (0, 1, 64 * 1024, 1 << 30):
+            previous = plan.set_chunk_bytes(chunk_bytes)
+            copy_k, copy_v = [k.clone() for k in cache.k], [v.clone() for v in cache.v]
+            outs.append((plan.step(x, pos, copy_k, copy_v), copy_k, copy_v))
+            plan.set_chunk_bytes(previous)
+    assert previous == 64 * 1024  # the default, put back
+    first, k0, v0 = outs[0]
+    for logits, k, v in outs[1:]:
+        assert torch.equal(logits, first)
+        assert all(torch.equal(a, b) for a, b in zip(k + v, k0 + v0, strict=True))
+    with pytest.raises(RuntimeError, match="negative"):
+        plan.set_chunk_bytes(-1)
