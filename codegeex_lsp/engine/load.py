@@ -486,19 +486,26 @@ class BuildBar:
         self.bar.close()
 
 
-def build_int4(
-    args: ModelArgs,
-    hf_dir: Path,
-    key: str,
-    path: Path,
-    max_seq: int,
-    progress: Progress,
-    tokenizer: Any,
-    recipe: Int4Recipe,
-) -> Transformer:
+@dataclass(frozen=True)
+class Int4Source:
+    """What every rung of one model's int4 ladder is built from and checked against."""
+
+    args: ModelArgs
+    hf_dir: Path
+    key: str  # sha256 of the source weights, recorded in (and checked against) each checkpoint
+    max_seq: int
+    progress: Progress
+    tokenizer: Any
+
+
+def build_int4(source: Int4Source, path: Path, recipe: Int4Recipe) -> Transformer:
     """Quantize the float model once and save it atomically at `path` (GPTQ after one calibration
     pass over the corpus), with a progress bar on stderr."""
     from codegeex_lsp.quant import quantize_model_, save_quantized
+
+    args, hf_dir, key, max_seq, progress, tokenizer = (
+        source.args, source.hf_dir, source.key, source.max_seq, source.progress, source.tokenizer,
+    )  # fmt: skip
 
     started = time.perf_counter()
     progress(f"quantizing {hf_dir.name} to int4 ({recipe.name}) once into {path}")
@@ -584,35 +591,26 @@ def build_lock(path: Path, progress: Progress) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def load_int4(
-    args: ModelArgs,
-    hf_dir: Path,
-    key: str,
-    cache: Path,
-    max_seq: int,
-    progress: Progress,
-    tokenizer: Any,
-    build: str = "all",
-) -> tuple[Transformer, Int4Recipe]:
+def load_int4(source: Int4Source, cache: Path, build: str = "all") -> tuple[Transformer, Int4Recipe]:
     """The int4 model of the highest rung of INT4_LADDER built, and that rung. `build`: "all" first
     builds every rung not built yet (quantized once, saved in the cache); "first" builds the first
     rung only when none is built (a one-shot command should not wait for the refinement). A
     checkpoint that fails its checks (truncated, damaged, another layout) is rebuilt."""
     if build not in ("all", "first"):
         raise ModelError(f"int4 build {build!r} is not supported; use all or first")
-    paths = [int4_checkpoint_path(hf_dir, key, cache, recipe) for recipe in INT4_LADDER]
+    paths = [int4_checkpoint_path(source.hf_dir, source.key, cache, recipe) for recipe in INT4_LADDER]
     highest = _highest_built(paths)
     todo = range(highest + 1, len(paths)) if build == "all" else range(highest + 1, 1)
     model: Transformer | None = None
     for i in todo:
-        with build_lock(paths[i], progress):
+        with build_lock(paths[i], source.progress):
             if not paths[i].is_file():  # nobody built it while we waited
                 model = None  # the previous rung's model: freed before the next build
-                model = build_int4(args, hf_dir, key, paths[i], max_seq, progress, tokenizer, INT4_LADDER[i])
+                model = build_int4(source, paths[i], INT4_LADDER[i])
     top = _highest_built(paths)
     if model is not None and top == todo[-1]:
         return model, INT4_LADDER[top]  # just built and saved: no need to read it back
-    return _load_int4_file(args, hf_dir, key, paths[top], max_seq, progress, tokenizer, INT4_LADDER[top]), INT4_LADDER[top]
+    return _load_int4_file(source, paths[top], INT4_LADDER[top]), INT4_LADDER[top]
 
 
 def build_int4_rung(options: EngineOptions, recipe: Int4Recipe, progress: Progress) -> Path:
@@ -630,28 +628,20 @@ def build_int4_rung(options: EngineOptions, recipe: Int4Recipe, progress: Progre
             args = args_from_hf_config(read_config(hf_dir))
             tokenizer = load_tokenizer(hf_dir, options.trust_remote_code)
             max_seq = min(options.max_context_tokens, args.max_position_embeddings)
-            build_int4(args, hf_dir, key, path, max_seq, progress, tokenizer, recipe)
+            build_int4(Int4Source(args, hf_dir, key, max_seq, progress, tokenizer), path, recipe)
     return path
 
 
-def _load_int4_file(
-    args: ModelArgs,
-    hf_dir: Path,
-    key: str,
-    path: Path,
-    max_seq: int,
-    progress: Progress,
-    tokenizer: Any,
-    recipe: Int4Recipe,
-) -> Transformer:
+def _load_int4_file(source: Int4Source, path: Path, recipe: Int4Recipe) -> Transformer:
     """One rung's checkpoint, rebuilt when it fails its checks."""
     from codegeex_lsp.quant import load_quantized_into
 
+    progress = source.progress
     progress(f"loading int4 weights from {path}")
     with torch.device("meta"):
-        model = Transformer(args, max_seq_len=max_seq)
+        model = Transformer(source.args, max_seq_len=source.max_seq)
     try:
-        load_quantized_into(model, path, source_model_sha256=key)
+        load_quantized_into(model, path, source_model_sha256=source.key)
         return model.eval()
     except ModelError as exc:
         message = f"int4 checkpoint unusable, rebuilding it: {exc}"
@@ -659,7 +649,7 @@ def _load_int4_file(
         progress(message)
     with build_lock(path, progress):
         path.unlink(missing_ok=True)
-        return build_int4(args, hf_dir, key, path, max_seq, progress, tokenizer, recipe)
+        return build_int4(source, path, recipe)
 
 
 def pick_dtype(name: str) -> torch.dtype:
@@ -728,9 +718,8 @@ def _load_model(options: EngineOptions, progress: Progress | None) -> LoadedMode
     recipe: Int4Recipe | None = None
     if options.quant == "int4":
         dtype = torch.float32  # int4 weights; activations, norms and the KV cache stay fp32
-        model, recipe = load_int4(
-            args, hf_dir, digest or weights_key(hf_dir), cache, max_seq, progress, tokenizer, options.int4_build
-        )
+        source = Int4Source(args, hf_dir, digest or weights_key(hf_dir), max_seq, progress, tokenizer)
+        model, recipe = load_int4(source, cache, options.int4_build)
     elif options.quant == "none":
         dtype = pick_dtype(options.dtype)
         progress(f"loading weights from {hf_dir}")
