@@ -454,7 +454,7 @@ class BuildBar:
         self._running: str | None = None  # the GPTQ'd linear in progress
 
     def sequence_done(self, done: int) -> None:
-        self.bar.update(sum(self.sequence_work[self._seen : done]))
+        self._advance(sum(self.sequence_work[self._seen : done]))
         self._seen = done
         self.bar.set_postfix_str(f"calibrating {done} sequences", refresh=False)
         self.progress(f"int4 build: calibration {done} sequences ({self.fraction():.0%})")
@@ -469,15 +469,20 @@ class BuildBar:
         else:
             self.progress(text)
 
+    def _advance(self, work: float) -> None:
+        # never past the total: the credits are summed in another order than the total was, so the
+        # last one can overshoot it by a rounding (tqdm then warns about clamping its bar)
+        self.bar.update(max(0.0, min(work, self.bar.total - self.bar.n)))
+
     def _credit_running(self) -> None:
         if self._running is not None:
-            self.bar.update(self.weights.get(self._running, 0.0))
+            self._advance(self.weights.get(self._running, 0.0))
             self._running = None
 
     def finish(self) -> None:
         """Every linear quantized: the bar to 100 %."""
         self._credit_running()
-        self.bar.update(self.bar.total - self.bar.n)
+        self._advance(self.bar.total - self.bar.n)
 
     def fraction(self) -> float:
         return self.bar.n / self.bar.total if self.bar.total else 1.0

@@ -50,3 +50,23 @@ def test_bar_weights_calibration_by_tokens_and_credits_a_linear_when_it_is_done(
     assert len(percentages) == 5 and percentages == sorted(percentages) and percentages[-1] < 100
     err = capsys.readouterr().err
     assert "int4 build" in err and "100%" in err
+
+
+def test_bar_never_passes_its_total_when_the_credits_round_above_it(capsys) -> None:
+    import warnings
+
+    bar = BuildBar(_Model(), [10, 30], lambda text: None)
+    bar.bar.total -= 1e-9 * bar.bar.total  # the credits, summed in their own order, end above it
+    seen: list[float] = []
+    update = bar.bar.update
+    bar.bar.update = lambda n=1: (update(n), seen.append(bar.bar.n))[0]  # every value the bar shows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tqdm's "clamping frac to range [0, 1]"
+        bar.sequence_done(2)
+        for text in ("gptq: up [32x8]", "gptq: down [8x32]", "gptq: output [500x8]"):
+            bar.message(text)
+            assert bar.bar.n <= bar.bar.total
+        bar.finish()
+        assert bar.bar.n == bar.bar.total and bar.fraction() == 1.0
+        assert max(seen) <= bar.bar.total
+        bar.close()
