@@ -31,11 +31,11 @@ namespace {
 
 constexpr int64_t kChunksPerThread = 8;  // output-row chunks per thread and product, at least (dynamic schedule)
 constexpr int64_t kMinChunkRows = 32;
-// At most this many weight bytes per chunk: the thread that finishes a product last waits up to one
-// chunk's streaming time for the other at the barrier after it, so big products (the 83 MB output
-// projection: ~0.4 ms per chunk at 16 chunks) get chunks of this size instead. Settable per plan
-// (set_chunk_bytes) so the choice can be measured; 0 = chunks per thread only.
-constexpr int64_t kDefaultChunkBytes = 64 * 1024;
+// An optional bound on a chunk's weight bytes (set_chunk_bytes; 0 = none, the default). Smaller chunks
+// would shorten the wait at each product's barrier, but measured on the 0.5B model (2 threads, AVX-512
+// host, interleaved runs) they cost more than they save: 64 KB chunks decoded at 0.77-0.85x, 256 KB at 0.97x,
+// 1-4 MB at 1.01x (noise) of no bound. Kept settable to measure it on other hosts.
+constexpr int64_t kDefaultChunkBytes = 0;
 constexpr int64_t kMaxRotary = 512;
 constexpr int64_t kMaxHeadDim = 512;
 constexpr int64_t kMaxGroup = 64;  // query heads per kv head
