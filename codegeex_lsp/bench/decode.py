@@ -327,7 +327,7 @@ def run(args, log) -> DecodeBench:
     from codegeex_lsp.config import cache_dir
     from codegeex_lsp.quant import ops
 
-    isa = getattr(args, "isa", "native")
+    isa = args.isa
     hold_to_isa(isa)
     bandwidth = host_read_gb_s(args.threads)
     log(f"host read bandwidth ({args.threads} threads): {bandwidth:.1f} GB/s")

@@ -14,7 +14,7 @@ from codegeex_lsp.bench import decode
 def bench(tiny_model_factory, tmp_path_factory):
     args = argparse.Namespace(
         model=str(tiny_model_factory("qwen2")), threads=1, tokens=12, prefill_tokens=40, repeat=2,
-        cache_dir=str(tmp_path_factory.mktemp("cache")), no_bf16=False, no_llama_cpp=True, json=True,
+        cache_dir=str(tmp_path_factory.mktemp("cache")), no_bf16=False, no_llama_cpp=True, json=True, isa="native",
     )  # fmt: skip
     return decode.run(args, log=lambda message: None)
 
