@@ -33,40 +33,43 @@ def host_cpu_flags() -> str:
     return ""
 
 
+def install_hint(isa: str = "native") -> str:
+    """How to make the `isa` build."""
+    return INSTALL_HINT if isa == "native" else f"run CODEGEEX_LSP_LLAMA_ISA={isa} scripts/install-llama-cpp"
+
+
 def bin_dir(cache: str | None = None, isa: str = "native") -> Path:
-    """The bin directory of a llama.cpp build made for this host's CPU, or of the portable `isa` build."""
+    """The bin directory of a llama.cpp build made for this host's CPU, or of the portable `isa` build:
+    the newest build whose marker says so (a native build records the CPU flags it was made on, a
+    portable one its ISA)."""
     if isa not in ISAS:
         raise ValueError(f"unknown llama.cpp build {isa!r}; expected one of {ISAS}")
-    if isa != "native":
-        hint = f"run CODEGEEX_LSP_LLAMA_ISA={isa} scripts/install-llama-cpp"
-        for path in sorted(
-            (cache_dir(cache) / "llama.cpp").glob(f"*-{isa}-*/bin"), key=lambda p: p.stat().st_mtime
-        )[::-1]:
-            marker = path.parent / "isa"
-            if marker.is_file() and marker.read_text().strip() == isa and (path / "llama-bench").is_file():
-                return path
-        raise LlamaCppMissing(f"no {isa} build of llama.cpp: {hint}")
-    if env := os.environ.get(BIN_ENV):
+    if isa == "native" and (env := os.environ.get(BIN_ENV)):
         path = Path(env)
         if not path.is_dir():
             raise LlamaCppMissing(f"{BIN_ENV}={env} is not a directory")
         return path
-    flags = host_cpu_flags()
+    if isa == "native":
+        marker, wanted, program = "cpu-flags", host_cpu_flags(), "llama-server"
+    else:
+        marker, wanted, program = "isa", isa, "llama-bench"
     builds = sorted((cache_dir(cache) / "llama.cpp").glob("*/bin"), key=lambda p: p.stat().st_mtime)
     for path in reversed(builds):
-        recorded = path.parent / "cpu-flags"
-        if recorded.is_file() and recorded.read_text().strip() == flags and (path / "llama-server").is_file():
+        recorded = path.parent / marker
+        if recorded.is_file() and recorded.read_text().strip() == wanted and (path / program).is_file():
             return path
+    if isa != "native":
+        raise LlamaCppMissing(f"no {isa} build of llama.cpp: {install_hint(isa)}")
     if builds:
         raise LlamaCppMissing(f"no llama.cpp build for this host's CPU flags: {INSTALL_HINT}")
     raise LlamaCppMissing(f"llama.cpp is not built: {INSTALL_HINT}")
 
 
 def binary(name: str, cache: str | None = None, isa: str = "native") -> Path:
-    """A llama.cpp program (llama-server, llama-bench, llama-quantize) of the host's build."""
+    """A llama.cpp program (llama-server, llama-bench, llama-quantize) of the host's (or `isa`) build."""
     path = bin_dir(cache, isa) / name
     if not path.is_file():
-        raise LlamaCppMissing(f"{path} is missing: {INSTALL_HINT}")
+        raise LlamaCppMissing(f"{path} is missing: {install_hint(isa)}")
     return path
 
 

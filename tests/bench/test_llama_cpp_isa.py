@@ -29,6 +29,9 @@ def test_avx2_build_is_found_by_its_marker_and_never_taken_as_native(tmp_path, m
     assert llama_cpp.bin_dir(str(tmp_path), "avx2") == avx2
     assert llama_cpp.binary("llama-bench", str(tmp_path), "avx2") == avx2 / "llama-bench"
     assert str(avx2) in llama_cpp.run_env(str(tmp_path), "avx2")["LD_LIBRARY_PATH"]
+    (avx2 / "llama-quantize").unlink()
+    with pytest.raises(llama_cpp.LlamaCppMissing, match="CODEGEEX_LSP_LLAMA_ISA=avx2"):
+        llama_cpp.binary("llama-quantize", str(tmp_path), "avx2")  # the hint for that build, not the native one
 
 
 def test_missing_avx2_build_says_how_to_make_it(tmp_path):
