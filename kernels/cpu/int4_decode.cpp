@@ -123,6 +123,94 @@ __attribute__((target_clones("fma", "default"))) void attend_group(const float* 
     }
 }
 
+// attend_group for head_dim = 8 V with its vectors in registers: the same float operations in the same
+// order per value as above (each score an 8-lane FMA sum reduced by the same tree; each softmax sum and
+// each output value accumulated position by position), so the results are bit for bit the same; only
+// the loops are arranged for the hardware. Per key, one load serves every query head; a head's output
+// row stays in registers over a block of kValueBlock positions (the block's values stay in L1) instead
+// of being loaded and stored at every position; the exponentials run as a plain elementwise loop, and
+// the heads' softmax sums run as independent chains. Measured on the 0.5B model (2 threads, AVX-512
+// host; one thread's attention per step, then decode rate): after 1,024 cached positions 2.4 -> 1.95
+// ms, 62 -> 65 tok/s; after 3,000, 6.6 -> 5.3 ms, 49 -> 55 tok/s. Logits of 80 steps at 5 and 1,500
+// cached positions and of a 5-token step_many: bit for bit those of attend_group.
+typedef float v8sf __attribute__((vector_size(32)));
+constexpr int64_t kValueBlock = 64;
+
+// Unaligned, aliasing-safe access to 8 floats; a type, not a helper function, so no vector crosses a
+// call between the clones' ISAs.
+typedef float v8sf_u __attribute__((vector_size(32), aligned(4), may_alias));
+
+template <int V>
+__attribute__((target_clones("fma", "default"))) void attend_group_fixed(const float* q, int64_t nh,
+                                                                          const float* keys, const float* values,
+                                                                          const float* k_new, const float* v_new,
+                                                                          int64_t pos, float* s, float* out) {
+    constexpr int64_t Dh = 8 * V;
+    const int64_t n = pos + 1;
+    const float scale = float(1.0 / std::sqrt(double(Dh)));
+    for (int64_t j = 0; j < n; ++j) {
+        const float* kj = j == pos ? k_new : keys + j * Dh;
+        v8sf k[V];
+#pragma GCC unroll 16
+        for (int i = 0; i < V; ++i) k[i] = *(const v8sf_u*)(kj + 8 * i);
+        for (int64_t h = 0; h < nh; ++h) {
+            const float* qh = q + h * Dh;
+            v8sf acc = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma GCC unroll 16
+            for (int i = 0; i < V; ++i) acc += *(const v8sf_u*)(qh + 8 * i) * k[i];
+            const float dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+            s[h * n + j] = dot * scale;
+        }
+    }
+    float mx[kMaxGroup], sum[kMaxGroup], inv_sum[kMaxGroup];
+    for (int64_t h = 0; h < nh; ++h) {
+        const float* sh = s + h * n;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < n; ++j) m = std::max(m, sh[j]);
+        mx[h] = m;
+        sum[h] = 0.0f;
+    }
+    for (int64_t h = 0; h < nh; ++h) {
+        float* sh = s + h * n;
+        const float m = mx[h];
+        for (int64_t j = 0; j < n; ++j) sh[j] = exp_nonpositive(sh[j] - m);
+    }
+    for (int64_t j = 0; j < n; ++j) {
+        for (int64_t h = 0; h < nh; ++h) sum[h] += s[h * n + j];
+    }
+    for (int64_t h = 0; h < nh; ++h) inv_sum[h] = 1.0f / sum[h];
+    for (int64_t j0 = 0; j0 < n; j0 += kValueBlock) {
+        const int64_t j1 = std::min(n, j0 + kValueBlock);
+        for (int64_t h = 0; h < nh; ++h) {
+            const float* sh = s + h * n;
+            float* oh = out + h * Dh;
+            v8sf acc[V];
+#pragma GCC unroll 16
+            for (int i = 0; i < V; ++i) acc[i] = j0 == 0 ? v8sf{0, 0, 0, 0, 0, 0, 0, 0} : *(const v8sf_u*)(oh + 8 * i);
+            for (int64_t j = j0; j < j1; ++j) {
+                const float* vj = j == pos ? v_new : values + j * Dh;
+                const float p = sh[j];
+#pragma GCC unroll 16
+                for (int i = 0; i < V; ++i) acc[i] += p * *(const v8sf_u*)(vj + 8 * i);
+            }
+#pragma GCC unroll 16
+            for (int i = 0; i < V; ++i) *(v8sf_u*)(oh + 8 * i) = j1 == n ? acc[i] * inv_sum[h] : acc[i];
+        }
+    }
+}
+
+// The query heads of one kv head against its positions (see attend_group), on the register-blocked
+// form for the usual head sizes.
+void attend(const float* q, int64_t nh, const float* keys, const float* values, const float* k_new,
+            const float* v_new, int64_t pos, int64_t Dh, float* s, float* out) {
+    switch (Dh) {
+        case 32: return attend_group_fixed<4>(q, nh, keys, values, k_new, v_new, pos, s, out);
+        case 64: return attend_group_fixed<8>(q, nh, keys, values, k_new, v_new, pos, s, out);
+        case 128: return attend_group_fixed<16>(q, nh, keys, values, k_new, v_new, pos, s, out);
+        default: return attend_group(q, nh, keys, values, k_new, v_new, pos, Dh, s, out);
+    }
+}
+
 // One QuantLinear: packed codes, an optional residual plane, an optional fp32 bias.
 struct QLinear {
     at::Tensor packed, residual, bias;
@@ -247,7 +335,7 @@ class Int4DecodePlan : public torch::CustomClassHolder {
                 for (int64_t h0 = n_heads_ * tid / nt; h0 < h_end;) {
                     const int64_t g = h0 / group, h1 = std::min(h_end, (g + 1) * group);
                     me.scores.resize((h1 - h0) * (pos + 1));
-                    attend_group(q + h0 * head_dim_, h1 - h0, kc[l] + g * L * head_dim_, vc[l] + g * L * head_dim_,
+                    attend(q + h0 * head_dim_, h1 - h0, kc[l] + g * L * head_dim_, vc[l] + g * L * head_dim_,
                                  k + g * head_dim_, v + g * head_dim_, pos, head_dim_, me.scores.data(),
                                  sh.attn.data() + h0 * head_dim_);
                     h0 = h1;
@@ -335,7 +423,7 @@ class Int4DecodePlan : public torch::CustomClassHolder {
                     scores.resize(group * (p + 1));
                     const float* keys = kc[l] + g * L * head_dim_;
                     const float* values = vc[l] + g * L * head_dim_;
-                    attend_group(qkv.data() + r * qkv_n + g * group * head_dim_, group, keys, values, keys + p * head_dim_,
+                    attend(qkv.data() + r * qkv_n + g * group * head_dim_, group, keys, values, keys + p * head_dim_,
                                  values + p * head_dim_, p, head_dim_, scores.data(),
                                  attn.data() + r * attn_n + g * group * head_dim_);
                 }

@@ -20,14 +20,14 @@ def _load(tiny_model_factory, tmp_path_factory, arch: str, dtype: str = "auto", 
     return load_model(opts)
 
 
-def _teacher_forced(loaded, steps: int = STEPS):
+def _teacher_forced(loaded, steps: int = STEPS, text: str = "def fibonacci(n):\n    if n < 2:", max_len: int = 128):
     """(op-by-op logits, fused logits, caches) per step, both paths starting each step from the same
     cache (the op-by-op one), so a step's difference is that step's alone."""
     model, tok = loaded.model, loaded.tokenizer
     plan = fused_decode.plan_for(model)
     assert plan is not None, fused_decode.unsupported_reason(model)
-    ids = torch.tensor([tok.encode("def fibonacci(n):\n    if n < 2:")])
-    ref_cache, fused_cache = model.new_cache(1, 128), model.new_cache(1, 128)
+    ids = torch.tensor([tok.encode(text)])
+    ref_cache, fused_cache = model.new_cache(1, max_len), model.new_cache(1, max_len)
     with torch.inference_mode():
         logits = model(ids, 0, ref_cache)
         pos = ids.shape[1]
@@ -59,7 +59,7 @@ def _assert_same_steps(ref: torch.Tensor, fused: torch.Tensor, typical: float, w
     assert torch.equal(fused.argmax(-1)[decisive], ref.argmax(-1)[decisive])
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "llama", "glm"])
+@pytest.mark.parametrize("arch", ["qwen2", "qwen2-d32", "llama", "glm"])
 def test_fused_step_matches_the_op_by_op_forward(tiny_model_factory, tmp_path_factory, arch):
     loaded = _load(tiny_model_factory, tmp_path_factory, arch)
     assert loaded.model.dtype == torch.float32  # what int4 runs in (auto)
@@ -72,6 +72,18 @@ def test_fused_step_matches_the_op_by_op_forward(tiny_model_factory, tmp_path_fa
         for mine, theirs in ((fused_cache.k, ref_cache.k), (fused_cache.v, ref_cache.v)):
             torch.testing.assert_close(mine[layer][:, :, pos - 1], theirs[layer][:, :, pos - 1], atol=5e-2, rtol=5e-2)
             assert mine[layer][:, :, pos:].abs().sum() == 0  # nothing beyond it
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen2-d32"])
+def test_fused_attention_over_a_long_cache_matches_the_op_by_op_forward(tiny_model_factory, tmp_path_factory, arch):
+    # head_dim 16 runs the generic attention, 32 the register-blocked one, whose output rows stay in
+    # registers over blocks of 64 positions: ~300 cached positions cross several blocks
+    loaded = _load(tiny_model_factory, tmp_path_factory, arch)
+    text = "".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(14))
+    n_prompt = len(loaded.tokenizer.encode(text))
+    assert 200 < n_prompt < 440, n_prompt
+    ref, fused, _, _, _ = _teacher_forced(loaded, steps=8, text=text, max_len=512)
+    _assert_same_steps(ref, fused, typical=1e-4, worst=5e-2)
 
 
 def test_generate_decodes_through_the_fused_step(tiny_model_factory, tmp_path_factory, monkeypatch):
@@ -131,7 +143,7 @@ def test_bad_cache_is_a_clear_error_and_the_plan_keeps_serving(tiny_model_factor
     assert logits.shape == (1, plan.vocab_size()) and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "glm"])
+@pytest.mark.parametrize("arch", ["qwen2", "qwen2-d32", "glm"])
 def test_short_prompt_deltas_and_draft_checks_match_the_op_by_op_forward(tiny_model_factory, tmp_path_factory, arch):
     loaded = _load(tiny_model_factory, tmp_path_factory, arch)
     model, tok = loaded.model, loaded.tokenizer

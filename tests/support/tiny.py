@@ -92,6 +92,8 @@ def build_config(arch: str, vocab_size: int, eos_token_id: int):
         return Glm4Config(head_dim=16, **common)
     if arch == "qwen2":
         return Qwen2Config(tie_word_embeddings=True, **common)
+    if arch == "qwen2-d32":  # head_dim 32: the fused step's register-blocked attention (the above: 16)
+        return Qwen2Config(tie_word_embeddings=True, **{**common, "num_attention_heads": 2, "num_key_value_heads": 1})
     if arch == "llama":
         return LlamaConfig(**common)
     raise ValueError(arch)
