@@ -12,6 +12,11 @@ with their standard deviation). Ours int4 is timed twice on one loaded model, ru
 the default fused decode step and the op-by-op forward (`ours int4, op by op`), so the JSON's
 `fused_decode_speedup` is a same-run ratio.
 
+`--depth N` puts N tokens of cached context before both (llama-bench `-d N`): an editor's prompt
+runs 1-2k tokens (prefix, suffix, references), and every decoded token attends over all of them, so
+the rates at depth are the ones a user waits on. Ours fills its cache with the prompt text once
+(untimed); prefill then times the 512 tokens after the first N, and decode starts after the first N.
+
 `--isa avx2` measures what an AVX2-only host runs, on a host that also has AVX-512: our AVX2 kernel
 path and the portable AVX2 build of llama.cpp (`CODEGEEX_LSP_LLAMA_ISA=avx2 scripts/install-llama-cpp`),
 with PyTorch's own kernels and oneDNN held to AVX2 by their environment variables (checked, since they
@@ -80,6 +85,7 @@ class DecodeBench:
     quant: str | None
     host_read_gb_s: float
     isa: str = "native"
+    depth: int = 0  # cached context tokens before the timed prefill and decode (llama-bench -d)
     rows: list[EngineRow] = field(default_factory=list)
     llama_cpp_missing: str | None = None
 
@@ -174,11 +180,12 @@ def _weight_bytes_per_token(model) -> int:
 
 
 def measure_ours(
-    model: str, quant: str, threads: int, n_prefill: int, n_decode: int, repeat: int, cache, log
+    model: str, quant: str, threads: int, n_prefill: int, n_decode: int, repeat: int, cache, log, depth: int = 0
 ) -> tuple[list[EngineRow], str]:
     """(rows, loaded model's quant label) for one of our configurations. int4 gets two rows: the
     default (one fused C++ call per decoded token) and the op-by-op forward it replaced
-    (CODEGEEX_LSP_FUSED_DECODE=0), timed on the same loaded model, round by round in turn."""
+    (CODEGEEX_LSP_FUSED_DECODE=0), timed on the same loaded model, round by round in turn. `depth`:
+    tokens of cached context before both (see the module's docstring)."""
     import os
 
     from codegeex_lsp.config import CompletionOptions, EngineOptions
@@ -194,13 +201,21 @@ def measure_ours(
             dtype="bfloat16" if quant == "none" else "auto",
             threads=threads,
             cache_dir=cache,
-            max_context_tokens=max(4096, n_prefill + 64),
+            max_context_tokens=max(4096, depth + max(n_prefill, n_decode) + 64),
         ),
         progress=log,
     )
-    long_prompt = Prompt("raw", "", tuple(prefill_prompt_ids(loaded.tokenizer, n_prefill)), ())
-    short_ids = loaded.tokenizer.encode(SHORT_PROMPT, add_special_tokens=False)
-    short_prompt = Prompt("raw", SHORT_PROMPT, tuple(short_ids), ())
+    ids = tuple(prefill_prompt_ids(loaded.tokenizer, depth + n_prefill))
+    long_prompt = Prompt("raw", "", ids, ())
+    if depth:
+        decode_prompt = Prompt("raw", "", ids[:depth], ())
+        context = loaded.model.new_cache(1, depth + max(n_prefill, n_decode) + 64)
+        generate(loaded.model, loaded.tokenizer, decode_prompt, CompletionOptions(max_tokens=1), cache=context)
+    else:
+        short_ids = loaded.tokenizer.encode(SHORT_PROMPT, add_special_tokens=False)
+        decode_prompt = Prompt("raw", SHORT_PROMPT, tuple(short_ids), ())
+        context = None
+    at_depth = {"cache": context, "n_cached": depth} if depth else {}
     name = "ours int4" if quant == "int4" else "ours bf16"
     variants = {name: "1"}
     if quant == "int4":
@@ -213,10 +228,14 @@ def measure_ours(
         for round_ in range(repeat + 1):  # round 0 warms up and is not counted
             for variant, flag in variants.items():
                 os.environ[fused_decode.FUSED_ENV] = flag
-                p = generate(loaded.model, loaded.tokenizer, long_prompt, CompletionOptions(max_tokens=1))
-                d = generate(loaded.model, loaded.tokenizer, short_prompt, CompletionOptions(max_tokens=n_decode))
+                p = generate(loaded.model, loaded.tokenizer, long_prompt, CompletionOptions(max_tokens=1), **at_depth)
+                d = generate(
+                    loaded.model, loaded.tokenizer, decode_prompt, CompletionOptions(max_tokens=n_decode), **at_depth
+                )
                 steps[variant] = d.generated_tokens
                 if round_:
+                    if p.prefill_tokens != n_prefill:  # a cache that did not hold the context
+                        raise RuntimeError(f"{variant}: prefilled {p.prefill_tokens} tokens, not {n_prefill}")
                     prefill[variant].append(n_prefill / p.timings["prefill_s"])
                     decode[variant].append(d.timings["decode_tok_s"])
     finally:
@@ -256,9 +275,10 @@ def gguf_weight_bytes(path: Path) -> int:
 
 
 def measure_llama_cpp(
-    gguf: Path, name: str, threads: int, n_prefill: int, n_decode: int, repeat: int, cache, log, isa="native"
+    gguf: Path, name: str, threads: int, n_prefill: int, n_decode: int, repeat: int, cache, log, depth: int = 0,
+    isa="native",
 ):
-    """llama-bench's own pp/tg figures for one GGUF."""
+    """llama-bench's own pp/tg figures for one GGUF (after `depth` tokens of context: its -d)."""
     proc = subprocess.run(
         [
             str(llama_cpp.binary("llama-bench", cache, isa)),
@@ -270,6 +290,8 @@ def measure_llama_cpp(
             str(n_prefill),
             "-n",
             str(n_decode),
+            "-d",
+            str(depth),
             "-r",
             str(max(repeat, 1)),
             "-o",
@@ -342,8 +364,9 @@ def run(args, log) -> DecodeBench:
         quant=None,
         host_read_gb_s=bandwidth,
         isa=isa,
+        depth=args.depth,
     )
-    same = (args.threads, args.prefill_tokens, args.tokens, args.repeat, args.cache_dir, log)
+    same = (args.threads, args.prefill_tokens, args.tokens, args.repeat, args.cache_dir, log, args.depth)
     for quant in ("int4",) if args.no_bf16 else ("int4", "none"):
         rows, label = measure_ours(args.model, quant, *same)
         bench.rows.extend(rows)
@@ -366,7 +389,9 @@ def format_table(b: DecodeBench) -> str:
     s = b.summary()
     lines = [
         f"model {b.model} ({b.quant}), {b.threads} threads, prefill {b.prefill_tokens} tokens, "
-        f"decode {b.new_tokens} tokens; kernel path {b.kernel_path}"
+        f"decode {b.new_tokens} tokens"
+        + (f", both after {b.depth} cached tokens" if b.depth else "")
+        + f"; kernel path {b.kernel_path}"
         + (f"; every engine held to {b.isa} instructions" if b.isa != "native" else ""),
         f"host read bandwidth {b.host_read_gb_s:.1f} GB/s; CPU flags: {b.cpu_flags}",
         "| engine | prefill tok/s | decode tok/s | decode GB/s | of read bound |",
@@ -398,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=128, help="decoded tokens (llama-bench -n)")
     parser.add_argument("--prefill-tokens", type=int, default=512, help="prompt tokens (llama-bench -p)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per engine")
+    parser.add_argument(
+        "--depth", type=int, default=0, help="cached context tokens before prefill and decode (llama-bench -d)"
+    )
     parser.add_argument("--cache-dir")
     parser.add_argument("--no-bf16", action="store_true", help="skip ours bf16 (--quant none)")
     parser.add_argument("--no-llama-cpp", action="store_true", help="skip llama.cpp")

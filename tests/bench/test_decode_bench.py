@@ -14,7 +14,7 @@ from codegeex_lsp.bench import decode
 def bench(tiny_model_factory, tmp_path_factory):
     args = argparse.Namespace(
         model=str(tiny_model_factory("qwen2")), threads=1, tokens=12, prefill_tokens=40, repeat=2,
-        cache_dir=str(tmp_path_factory.mktemp("cache")), no_bf16=False, no_llama_cpp=True, json=True, isa="native",
+        cache_dir=str(tmp_path_factory.mktemp("cache")), no_bf16=False, no_llama_cpp=True, json=True, isa="native", depth=0,
     )  # fmt: skip
     return decode.run(args, log=lambda message: None)
 
@@ -78,7 +78,7 @@ def test_isa_avx2_runs_ours_on_the_avx2_kernels(tiny_model_factory, tmp_path):
         "import argparse, json, sys\n"
         "from codegeex_lsp.bench import decode\n"
         "args = argparse.Namespace(model=sys.argv[1], threads=1, tokens=6, prefill_tokens=20, repeat=1,\n"
-        "    cache_dir=sys.argv[2], no_bf16=True, no_llama_cpp=True, json=True, isa='avx2')\n"
+        "    cache_dir=sys.argv[2], no_bf16=True, no_llama_cpp=True, json=True, isa='avx2', depth=0)\n"
         "print(json.dumps(decode.run(args, log=lambda m: None).summary()))\n"
     )
     env = {**os.environ, **decode.AVX2_ENV}
@@ -90,3 +90,40 @@ def test_isa_avx2_runs_ours_on_the_avx2_kernels(tiny_model_factory, tmp_path):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["isa"] == "avx2" and summary["kernel_path"] == "cpp/avx2"
     assert summary["ours_int4_tok_s"] > 0
+
+
+def test_depth_times_prefill_and_decode_after_a_cached_context(tiny_model_factory, tmp_path):
+    args = argparse.Namespace(
+        model=str(tiny_model_factory("qwen2")), threads=1, tokens=8, prefill_tokens=24, repeat=1, depth=60,
+        cache_dir=str(tmp_path), no_bf16=True, no_llama_cpp=True, json=True, isa="native",
+    )  # fmt: skip
+    bench = decode.run(args, log=lambda message: None)
+    summary = bench.summary()
+    assert summary["depth"] == 60
+    assert summary["ours_int4_tok_s"] > 0 and summary["ours_int4_prefill_tok_s"] > 0
+    assert "after 60 cached tokens" in decode.format_table(bench)
+
+
+def test_llama_bench_gets_the_depth_and_its_figures_are_read_back(monkeypatch, tmp_path):
+    import json
+    import subprocess
+
+    from codegeex_lsp.bench import llama_cpp
+
+    seen: list[list[str]] = []
+    entries = [
+        {"n_prompt": 512, "n_gen": 0, "n_depth": 1536, "avg_ts": 250.0, "stddev_ts": 3.0, "cpu_info": "cpu"},
+        {"n_prompt": 0, "n_gen": 128, "n_depth": 1536, "avg_ts": 40.0, "stddev_ts": 1.0, "cpu_info": "cpu"},
+    ]
+
+    def fake_run(cmd, **kwargs):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps(entries), stderr="")
+
+    monkeypatch.setattr(llama_cpp, "binary", lambda name, cache, isa="native": tmp_path / name)
+    monkeypatch.setattr(decode, "gguf_weight_bytes", lambda path: 1000)
+    monkeypatch.setattr(decode.subprocess, "run", fake_run)
+    row = decode.measure_llama_cpp(tmp_path / "m.gguf", "llama.cpp Q4_0", 2, 512, 128, 3, None, lambda m: None, 1536)
+    cmd = seen[0]
+    assert cmd[cmd.index("-d") + 1] == "1536" and cmd[cmd.index("-p") + 1] == "512"
+    assert (row.decode_tok_s, row.prefill_tok_s) == (40.0, 250.0)
