@@ -14,7 +14,7 @@ from __future__ import annotations
 import glob
 import os
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 PACKAGE_DIR = {
     "codegeex_lsp.grammars": "grammars",
@@ -42,7 +42,13 @@ def _ext_modules() -> tuple[list, dict]:
 ext_modules, cmdclass = _ext_modules()
 setup(
     package_dir=PACKAGE_DIR,
-    packages=[*find_packages(include=["codegeex_lsp", "codegeex_lsp.*"]), *PACKAGE_DIR],
+    # namespace packages too: the data folders (demo files, benchmark data, calibration corpus) are
+    # listed as packages, as setuptools wants of every folder it installs files from
+    packages=[
+        *find_namespace_packages(include=["codegeex_lsp", "codegeex_lsp.*"], exclude=["*__pycache__"]),
+        *PACKAGE_DIR,
+        *(f"codegeex_lsp.grammars.{name}" for name in find_namespace_packages("grammars", exclude=["*__pycache__"])),
+    ],
     package_data={
         "codegeex_lsp": ["demo/*", "py.typed", "bench/data/*", "bench/data/*/*", "quant/corpus/*", "quant/corpus/*/*"],
         "codegeex_lsp.grammars": ["*.toml", "*.json", "*/*.scm"],
