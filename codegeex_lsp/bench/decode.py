@@ -12,6 +12,10 @@ with their standard deviation). Ours int4 is timed twice on one loaded model, ru
 the default fused decode step and the op-by-op forward (`ours int4, op by op`), so the JSON's
 `fused_decode_speedup` is a same-run ratio.
 
+Every engine runs `--rounds` times in turn (default 3): this VM's speed drifts by a fifth over
+minutes, so engines timed minutes apart are not comparable; each round's ratios are, and the report
+gives their geometric mean with a 95 % t interval, and each engine's mean over the rounds.
+
 `--depth N` puts N tokens of cached context before both (llama-bench `-d N`): an editor's prompt
 runs 1-2k tokens (prefix, suffix, references), and every decoded token attends over all of them, so
 the rates at depth are the ones a user waits on. Ours fills its cache with the prompt text once
@@ -42,6 +46,7 @@ from pathlib import Path
 
 from codegeex_lsp.bench import llama_cpp
 from codegeex_lsp.bench.latency.corpus import packaged_files
+from codegeex_lsp.bench.stats import ratio_interval
 
 SHORT_PROMPT = (
     "<|fim_prefix|>import json\nfrom pathlib import Path\n\n\ndef load_config(path: str) -> dict:\n"
@@ -86,23 +91,43 @@ class DecodeBench:
     host_read_gb_s: float
     isa: str = "native"
     depth: int = 0  # cached context tokens before the timed prefill and decode (llama-bench -d)
-    rows: list[EngineRow] = field(default_factory=list)
+    rows: list[EngineRow] = field(default_factory=list)  # each engine's mean over the rounds
     llama_cpp_missing: str | None = None
+    rounds: list[list[EngineRow]] = field(default_factory=list)  # every engine, round by round
 
     def row(self, name: str) -> EngineRow | None:
         return next((r for r in self.rows if r.name == name), None)
 
     def summary(self) -> dict:
-        """The flat keys scripts read (`--json`)."""
+        """The flat keys scripts read (`--json`). The ratios are geometric means of the per-round
+        ratios, with a 95 % t interval (`<key>_ci95`) over two or more rounds."""
+        out = rates(self.rows)
+        per_round = [ratios(rates(rows)) for rows in self.rounds] or [ratios(out)]
+        for key in RATIO_KEYS:
+            values = [r[key] for r in per_round if r[key] is not None]
+            if len(values) < len(per_round) or not values:  # an engine missing from a round
+                out[key], out[f"{key}_ci95"] = ratios(out)[key], None
+                continue
+            mean, low, high = ratio_interval(values)
+            out[key] = mean
+            out[f"{key}_ci95"] = [low, high] if low is not None else None
+        base = {k: v for k, v in asdict(self).items() if k not in ("rows", "rounds")}
+        base["rows"] = [{**asdict(r), "decode_gb_s": r.decode_gb_s} for r in self.rows]
+        base["rounds"] = [[asdict(r) for r in rows] for rows in self.rounds]
+        return {**base, **out}
 
-        def get(name: str, attr: str) -> float | None:
-            row = self.row(name)
-            return getattr(row, attr) if row else None
 
-        def ratio(a: float | None, b: float | None) -> float | None:
-            return a / b if a and b else None
+RATIO_KEYS = ("decode_ratio_vs_llama_cpp_q4_0", "prefill_ratio_vs_llama_cpp", "fused_decode_speedup")
 
-        out = {
+
+def rates(rows: list[EngineRow]) -> dict[str, float | None]:
+    """The per-engine keys of `--json` from one set of rows."""
+
+    def get(name: str, attr: str) -> float | None:
+        row = next((r for r in rows if r.name == name), None)
+        return getattr(row, attr) if row else None
+
+    return {
             "ours_int4_tok_s": get("ours int4", "decode_tok_s"),
             "ours_int4_prefill_tok_s": get("ours int4", "prefill_tok_s"),
             "ours_int4_op_by_op_tok_s": get(OP_BY_OP_ROW, "decode_tok_s"),
@@ -112,17 +137,48 @@ class DecodeBench:
             "llama_cpp_prefill_tok_s": get("llama.cpp GGUF", "prefill_tok_s"),
             "llama_cpp_q4_0_tok_s": get("llama.cpp Q4_0", "decode_tok_s"),
             "llama_cpp_q4_0_prefill_tok_s": get("llama.cpp Q4_0", "prefill_tok_s"),
-        }
-        out["decode_ratio_vs_llama_cpp_q4_0"] = ratio(out["ours_int4_tok_s"], out["llama_cpp_q4_0_tok_s"])
-        out["fused_decode_speedup"] = ratio(out["ours_int4_tok_s"], out["ours_int4_op_by_op_tok_s"])
-        best_prefill = max(
-            (v for v in (out["llama_cpp_prefill_tok_s"], out["llama_cpp_q4_0_prefill_tok_s"]) if v),
-            default=None,
+    }
+
+
+def ratios(out: dict[str, float | None]) -> dict[str, float | None]:
+    """The target ratios from `rates`: decode vs llama.cpp Q4_0, prefill vs the better llama.cpp row,
+    fused vs op-by-op decode."""
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    best_prefill = max(
+        (v for v in (out["llama_cpp_prefill_tok_s"], out["llama_cpp_q4_0_prefill_tok_s"]) if v), default=None
+    )
+    return {
+        "decode_ratio_vs_llama_cpp_q4_0": ratio(out["ours_int4_tok_s"], out["llama_cpp_q4_0_tok_s"]),
+        "prefill_ratio_vs_llama_cpp": ratio(out["ours_int4_prefill_tok_s"], best_prefill),
+        "fused_decode_speedup": ratio(out["ours_int4_tok_s"], out["ours_int4_op_by_op_tok_s"]),
+    }
+
+
+def combine_rounds(rounds: list[list[EngineRow]]) -> list[EngineRow]:
+    """Each engine's row over the rounds: the mean of its round means, and their standard deviation
+    (within one round: its timed runs' own)."""
+    if len(rounds) == 1:
+        return list(rounds[0])
+
+    def mean_sd(rows: list[EngineRow], attr: str) -> tuple[float | None, float | None]:
+        values = [getattr(r, attr) for r in rows if getattr(r, attr) is not None]
+        if not values:
+            return None, None
+        return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
+
+    combined = []
+    for first in rounds[0]:
+        rows = [r for round_rows in rounds for r in round_rows if r.name == first.name]
+        decode, decode_sd = mean_sd(rows, "decode_tok_s")
+        prefill, prefill_sd = mean_sd(rows, "prefill_tok_s")
+        notes = "; ".join(dict.fromkeys(r.note for r in rows if r.note))
+        combined.append(
+            EngineRow(first.name, decode, prefill, first.weight_bytes_per_token, notes, decode_sd, prefill_sd)
         )
-        out["prefill_ratio_vs_llama_cpp"] = ratio(out["ours_int4_prefill_tok_s"], best_prefill)
-        base = {k: v for k, v in asdict(self).items() if k != "rows"}
-        base["rows"] = [{**asdict(r), "decode_gb_s": r.decode_gb_s} for r in self.rows]
-        return {**base, **out}
+    return combined
 
 
 def host_read_gb_s(threads: int, gib: float = 1.0, repeat: int = 5) -> float:
@@ -367,21 +423,27 @@ def run(args, log) -> DecodeBench:
         depth=args.depth,
     )
     same = (args.threads, args.prefill_tokens, args.tokens, args.repeat, args.cache_dir, log, args.depth)
-    for quant in ("int4",) if args.no_bf16 else ("int4", "none"):
-        rows, label = measure_ours(args.model, quant, *same)
-        bench.rows.extend(rows)
-        bench.quant = bench.quant or label
-    if not args.no_llama_cpp:
-        gguf = cache_dir(args.cache_dir) / "models" / f"{args.model}.gguf"
-        try:
-            if not gguf.is_file():
-                raise llama_cpp.LlamaCppMissing(f"{gguf} not found (run `codegeex-lsp model install`)")
-            bench.rows.append(measure_llama_cpp(gguf, "llama.cpp GGUF", *same, isa=isa))
-            q4 = llama_cpp.quantized(gguf, "Q4_0", args.cache_dir, args.threads)
-            bench.rows.append(measure_llama_cpp(q4, "llama.cpp Q4_0", *same, isa=isa))
-        except llama_cpp.LlamaCppMissing as exc:
-            bench.llama_cpp_missing = str(exc)
-            log(f"llama.cpp: {exc}")
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            log(f"round {round_ + 1} of {args.rounds}")
+        rows: list[EngineRow] = []
+        for quant in ("int4",) if args.no_bf16 else ("int4", "none"):
+            ours, label = measure_ours(args.model, quant, *same)
+            rows.extend(ours)
+            bench.quant = bench.quant or label
+        if not args.no_llama_cpp and bench.llama_cpp_missing is None:
+            gguf = cache_dir(args.cache_dir) / "models" / f"{args.model}.gguf"
+            try:
+                if not gguf.is_file():
+                    raise llama_cpp.LlamaCppMissing(f"{gguf} not found (run `codegeex-lsp model install`)")
+                rows.append(measure_llama_cpp(gguf, "llama.cpp GGUF", *same, isa=isa))
+                q4 = llama_cpp.quantized(gguf, "Q4_0", args.cache_dir, args.threads)
+                rows.append(measure_llama_cpp(q4, "llama.cpp Q4_0", *same, isa=isa))
+            except llama_cpp.LlamaCppMissing as exc:
+                bench.llama_cpp_missing = str(exc)
+                log(f"llama.cpp: {exc}")
+        bench.rounds.append(rows)
+    bench.rows = combine_rounds(bench.rounds)
     return bench
 
 
@@ -410,9 +472,11 @@ def format_table(b: DecodeBench) -> str:
         )
     if b.llama_cpp_missing:
         lines.append(f"llama.cpp missing: {b.llama_cpp_missing}")
-    for key in ("decode_ratio_vs_llama_cpp_q4_0", "prefill_ratio_vs_llama_cpp", "fused_decode_speedup"):
+    for key in RATIO_KEYS:
         if s[key] is not None:
-            lines.append(f"{key}: {s[key]:.2f}x")
+            ci = s[f"{key}_ci95"]
+            span = f" [{ci[0]:.2f}, {ci[1]:.2f}] over {len(b.rounds)} rounds" if ci else ""
+            lines.append(f"{key}: {s[key]:.2f}x{span}")
     return "\n".join(lines)
 
 
@@ -422,7 +486,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=128, help="decoded tokens (llama-bench -n)")
     parser.add_argument("--prefill-tokens", type=int, default=512, help="prompt tokens (llama-bench -p)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per engine")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per engine and round")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of every engine in turn; the ratios get a 95%% interval over them (the host drifts)",
+    )
     parser.add_argument(
         "--depth", type=int, default=0, help="cached context tokens before prefill and decode (llama-bench -d)"
     )

@@ -81,6 +81,39 @@ class Paired:
         }
 
 
+# Student's t quantile of 0.975 for 1..30 degrees of freedom (standard tables); beyond, the
+# Cornish-Fisher expansion around the normal quantile (within 0.001 there).
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+          2.045, 2.042)  # fmt: skip
+
+
+def t_975(df: int) -> float:
+    """The two-sided 95 % quantile of Student's t with `df` degrees of freedom."""
+    if df < 1:
+        raise ValueError("a t interval needs at least 2 samples")
+    if df <= len(_T_975):
+        return _T_975[df - 1]
+    z = Z_95
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def ratio_interval(ratios: list[float]) -> tuple[float, float | None, float | None]:
+    """(geometric mean, low, high) of speed ratios measured in separate rounds: a t interval on their
+    logs, so a round at 2x and one at 0.5x average to 1x. One round: no interval (None, None). Why
+    rounds: on a shared VM the host's speed drifts over minutes, so engines timed one after the other
+    are compared round by round, each round close in time."""
+    if not ratios or min(ratios) <= 0:
+        raise ValueError("ratios must be positive")
+    logs = [math.log(r) for r in ratios]
+    mean = sum(logs) / len(logs)
+    if len(logs) < 2:
+        return math.exp(mean), None, None
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+    half = t_975(len(logs) - 1) * sd / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
 def mcnemar(a: Mapping[str, bool], b: Mapping[str, bool]) -> Paired:
     """Compare two variants on the tasks both have (task id -> passed); other tasks are ignored."""
     common = sorted(a.keys() & b.keys())
