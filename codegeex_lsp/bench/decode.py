@@ -128,15 +128,15 @@ def rates(rows: list[EngineRow]) -> dict[str, float | None]:
         return getattr(row, attr) if row else None
 
     return {
-            "ours_int4_tok_s": get("ours int4", "decode_tok_s"),
-            "ours_int4_prefill_tok_s": get("ours int4", "prefill_tok_s"),
-            "ours_int4_op_by_op_tok_s": get(OP_BY_OP_ROW, "decode_tok_s"),
-            "ours_bf16_tok_s": get("ours bf16", "decode_tok_s"),
-            "ours_bf16_prefill_tok_s": get("ours bf16", "prefill_tok_s"),
-            "llama_cpp_tok_s": get("llama.cpp GGUF", "decode_tok_s"),
-            "llama_cpp_prefill_tok_s": get("llama.cpp GGUF", "prefill_tok_s"),
-            "llama_cpp_q4_0_tok_s": get("llama.cpp Q4_0", "decode_tok_s"),
-            "llama_cpp_q4_0_prefill_tok_s": get("llama.cpp Q4_0", "prefill_tok_s"),
+        "ours_int4_tok_s": get("ours int4", "decode_tok_s"),
+        "ours_int4_prefill_tok_s": get("ours int4", "prefill_tok_s"),
+        "ours_int4_op_by_op_tok_s": get(OP_BY_OP_ROW, "decode_tok_s"),
+        "ours_bf16_tok_s": get("ours bf16", "decode_tok_s"),
+        "ours_bf16_prefill_tok_s": get("ours bf16", "prefill_tok_s"),
+        "llama_cpp_tok_s": get("llama.cpp GGUF", "decode_tok_s"),
+        "llama_cpp_prefill_tok_s": get("llama.cpp GGUF", "prefill_tok_s"),
+        "llama_cpp_q4_0_tok_s": get("llama.cpp Q4_0", "decode_tok_s"),
+        "llama_cpp_q4_0_prefill_tok_s": get("llama.cpp Q4_0", "prefill_tok_s"),
     }
 
 
