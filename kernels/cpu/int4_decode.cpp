@@ -132,7 +132,7 @@ __attribute__((target_clones("fma", "default"))) void attend_group(const float* 
 // the heads' softmax sums run as independent chains. Measured on the 0.5B model (2 threads, AVX-512
 // host; one thread's attention per step, then decode rate): after 1,024 cached positions 2.4 -> 1.95
 // ms, 62 -> 65 tok/s; after 3,000, 6.6 -> 5.3 ms, 49 -> 55 tok/s. Logits of 80 steps at 5 and 1,500
-// cached positions and of a 5-token step_many: bit for bit those of attend_group.
+// cached positions and of a 5-token step_many at each: bit for bit those of attend_group.
 typedef float v8sf __attribute__((vector_size(32)));
 constexpr int64_t kValueBlock = 64;
 
