@@ -96,7 +96,7 @@ class DecodeBench:
     rounds: list[list[EngineRow]] = field(default_factory=list)  # every engine, round by round
 
     def row(self, name: str) -> EngineRow | None:
-        return next((r for r in self.rows if r.name == name), None)
+        return find_row(self.rows, name)
 
     def summary(self) -> dict:
         """The flat keys scripts read (`--json`). The ratios are geometric means of the per-round
@@ -120,11 +120,15 @@ class DecodeBench:
 RATIO_KEYS = ("decode_ratio_vs_llama_cpp_q4_0", "prefill_ratio_vs_llama_cpp", "fused_decode_speedup")
 
 
+def find_row(rows: list[EngineRow], name: str) -> EngineRow | None:
+    return next((r for r in rows if r.name == name), None)
+
+
 def rates(rows: list[EngineRow]) -> dict[str, float | None]:
     """The per-engine keys of `--json` from one set of rows."""
 
     def get(name: str, attr: str) -> float | None:
-        row = next((r for r in rows if r.name == name), None)
+        row = find_row(rows, name)
         return getattr(row, attr) if row else None
 
     return {
@@ -250,6 +254,7 @@ def measure_ours(
     from codegeex_lsp.engine.load import load_model
     from codegeex_lsp.prompt.types import Prompt
 
+    context_len = depth + max(n_prefill, n_decode) + 64  # positions a timed call may reach
     loaded = load_model(
         EngineOptions(
             model=model,
@@ -257,7 +262,7 @@ def measure_ours(
             dtype="bfloat16" if quant == "none" else "auto",
             threads=threads,
             cache_dir=cache,
-            max_context_tokens=max(4096, depth + max(n_prefill, n_decode) + 64),
+            max_context_tokens=max(4096, context_len),
         ),
         progress=log,
     )
@@ -265,7 +270,7 @@ def measure_ours(
     long_prompt = Prompt("raw", "", ids, ())
     if depth:
         decode_prompt = Prompt("raw", "", ids[:depth], ())
-        context = loaded.model.new_cache(1, depth + max(n_prefill, n_decode) + 64)
+        context = loaded.model.new_cache(1, context_len)
         generate(loaded.model, loaded.tokenizer, decode_prompt, CompletionOptions(max_tokens=1), cache=context)
     else:
         short_ids = loaded.tokenizer.encode(SHORT_PROMPT, add_special_tokens=False)
