@@ -3,6 +3,9 @@
 
 It records its argv in `<log>.argv` and every request body as a line of `<log>`
 (`STAND_IN_LOG`), and answers `STAND_IN_ANSWER` (default "x") with llama-server's timing fields.
+A streamed `/completion` is answered as server-sent events, one per id of `STAND_IN_TOKENS`
+(comma-separated) with `tokens: [id]`, then a last event with `stop: true` and no tokens, as
+llama-server's own.
 """
 
 from __future__ import annotations
@@ -39,6 +42,19 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with open(log, "a") as f:
             f.write(json.dumps(body) + "\\n")
+        if self.path == "/completion" and body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            ids = [int(t) for t in os.environ.get("STAND_IN_TOKENS", "").split(",") if t]
+            try:
+                events = [{{"content": "?", "tokens": [t], "stop": False}} for t in ids]
+                for event in events + [{{"content": "", "stop": True, "stop_type": "limit"}}]:
+                    self.wfile.write(b"data: " + json.dumps(event).encode() + b"\\n\\n")
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
         timings = {{"prompt_ms": 5.0, "predicted_ms": 9.0, "prompt_n": 4, "predicted_n": 3}}
         self._send(200, {{
             "content": os.environ.get("STAND_IN_ANSWER", "x"), "timings": timings,

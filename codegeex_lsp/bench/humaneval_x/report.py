@@ -42,6 +42,8 @@ VARIANT_ORDER: tuple[str, ...] = (
     "canonical",
     "fp",
     "int4",
+    "llama-gguf",
+    "llama-q4_0",
     "fp-fim",
     "int4-fim",
     "fp-instruct",

@@ -47,6 +47,7 @@ from codegeex_lsp.bench.humaneval_x.generator import (
     load_model_generator,
 )
 from codegeex_lsp.bench.humaneval_x.metric import KS, mean_pass_at_k, pass_at_k
+from codegeex_lsp.bench.humaneval_x.peer import PEER_MODELS
 from codegeex_lsp.bench.humaneval_x.sandbox import Isolation, SandboxResult, require_isolation
 from codegeex_lsp.bench.humaneval_x.stops import PROTOCOLS, postprocess
 from codegeex_lsp.bench.humaneval_x.toolchains import Toolchain, find_toolchain
@@ -83,11 +84,16 @@ class RunOptions:
     model_card: dict[str, float] = field(default_factory=dict)
     unsafe_no_sandbox: bool = False
     protocol: str = "codegeex"
+    peer_model: str | None = None  # set: llama.cpp's llama-server on that file (humaneval_x.peer)
+    peer_threads: int = 0
+    llama_server: str | None = None
 
     @property
     def variant(self) -> str:
         if self.canonical:
             return "canonical"
+        if self.peer_model:
+            return f"llama-{self.peer_model}"
         base = "int4" if self.quant == "int4" else "fp"
         return base if self.protocol == "codegeex" else f"{base}-{self.protocol}"
 
@@ -110,6 +116,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "editor's FIM path; instruct: chat template + code-block extraction (Python only); "
         "instruct-qwen: Qwen's own harness request and stop strings (Python only; it used --max-tokens 2048)",
     )
+    parser.add_argument(
+        "--peer-model",
+        choices=PEER_MODELS,
+        default=None,
+        help="ask llama.cpp's llama-server instead of our engine (greedy, codegeex protocol): gguf = the "
+        "shipped GGUF as stored, q4_0 = its llama-quantize Q4_0 (variant llama-gguf / llama-q4_0)",
+    )
+    parser.add_argument("--peer-threads", type=int, default=0, help="llama-server -t (0: its default)")
+    parser.add_argument("--llama-server", default=None, help="llama-server binary (default: the host's build)")
     parser.add_argument(
         "-n", "--samples", dest="n", type=int, default=1, help="samples per task (pass@k needs n >= k)"
     )
@@ -153,6 +168,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise InputError("--samples, --workers, --limit and --sample must be positive")
     if args.protocol.startswith("instruct") and languages != ("python",):
         raise InputError(f"--protocol {args.protocol} is HumanEval, Python only (--langs python)")
+    if args.peer_model and (args.protocol != "codegeex" or args.n != 1 or args.temperature != 0.0):
+        raise InputError("--peer-model runs the codegeex protocol, greedy (-n 1, --temperature 0)")
     return RunOptions(
         languages=languages,
         model=args.model,
@@ -170,6 +187,9 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         model_card=_parse_model_card(args.model_card),
         protocol=args.protocol,
         unsafe_no_sandbox=args.unsafe_no_sandbox,
+        peer_model=args.peer_model,
+        peer_threads=args.peer_threads,
+        llama_server=args.llama_server,
     )
 
 
@@ -183,9 +203,22 @@ def main(argv: list[str] | None = None) -> int:
         if options.canonical:
             generator: Generator = CanonicalGenerator(task for group in tasks.values() for task in group)
             info = CanonicalGenerator.info
+        elif options.peer_model:
+            from codegeex_lsp.bench.humaneval_x.peer import make_peer_generator
+
+            generator, info = make_peer_generator(
+                options.peer_model,
+                options.out / options.variant / "server.log",
+                threads=options.peer_threads,
+                llama_server=options.llama_server,
+            )
         else:
             generator, info = load_model_generator(options.model, options.quant, options.protocol)
-        results = run_benchmark(options, tasks, generator, info)
+        try:
+            results = run_benchmark(options, tasks, generator, info)
+        finally:
+            if callable(close := getattr(generator, "close", None)):
+                close()
     except CodegeexError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
