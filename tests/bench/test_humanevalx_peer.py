@@ -10,6 +10,7 @@ import pytest
 
 from codegeex_lsp.bench.humaneval_x import run
 from codegeex_lsp.bench.humaneval_x.peer import (
+    RETRIES,
     GreedyText,
     LlamaServerGenerator,
     completion_request,
@@ -101,6 +102,24 @@ def test_generator_against_a_server_process(tmp_path: Path, monkeypatch: pytest.
     assert server.proc.poll() is not None
     sent = json.loads(log.read_text().splitlines()[0])
     assert sent["prompt"] == [PIECES.index("a"), PIECES.index("b")] and sent["n_predict"] == 64
+
+
+def test_a_dropped_connection_is_asked_again_then_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    binary = write_stand_in(tmp_path / "bin" / "llama-server")
+    monkeypatch.setenv("STAND_IN_LOG", str(tmp_path / "requests.jsonl"))
+    monkeypatch.setenv("STAND_IN_TOKENS", ",".join(str(PIECES.index(p)) for p in ("  return 1;\n", "}\n")))
+    (gguf := tmp_path / "m.gguf").write_bytes(b"GGUF")
+    for drops, answers in ((RETRIES, True), (RETRIES + 1, False)):
+        monkeypatch.setenv("STAND_IN_DROP", str(drops))
+        generator = LlamaServerGenerator(LlamaServer(binary, gguf, tmp_path / "s.log"), PieceTokenizer(PIECES), [EOS])
+        try:
+            if answers:
+                assert generator.generate("ab", "js", n=1, temperature=0.0, max_tokens=8) == ["  return 1;\n}\n"]
+            else:
+                with pytest.raises(ModelError, match="/completion failed"):
+                    generator.generate("ab", "js", n=1, temperature=0.0, max_tokens=8)
+        finally:
+            generator.close()
 
 
 def test_peer_options_name_the_variant_and_refuse_other_protocols() -> None:

@@ -5,7 +5,7 @@ It records its argv in `<log>.argv` and every request body as a line of `<log>`
 (`STAND_IN_LOG`), and answers `STAND_IN_ANSWER` (default "x") with llama-server's timing fields.
 A streamed `/completion` is answered as server-sent events, one per id of `STAND_IN_TOKENS`
 (comma-separated) with `tokens: [id]`, then a last event with `stop: true` and no tokens, as
-llama-server's own.
+llama-server's own. With `STAND_IN_DROP` = N, the first N of them drop the connection unanswered.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ port = int(sys.argv[sys.argv.index("--port") + 1])
 log = os.environ["STAND_IN_LOG"]
 with open(log + ".argv", "w") as f:
     json.dump(sys.argv[1:], f)
+
+dropped = 0
 
 class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
@@ -43,6 +45,12 @@ class Handler(BaseHTTPRequestHandler):
         with open(log, "a") as f:
             f.write(json.dumps(body) + "\\n")
         if self.path == "/completion" and body.get("stream"):
+            global dropped
+            if dropped < int(os.environ.get("STAND_IN_DROP", "0")):
+                dropped += 1
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()

@@ -30,6 +30,7 @@ from codegeex_lsp.bench.humaneval_x.stops import codegeex_finished
 from codegeex_lsp.bench.llama_server import READY_TIMEOUT_S, LlamaServer
 from codegeex_lsp.errors import InputError, ModelError
 
+RETRIES = 2  # per request, only while no token has arrived
 PEER_MODELS: tuple[str, ...] = ("gguf", "q4_0")
 """`gguf`: the shipped file as stored (Q5_0 mix); `q4_0`: llama-quantize's Q4_0 of it (bench decode's)."""
 
@@ -107,18 +108,33 @@ class LlamaServerGenerator:
         if n != 1 or temperature != 0.0:
             raise InputError("the llama-server peer runs greedy only (-n 1, --temperature 0)")
         ids = list(self.tokenizer.encode(prompt, add_special_tokens=False))
-        state = GreedyText(self.tokenizer, self.stop_ids, lambda text: codegeex_finished(language, text))
-        try:
-            with self.server.client.stream("POST", "/completion", json=completion_request(ids, max_tokens)) as reply:
-                if reply.status_code != 200:
-                    reply.read()
-                    raise ModelError(f"llama-server /completion answered {reply.status_code}: {reply.text[:300]}")
-                for token in stream_tokens(reply.iter_lines()):
-                    if state.add(token):
-                        break  # leaving the block closes the stream: the server cancels the rest
-        except httpx.HTTPError as exc:
-            raise ModelError(f"llama-server /completion failed: {exc}") from exc
+
+        def finished(text: str) -> bool:
+            return codegeex_finished(language, text)
+
+        for attempt in range(1 + RETRIES):
+            state = GreedyText(self.tokenizer, self.stop_ids, finished)
+            try:
+                self._stream(completion_request(ids, max_tokens), state)
+                break
+            except httpx.TransportError as exc:
+                # a connection dropped before the answer began (seen once in ~180 requests right after
+                # a cancelled stream); greedy and uncached, so asking again gives the same answer
+                if state.ids or attempt == RETRIES:
+                    raise ModelError(f"llama-server /completion failed: {exc}") from exc
+            except httpx.HTTPError as exc:
+                raise ModelError(f"llama-server /completion failed: {exc}") from exc
         return [state.text]
+
+    def _stream(self, body: dict[str, Any], state: GreedyText) -> None:
+        # one connection per request: a stream closed early is never a connection to reuse
+        with self.server.client.stream("POST", "/completion", json=body, headers={"Connection": "close"}) as reply:
+            if reply.status_code != 200:
+                reply.read()
+                raise ModelError(f"llama-server /completion answered {reply.status_code}: {reply.text[:300]}")
+            for token in stream_tokens(reply.iter_lines()):
+                if state.add(token):
+                    return  # leaving the block closes the stream: the server cancels the rest
 
     def close(self) -> None:
         self.server.close()
