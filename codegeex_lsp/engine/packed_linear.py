@@ -3,11 +3,14 @@
 `F.linear` on bf16 CPU tensors goes through oneDNN but re-lays-out the weight on every call; for
 decode (one activation row) that reorder costs as much as the GEMV itself. Packing at load time
 (the runtime-conversion step of gpt-fast) removes it. The result is bit-identical to `F.linear`
-(tests/engine/test_packed_linear.py); where the op is missing the model keeps plain `nn.Linear`.
+(tests/engine/test_packed_linear.py); where the op is missing, or the CPU cannot run it (oneDNN's bf16
+packing needs AVX-512 BW/VL/DQ or AVX-NE-CONVERT: an AVX2-only host refuses it), the model keeps
+plain `nn.Linear`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
@@ -34,8 +37,17 @@ class PackedLinear(nn.Module):
         )
 
 
+@functools.cache
 def packing_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    """Whether oneDNN packs bf16 weights on this build and CPU (asked once, with a tiny weight)."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+        return False
+    try:
+        torch.ops.mkldnn._reorder_linear_weight(torch.zeros(8, 32, dtype=torch.bfloat16), 1)
+    except RuntimeError as exc:  # e.g. "bf16 path needs the cpu support avx_ne_convert or avx512bw, ..."
+        log.info("oneDNN bf16 weight packing unavailable on this CPU (%s); bf16 uses F.linear", exc)
+        return False
+    return True
 
 
 def pack_linears_(model: nn.Module) -> int:
