@@ -18,6 +18,7 @@
 
 #define CG_SIMD_VNNI 0
 #define CG_SIMD_TILE_M 4  // 16 ymm registers: 4 rows of accumulators plus the unpacked codes
+#define CG_SIMD_PREFETCH_MIN_ROW 0  // every row (measured on an AVX2-only Zen 3 host)
 #define CG_SIMD_QUANTIZE cg_q8_quantize_rows_avx2
 #define CG_SIMD_GEMM cg_q4_gemm_rows_avx2
 #define CG_SIMD_DEQUANT cg_q4_dequant_rows_avx2

@@ -23,6 +23,7 @@
 
 #define CG_SIMD_VNNI 1
 #define CG_SIMD_TILE_M 8
+#define CG_SIMD_PREFETCH_MIN_ROW (1 << 10)  // long rows only (measured on AVX-512 hosts)
 #define CG_SIMD_QUANTIZE cg_q8_quantize_rows_avx512
 #define CG_SIMD_GEMM cg_q4_gemm_rows_avx512
 #define CG_SIMD_DEQUANT cg_q4_dequant_rows_avx512

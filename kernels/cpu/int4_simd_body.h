@@ -3,6 +3,7 @@
 // results up to float summation order. The includer defines:
 //   CG_SIMD_VNNI     1: 32-bit dot products with vpdpbusd (AVX-512 VNNI), 0: maddubs + madd (AVX2)
 //   CG_SIMD_TILE_M   activation rows sharing one unpacked weight vector (registers permitting)
+//   CG_SIMD_PREFETCH_MIN_ROW   the shortest weight row (bytes) fetched ahead in software
 //   CG_SIMD_QUANTIZE, CG_SIMD_GEMM, CG_SIMD_DEQUANT   the public names of this path's kernels
 // Every standard header is included before the target region, so no std template is instantiated
 // with the wider ISA (a COMDAT copy of it could otherwise be what the scalar path links to).
@@ -25,9 +26,12 @@ constexpr int64_t kActChunkBytes = 128 << 10;  // int8 activation rows revisited
 constexpr int64_t kTileActBytes = 16 << 10;    // int8 activation rows of one tile (L1)
 // Long rows (K = 4864: 2.9 KB) read three interleaved streams (codes, scales, zero points) that the
 // hardware prefetchers pick up late; fetching 4 KB ahead took the DRAM-bound 896 x 4864 GEMV from
-// ~22 to ~31 GB/s on 2 cores. Short rows stream well on their own and only pay for the instructions.
+// ~22 to ~31 GB/s on 2 cores (AVX-512 host), where short rows streamed well on their own. On an
+// AVX2-only Zen 3 host short rows (K = 896: 532 B) need it too: prefetching every row 4 KB ahead
+// decoded 60-63 tok/s against 49-52 with long rows only (2 KB ahead: 57-59), so the includer sets
+// the shortest row that is prefetched.
 constexpr int64_t kPrefetchAhead = 4 << 10;
-constexpr int64_t kPrefetchMinRow = 1 << 10;
+constexpr int64_t kPrefetchMinRow = CG_SIMD_PREFETCH_MIN_ROW;
 
 inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
