@@ -14,11 +14,15 @@ from pathlib import Path
 
 from codegeex_lsp.bench import llama_cpp
 from codegeex_lsp.bench.humaneval_x.dataset import load_tasks
-from codegeex_lsp.bench.humaneval_x.peer import GreedyText, LlamaServerGenerator, completion_request
+from codegeex_lsp.bench.humaneval_x.peer import (
+    GreedyText,
+    LlamaServerGenerator,
+    completion_request,
+    embedded_tokenizer,
+)
 from codegeex_lsp.bench.humaneval_x.stops import codegeex_finished
 from codegeex_lsp.bench.llama_server import LlamaServer, model_gguf
-from codegeex_lsp.config import DEFAULT_MODEL, cache_dir
-from codegeex_lsp.engine.load import eos_ids, load_tokenizer, read_config, resolve_hf_dir
+from codegeex_lsp.config import DEFAULT_MODEL
 
 MAX_TOKENS = 160  # enough for a short function; the comparison holds for any length
 
@@ -26,9 +30,7 @@ MAX_TOKENS = 160  # enough for a short function; the comparison holds for any le
 def test_streamed_and_stopped_equals_the_whole_answer_cut(tmp_path: Path) -> None:
     binary = llama_cpp.binary("llama-server")  # raises (fails) where the install step did not run
     gguf, _sha = model_gguf(DEFAULT_MODEL)
-    hf_dir, _digest, _embedded = resolve_hf_dir(DEFAULT_MODEL, cache_dir(), lambda _message: None)
-    tokenizer = load_tokenizer(hf_dir, trust_remote_code=False)
-    stop_ids = eos_ids(tokenizer, read_config(hf_dir))
+    tokenizer, stop_ids = embedded_tokenizer()
     tasks = [(language, task) for language in ("js", "python") for task in load_tasks(language)]
     draw = random.Random(20261207).sample(tasks, 3)
     server = LlamaServer(binary, gguf, tmp_path / "server.log", threads=2)

@@ -140,6 +140,16 @@ class LlamaServerGenerator:
         self.server.close()
 
 
+def embedded_tokenizer() -> tuple[Any, tuple[int, ...]]:
+    """The embedded model's tokenizer and end-of-sequence ids: what our engine encodes and stops with."""
+    from codegeex_lsp.config import DEFAULT_MODEL, cache_dir
+    from codegeex_lsp.engine.load import eos_ids, load_tokenizer, read_config, resolve_hf_dir
+
+    hf_dir, _digest, _embedded = resolve_hf_dir(DEFAULT_MODEL, cache_dir(), lambda _message: None)
+    tokenizer = load_tokenizer(hf_dir, trust_remote_code=False)
+    return tokenizer, eos_ids(tokenizer, read_config(hf_dir))
+
+
 def make_peer_generator(
     peer_model: str, log_path: Path, *, threads: int = 0, llama_server: str | None = None,
     ready_timeout_s: float = READY_TIMEOUT_S,
@@ -148,9 +158,8 @@ def make_peer_generator(
     embedded model's tokenizer and end-of-sequence ids for the requests."""
     from codegeex_lsp.bench import llama_cpp
     from codegeex_lsp.bench.llama_server import find_llama_server, model_gguf
-    from codegeex_lsp.config import DEFAULT_MODEL, cache_dir
+    from codegeex_lsp.config import DEFAULT_MODEL
     from codegeex_lsp.engine.embedded import sha256_file
-    from codegeex_lsp.engine.load import eos_ids, load_tokenizer, read_config, resolve_hf_dir
 
     if peer_model not in PEER_MODELS:
         raise InputError(f"--peer-model must be one of {', '.join(PEER_MODELS)}, not {peer_model!r}")
@@ -163,9 +172,7 @@ def make_peer_generator(
         gguf = llama_cpp.quantized(gguf, "Q4_0")
         digest = sha256_file(gguf)
         quant = "Q4_0 (llama-quantize of the shipped GGUF)"
-    hf_dir, _digest, _embedded = resolve_hf_dir(DEFAULT_MODEL, cache_dir(), lambda _message: None)
-    tokenizer = load_tokenizer(hf_dir, trust_remote_code=False)
-    stop_ids = eos_ids(tokenizer, read_config(hf_dir))
+    tokenizer, stop_ids = embedded_tokenizer()
     server = LlamaServer(binary, gguf, log_path, threads=threads, ready_timeout_s=ready_timeout_s)
     info = GeneratorInfo(name=f"llama-server /completion ({gguf.name})", model_hash=digest, quant=quant)
     return LlamaServerGenerator(server, tokenizer, stop_ids), info
