@@ -113,6 +113,7 @@ class Completer:
         raises but CancelledError. `invoked`: explicitly asked for (no debounce, a NONE mode
         becomes `mode_when_invoked`)."""
         self.counters.requests += 1
+        log.debug("request at %d:%d%s", position.line, position.character, " (invoked)" if invoked else "")
         ticket, superseded = self.scheduler.begin(uri, request_id)
         if superseded is not None:
             log.debug("supersedes request %s", superseded.request_id)

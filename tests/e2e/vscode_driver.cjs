@@ -26,6 +26,9 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
+// VS Code instantiates "Eventually" editor contributions at the latest 5000 ms after first render.
+const EDITOR_SETTLE_MS = 5500;
+
 function log(message) {
   process.stderr.write(`[driver ${new Date().toISOString().slice(11, 23)}] ${message}\n`);
 }
@@ -80,21 +83,29 @@ async function main() {
     await page.keyboard.press("Enter");
     const editor = page.locator(".editor-instance .monaco-editor").first();
     await editor.waitFor({ timeout: 30000 });
+    const opened = Date.now();
     await page.waitForFunction(() => document.activeElement?.closest(".monaco-editor") != null, null, {
       timeout: 30000,
     });
     if (args.line) {
       log(`go to the end of line ${args.line}`);
-      await page.keyboard.press("Control+G");
-      await page.waitForSelector(".quick-input-widget input", { state: "visible" });
-      await page.keyboard.type(String(args.line), { delay: 20 });
-      await page.keyboard.press("Enter");
-      await page.waitForSelector(".quick-input-widget", { state: "hidden" });
+      await page.keyboard.press("Control+Home");
+      for (let i = 1; i < args.line; i++) {
+        await page.keyboard.press("ArrowDown");
+      }
       await page.keyboard.press("End");
     } else {
       await page.keyboard.press("Control+End");
     }
 
+    // VS Code creates an editor's inline-suggestion controller lazily ("Eventually": when the
+    // window is idle, at the latest 5 s after the editor's first render); keys typed before it
+    // exists never ask for a suggestion. A person reads the file first; the driver waits that long.
+    const settle = EDITOR_SETTLE_MS - (Date.now() - opened);
+    if (settle > 0) {
+      log(`let the editor settle for ${settle} ms`);
+      await page.waitForTimeout(settle);
+    }
     log(`type ${JSON.stringify(args.type)}`);
     await page.keyboard.type(args.type, { delay: 60 });
     await page.waitForFunction(
