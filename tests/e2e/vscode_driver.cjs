@@ -7,7 +7,7 @@
 //   url         code-server's URL with ?folder=...
 //   file        the file name to open with Quick Open
 //   type        the text to type at the end of the file ("\n" presses Enter)
-//   line        optional: type at the end of this 1-based line instead (Go to Line, End)
+//   line        optional: type at the end of this 1-based line instead (arrow keys, End)
 //   screenshot  where to save the PNG
 //   profile     a fresh Chromium user-data-dir
 //   timeoutMs   how long to wait for the model and for ghost text
