@@ -216,13 +216,19 @@ def _weight_bytes_per_token(model) -> int:
 
     Tensors are found as parameters, buffers and plain attributes (oneDNN-packed bf16 weights are
     attributes in an opaque layout: numel x element size); storages are counted once, so a tied
-    output matrix counts as the output."""
+    output matrix counts as the output. A screened head reads its projection and its candidates'
+    exact rows, not its whole exact table (its screen is counted as a linear)."""
     import torch
+
+    from codegeex_lsp.quant.screened_head import ScreenedHead
 
     seen: set[int] = set()
     total = 0
     for name, module in model.named_modules():
         if name.startswith("tok_embeddings"):
+            continue
+        if isinstance(module, ScreenedHead):  # its screen follows as a module of its own
+            total += module.rescore_bytes()
             continue
         tensors = [*module._parameters.values(), *module._buffers.values()]
         tensors += [v for v in vars(module).values() if isinstance(v, torch.Tensor)]

@@ -28,6 +28,7 @@ from codegeex_lsp.engine.kv_cache import KVCache
 from codegeex_lsp.engine.model import Transformer
 from codegeex_lsp.quant import ops
 from codegeex_lsp.quant.linear import QuantLinear
+from codegeex_lsp.quant.screened_head import ScreenedHead
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def enabled() -> bool:
 def unsupported_reason(model: Transformer) -> str | None:
     """Why `model` cannot run the fused step, or None when it can."""
     args = model.args
-    if not isinstance(model.output, QuantLinear):
+    head = _head_linear(model)
+    if not isinstance(head, QuantLinear):
         return "the weights are not int4"
     if args.post_norms:
         return "post-norms are not covered"
@@ -52,7 +54,7 @@ def unsupported_reason(model: Transformer) -> str | None:
         return f"activation {args.hidden_act!r} is not covered"
     if model.dtype != torch.float32:
         return f"dtype {model.dtype} is not covered (int4 models run in float32)"
-    linears = [model.output]
+    linears = [head]
     for layer in model.layers:
         linears += [layer.attention.wqkv, layer.attention.wo, layer.feed_forward.w_gate_up, layer.feed_forward.w_down]
     for linear in linears:
@@ -67,6 +69,11 @@ def unsupported_reason(model: Transformer) -> str | None:
     if not hasattr(torch.classes.codegeex_lsp, "Int4DecodePlan"):
         return "the compiled kernels predate the fused decode step (reinstall)"
     return None
+
+
+def _head_linear(model: Transformer) -> object:
+    """The linear the plan streams for the lm head: the head, or a screened head's screen."""
+    return model.output.screen if isinstance(model.output, ScreenedHead) else model.output
 
 
 def _linear_parts(linear: QuantLinear) -> tuple[list[torch.Tensor], list[int]]:
@@ -102,11 +109,18 @@ def build_plan(model: Transformer) -> object:
             parts, meta = _linear_parts(linear)
             tensors += parts
             linear_ints += meta
-    parts, meta = _linear_parts(model.output)
+    parts, meta = _linear_parts(_head_linear(model))
     tensors += [model.norm.weight.detach(), *parts]
     linear_ints += meta
     cos, sin = model._rope_slice(0, model.max_seq_len)  # the tables forward() uses
     tensors += [cos, sin]
+    head = model.output
+    if isinstance(head, ScreenedHead):
+        tensors += [head.proj.float().contiguous(), head.exact_q, head.exact_d.float().contiguous()]
+        linear_ints += [head.screen_dim, head.candidates]
+    else:
+        tensors += [torch.empty(0), torch.empty(0), torch.empty(0)]
+        linear_ints += [0, 0]
     return torch.classes.codegeex_lsp.Int4DecodePlan(tensors, ints + linear_ints, float(args.norm_eps))
 
 
@@ -117,7 +131,7 @@ def plan_for(model: Transformer) -> object | None:
     if model not in _plans:
         reason = unsupported_reason(model)
         _plans[model] = None if reason else build_plan(model)
-        if reason and isinstance(model.output, QuantLinear):
+        if reason and isinstance(_head_linear(model), QuantLinear):
             log.info("fused int4 decode off for this model: %s", reason)
     return _plans[model]
 

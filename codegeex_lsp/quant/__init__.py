@@ -15,11 +15,13 @@ from codegeex_lsp.quant.linear import (
     quantize_model_,
 )
 from codegeex_lsp.quant.ops import extension_error, int4_gemm, resolve_kernel
+from codegeex_lsp.quant.screened_head import ScreenedHead
 
 __all__ = [
     "QuantEmbedding",
     "QuantLinear",
     "QuantSpec",
+    "ScreenedHead",
     "convert_for_runtime",
     "create_quantized_state_dict",
     "extension_error",

@@ -36,8 +36,10 @@ from codegeex_lsp.quant.linear import convert_for_runtime, specs_from_json, spec
 from codegeex_lsp.quant.packing import LAYOUT_VERSION
 
 FORMAT = "codegeex-lsp-int4"
-FORMAT_VERSION = 2  # v2: specs may carry `residual` (a second int4 plane per linear)
-READABLE_VERSIONS = ("1", "2")  # v1 is v2 without residual planes
+# v2: specs may carry `residual` (a second int4 plane per linear); v3: a `screened_head` spec (an lm
+# head as an int4 screen plus exact 8-bit rows, quant/screened_head.py). Each reads the older ones.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = ("1", "2", "3")
 REQUIRED_META = ("source_model_sha256",)
 _HASH_PLACEHOLDER = "0" * 64
 _READ_BLOCK = 1 << 22

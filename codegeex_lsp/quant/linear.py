@@ -32,6 +32,7 @@ from codegeex_lsp.quant.reference import (
     dequantize_groupwise,
     quantize,
 )
+from codegeex_lsp.quant.screened_head import EXACT_GROUP, ScreenedHead
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class QuantSpec:
     """How one module of a model was quantized: the facts a checkpoint needs to rebuild it."""
 
     name: str
-    kind: str  # "linear" | "embedding"
+    kind: str  # "linear" | "embedding" | "screened_head" (its screen follows as "<name>.screen")
     in_features: int  # K (embedding_dim for an embedding)
     out_features: int  # N (num_embeddings for an embedding)
     group_size: int
@@ -53,6 +54,8 @@ class QuantSpec:
     act_scale: bool = False  # AWQ input multiplier kept in the module (not folded into a norm)
     tied_to: str | None = None  # shares the packed buffer of that module
     residual: bool = False  # a second int4 plane holds what the first one missed (about 8 bits)
+    screen_dim: int = 0  # screened_head: principal directions its int4 screen reads
+    candidates: int = 0  # screened_head: screen logits rescored exactly per position
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -415,7 +418,7 @@ def convert_for_runtime(
     device ("meta" for a skeleton). Load a state dict with assign=True afterwards."""
     for spec in specs:
         old = model.get_submodule(spec.name)
-        want = nn.Linear if spec.kind == "linear" else nn.Embedding
+        want = nn.Embedding if spec.kind == "embedding" else nn.Linear
         if not isinstance(old, want) or tuple(old.weight.shape) != (spec.out_features, spec.in_features):
             found = tuple(getattr(old, "weight", torch.empty(0)).shape)
             raise ValueError(
@@ -423,8 +426,12 @@ def convert_for_runtime(
                 f"found {type(old).__name__} {list(found)}"
             )
         dev = device if device is not None else old.weight.device
-        if spec.kind == "linear":
-            new: nn.Module = QuantLinear(
+        if spec.kind == "screened_head":
+            new: nn.Module = ScreenedHead(
+                spec.in_features, spec.out_features, spec.screen_dim, spec.candidates, device=dev
+            )
+        elif spec.kind == "linear":
+            new = QuantLinear(
                 spec.in_features,
                 spec.out_features,
                 bias=spec.bias,
@@ -458,6 +465,20 @@ def specs_of(model: nn.Module) -> list[QuantSpec]:
     specs: list[QuantSpec] = []
     owner: dict[int, str] = {}
     for name, module in model.named_modules():
+        if isinstance(module, ScreenedHead):  # before its screen, which convert_for_runtime then swaps
+            specs.append(
+                QuantSpec(
+                    name=name,
+                    kind="screened_head",
+                    in_features=module.in_features,
+                    out_features=module.out_features,
+                    group_size=EXACT_GROUP,
+                    mode="int8",
+                    screen_dim=module.screen_dim,
+                    candidates=module.candidates,
+                )
+            )
+            continue
         if not isinstance(module, QuantLinear | QuantEmbedding):
             continue
         key = (

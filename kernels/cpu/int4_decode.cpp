@@ -13,7 +13,9 @@
 //
 // The plan covers the models engine/fused_decode.py accepts: pre-norm blocks (no post-norms), SiLU
 // gated FFN, rotary (halves or interleaved pairs, full or partial), fused q|k|v with optional bias,
-// optional residual int4 planes; one sequence, one token per step.
+// optional residual int4 planes, an optional screened lm head (quant/screened_head.py: an int4 screen
+// over projected inputs, then its best candidates rescored exactly from 8-bit rows); one sequence,
+// one token per step.
 #include <ATen/Parallel.h>
 #include <torch/custom_class.h>
 #include <torch/extension.h>
@@ -23,6 +25,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include "cpu/int4_dispatch.h"
@@ -225,9 +229,12 @@ struct Layer {
 class Int4DecodePlan : public torch::CustomClassHolder {
    public:
     // tensors: per layer [attn_norm, ffn_norm, (packed, residual, bias) x {qkv, o, gate_up, down}],
-    //          then [norm, (packed, residual, bias) of the output, cos, sin]; absent parts are empty.
+    //          then [norm, (packed, residual, bias) of the output, cos, sin,
+    //          head projection fp32 [dim, R], exact codes int8 [V, dim], exact scales fp32 [V, dim / 32]];
+    //          absent parts are empty (the last three for a plain head).
     // ints: [n_layers, dim, n_heads, n_kv_heads, head_dim, rotary_dim, interleaved, hidden,
-    //        then (K, G) for each linear in the order above].
+    //        then (K, G) for each linear in the order above, then (R, candidates): (0, 0) for a plain
+    //        head; else the output linear is the screen, with K = R].
     Int4DecodePlan(std::vector<at::Tensor> tensors, std::vector<int64_t> ints, double eps) : eps_(float(eps)) {
         TORCH_CHECK(ints.size() >= 8, "Int4DecodePlan: ints too short");
         n_layers_ = ints[0];
@@ -245,9 +252,15 @@ class Int4DecodePlan : public torch::CustomClassHolder {
                         head_dim_ <= kMaxHeadDim,
                     "Int4DecodePlan: bad rotary_dim or head_dim (at most ", kMaxHeadDim, ")");
         const int64_t n_linears = 4 * n_layers_ + 1;
-        TORCH_CHECK(int64_t(ints.size()) == 8 + 2 * n_linears, "Int4DecodePlan: expected ", 8 + 2 * n_linears, " ints");
-        TORCH_CHECK(int64_t(tensors.size()) == 14 * n_layers_ + 6, "Int4DecodePlan: expected ", 14 * n_layers_ + 6,
+        TORCH_CHECK(int64_t(ints.size()) == 10 + 2 * n_linears, "Int4DecodePlan: expected ", 10 + 2 * n_linears,
+                    " ints");
+        TORCH_CHECK(int64_t(tensors.size()) == 14 * n_layers_ + 9, "Int4DecodePlan: expected ", 14 * n_layers_ + 9,
                     " tensors");
+        screen_dim_ = ints[ints.size() - 2];
+        candidates_ = ints[ints.size() - 1];
+        TORCH_CHECK(screen_dim_ >= 0 && screen_dim_ <= dim_ && screen_dim_ % CG_Q4_ACT_BLOCK == 0 &&
+                        (screen_dim_ == 0) == (candidates_ == 0) && candidates_ >= 0,
+                    "Int4DecodePlan: bad screened head (R=", screen_dim_, ", candidates=", candidates_, ")");
         size_t t = 0, i = 8;
         auto linear = [&](int64_t n_expected, int64_t k_expected) {
             QLinear q;
@@ -272,9 +285,25 @@ class Int4DecodePlan : public torch::CustomClassHolder {
             layers_.push_back(std::move(layer));
         }
         norm_ = norm_weight(tensors[t++]);
-        output_ = linear(-1, dim_);
+        output_ = linear(-1, screen_dim_ ? screen_dim_ : dim_);
         cos_ = tensors[t++].to(at::kFloat).contiguous();
         sin_ = tensors[t++].to(at::kFloat).contiguous();
+        proj_ = tensors[t++];
+        exact_q_ = tensors[t++];
+        exact_d_ = tensors[t++];
+        if (screen_dim_) {
+            TORCH_CHECK(dim_ % CG_Q4_ACT_BLOCK == 0, "Int4DecodePlan: a screened head needs dim % 32 == 0");
+            TORCH_CHECK(proj_.scalar_type() == at::kFloat && proj_.is_contiguous() && proj_.dim() == 2 &&
+                            proj_.size(0) == dim_ && proj_.size(1) == screen_dim_,
+                        "Int4DecodePlan: head projection must be fp32 [", dim_, ", ", screen_dim_, "]");
+            TORCH_CHECK(exact_q_.scalar_type() == at::kChar && exact_q_.is_contiguous() && exact_q_.dim() == 2 &&
+                            exact_q_.size(0) == output_.N && exact_q_.size(1) == dim_,
+                        "Int4DecodePlan: exact head codes must be int8 [", output_.N, ", ", dim_, "]");
+            TORCH_CHECK(exact_d_.scalar_type() == at::kFloat && exact_d_.is_contiguous() && exact_d_.dim() == 2 &&
+                            exact_d_.size(0) == output_.N && exact_d_.size(1) == dim_ / CG_Q4_ACT_BLOCK,
+                        "Int4DecodePlan: exact head scales must be fp32 [", output_.N, ", ", dim_ / CG_Q4_ACT_BLOCK,
+                        "]");
+        }
         TORCH_CHECK(cos_.dim() == 2 && cos_.size(1) == rotary_dim_ && sin_.sizes() == cos_.sizes(),
                     "Int4DecodePlan: rotary tables must be [max_len, rotary_dim]");
         max_k_ = std::max({dim_, n_heads_ * head_dim_, hidden_});
@@ -302,6 +331,7 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         at::Tensor xin = x.reshape({dim_}).to(at::kFloat).contiguous();
         at::Tensor logits = at::empty({1, output_.N}, at::kFloat);
         Shared sh(*this);
+        std::vector<float> h_last(dim_);  // the last norm's output, for the exact rescoring
         std::vector<float*> kc(n_layers_), vc(n_layers_);
         for (int64_t l = 0; l < n_layers_; ++l) {
             kc[l] = k_cache[l].data_ptr<float>();
@@ -352,8 +382,13 @@ class Int4DecodePlan : public torch::CustomClassHolder {
                 for (int64_t d = 0; d < dim_; ++d) me.X[d] += sh.out[d];
             }
             rmsnorm(me.X.data(), norm_.data_ptr<float>(), me.h.data());
-            linear(impl, output_, me.h.data(), me.act, me.res, out, nt);
+            if (screen_dim_) {
+                project(me.h.data(), me.z.data());
+                if (tid == 0) std::copy(me.h.begin(), me.h.end(), h_last.begin());
+            }
+            linear(impl, output_, screen_dim_ ? me.z.data() : me.h.data(), me.act, me.res, out, nt);
         }
+        if (screen_dim_) rescore(out, h_last.data());
         return logits;
     }
 
@@ -374,7 +409,7 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         at::Tensor logits = at::empty({M_out, output_.N}, at::kFloat);
         const int64_t qkv_n = (n_heads_ + 2 * n_kv_) * head_dim_, attn_n = n_heads_ * head_dim_;
         std::vector<float> h(M * dim_), qkv(M * qkv_n), attn(M * attn_n), out(M * dim_), gu(M * 2 * hidden_),
-            a(M * hidden_);
+            a(M * hidden_), z(M * screen_dim_);
         std::vector<int8_t> qa(M * max_k_);
         std::vector<float> da(M * max_k_ / CG_Q4_ACT_BLOCK), asum(M * max_k_ / CG_Q4_ACT_BLOCK);
         std::vector<float*> kc(n_layers_), vc(n_layers_);
@@ -449,10 +484,21 @@ class Int4DecodePlan : public torch::CustomClassHolder {
                 }
             }
             const int64_t first = M - M_out;
-            for (int64_t r = std::max(r0, first); r < r1; ++r) rmsnorm(xs + r * dim_, norm_.data_ptr<float>(), h.data() + r * dim_);
-            quantize(h.data(), dim_);  // rows before `first` are quantized but never read
+            for (int64_t r = std::max(r0, first); r < r1; ++r) {
+                rmsnorm(xs + r * dim_, norm_.data_ptr<float>(), h.data() + r * dim_);
+                if (screen_dim_) project(h.data() + r * dim_, z.data() + r * screen_dim_);
+            }
+            // rows before `first` are quantized but never read
+            if (screen_dim_) {
+                quantize(z.data(), screen_dim_);
+            } else {
+                quantize(h.data(), dim_);
+            }
 #pragma omp barrier
             product(output_, M_out, first, lg);
+        }
+        if (screen_dim_) {
+            for (int64_t m = 0; m < M_out; ++m) rescore(lg + m * output_.N, h.data() + (M - M_out + m) * dim_);
         }
         return logits;
     }
@@ -475,10 +521,11 @@ class Int4DecodePlan : public torch::CustomClassHolder {
 
     // Each thread's own copy of the residual stream and of the small per-vector work.
     struct Private {
-        std::vector<float> X, h, qkv, scores, res;
+        std::vector<float> X, h, qkv, scores, res, z;
         Act act;
         Private(const Int4DecodePlan& p, const float* x0)
-            : X(x0, x0 + p.dim_), h(p.dim_), qkv((p.n_heads_ + 2 * p.n_kv_) * p.head_dim_), act(p.max_k_) {}
+            : X(x0, x0 + p.dim_), h(p.dim_), qkv((p.n_heads_ + 2 * p.n_kv_) * p.head_dim_), z(p.screen_dim_),
+              act(p.max_k_) {}
     };
 
     at::Tensor norm_weight(const at::Tensor& w) const {
@@ -568,6 +615,49 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         }
     }
 
+    // z [R] = h [dim] @ proj [dim, R]: the screen's inputs (the hidden state's principal directions).
+    void project(const float* h, float* z) const {
+        const float* p = proj_.data_ptr<float>();
+        const int64_t R = screen_dim_;
+        std::fill(z, z + R, 0.0f);
+        for (int64_t d = 0; d < dim_; ++d) {
+            const float hd = h[d];
+            const float* row = p + d * R;
+            for (int64_t j = 0; j < R; ++j) z[j] += hd * row[j];
+        }
+    }
+
+    // The `candidates_` largest screen logits of one position, replaced by the exact products of its
+    // norm output h with those rows of the 8-bit head (w = d * q per 32 inputs), summed in fp32.
+    void rescore(float* logits, const float* h) const {
+        const int64_t V = output_.N, k = std::min(candidates_, V), nb = dim_ / CG_Q4_ACT_BLOCK;
+        std::vector<std::pair<float, int64_t>> heap;  // a min-heap of the best k seen
+        heap.reserve(k);
+        for (int64_t n = 0; n < k; ++n) heap.emplace_back(logits[n], n);
+        const auto later = std::greater<std::pair<float, int64_t>>();
+        std::make_heap(heap.begin(), heap.end(), later);
+        for (int64_t n = k; n < V; ++n) {
+            if (logits[n] > heap.front().first) {
+                std::pop_heap(heap.begin(), heap.end(), later);
+                heap.back() = {logits[n], n};
+                std::push_heap(heap.begin(), heap.end(), later);
+            }
+        }
+        const int8_t* codes = exact_q_.data_ptr<int8_t>();
+        const float* scales = exact_d_.data_ptr<float>();
+        for (const auto& [value, n] : heap) {
+            const int8_t* q = codes + n * dim_;
+            const float* d = scales + n * nb;
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; ++b) {
+                float s = 0.0f;
+                for (int64_t t = 0; t < CG_Q4_ACT_BLOCK; ++t) s += float(q[b * CG_Q4_ACT_BLOCK + t]) * h[b * CG_Q4_ACT_BLOCK + t];
+                acc += d[b] * s;
+            }
+            logits[n] = acc;
+        }
+    }
+
     // Rotary embedding of one head in place: x * cos + rotate(x) * sin over the first rotary_dim values.
     void rope(float* x, int64_t pos) const {
         const float* cos = cos_.data_ptr<float>() + pos * rotary_dim_;
@@ -595,9 +685,10 @@ class Int4DecodePlan : public torch::CustomClassHolder {
     float eps_;
     int64_t chunk_bytes_ = kDefaultChunkBytes;
     int64_t n_layers_ = 0, dim_ = 0, n_heads_ = 0, n_kv_ = 0, head_dim_ = 0, rotary_dim_ = 0, hidden_ = 0, max_k_ = 0;
+    int64_t screen_dim_ = 0, candidates_ = 0;  // a screened head: its R and rescored candidates (0: plain)
     bool interleaved_ = false;
     std::vector<Layer> layers_;
-    at::Tensor norm_, cos_, sin_;
+    at::Tensor norm_, cos_, sin_, proj_, exact_q_, exact_d_;
     QLinear output_;
 };
 
