@@ -88,6 +88,7 @@ def main() -> int:
     from codegeex_lsp.config import EngineOptions
     from codegeex_lsp.engine import load
     from codegeex_lsp.quant import quantize_model_
+    from codegeex_lsp.quant.screened_head import screen_head_
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -121,26 +122,38 @@ def main() -> int:
 
     n_layers = len(fp.model.layers)
     edge = load.int4_residual(n_layers)
-    variants = {  # label -> (residual choice, (plain snippets, FIM prompts) to calibrate on)
+    first = (load.CALIBRATION_TEXTS, load.CALIBRATION_FIM)
+    # label -> (residual choice, (plain snippets, FIM prompts) to calibrate on, screened lm head)
+    variants = {
         "output-residual": (
             "recipe + output residual (~8 bit output)",
             lambda name: name == "output" or edge(name),
-            (load.CALIBRATION_TEXTS, load.CALIBRATION_FIM),
+            first,
+            False,
         ),
         "output-instead": (
             "output residual only (no w_gate_up residuals)",
             lambda name: name in ("output", "tok_embeddings"),
-            (load.CALIBRATION_TEXTS, load.CALIBRATION_FIM),
+            first,
+            False,
         ),
         "calibration-6x": (
             "recipe, calibrated on 6x the sequences (36 snippets + 72 FIM prompts)",
             edge,
             (36, 72),
+            False,
+        ),
+        "screened": ("first-rung recipe, screened head", edge, first, True),
+        "screened-no-gate-up-residual": (
+            "first-rung recipe, screened head, no w_gate_up residuals",
+            lambda name: name == "tok_embeddings",
+            first,
+            True,
         ),
     }
     hessians_for: dict[tuple[int, int], dict] = {}
     for key in filter(None, args.variants.split(",")):
-        label, residual, calibration = variants[key]
+        label, residual, calibration, screened = variants[key]
         if calibration not in hessians_for:
             hessians_for.clear()  # one set at a time: they are large
             started = time.perf_counter()
@@ -150,11 +163,16 @@ def main() -> int:
             log(f"hessians {calibration}: {time.perf_counter() - started:.0f} s")
         model = copy.deepcopy(fp.model)
         started = time.perf_counter()
+        hessians = dict(hessians_for[calibration])  # a screened head adds its screen's
+        if screened:
+            screen_head_(
+                model, hessians, fraction=load.INT4_SCREEN_FRACTION, candidates=load.INT4_SCREEN_CANDIDATES
+            )
         quantize_model_(
             model,
             mode=load.INT4_MODE,
             group_size=load.INT4_GROUP_SIZE,
-            calibration=hessians_for[calibration],
+            calibration=hessians,
             act_order=load.INT4_ACT_ORDER,
             residual=residual,
         )
