@@ -184,7 +184,7 @@ INT4_RESIDUAL_EDGE = 0.25
 # The lm head is screened (quant/screened_head.py): an int4 screen over half the hidden state's
 # principal directions, then the best 256 candidates rescored exactly from the head's 8-bit rows. On
 # held-out code (scripts/experiments/head_screen.py) the screen kept fp's top token among its best
-# 256 at 100 % of positions, where the int4 head agreed with it at 95.7 %; it reads ~53 % of the int4
+# 256 at 100 % of positions, where the int4 head agreed with it at 95.9 %; it reads ~53 % of the int4
 # head's bytes.
 INT4_SCREEN_FRACTION = 0.5
 INT4_SCREEN_CANDIDATES = 256

@@ -6,7 +6,10 @@ seed, into a half that fits the principal directions (standing in for the calibr
 half that is scored. Each screen (plain int4 rows, or int4 rows over the top r principal directions,
 rounded to nearest per 32 inputs) is scored by how often fp's top token is among its best K
 (recall@K: rescoring those K exactly then gives fp's top token), by its own top-1 agreement, and by
-KL(fp || screen with its best K rescored exactly) for sampling.
+KL(fp || screen with its best K rescored exactly) for sampling. `--act-int8` quantizes the screen's
+inputs as the kernels do (int8 per 32, absmax / 127); `--smooth a` divides principal coordinate j
+by lambda_j^(a/2) (lambda_j: its Hessian eigenvalue) and multiplies the screen's column j by as
+much, so the int8 blocks see coordinates of like size (SmoothQuant's migration, a = its alpha).
 
     OMP_NUM_THREADS=2 python scripts/experiments/head_screen.py --out docs/results/quant/head_screen.json
 """
@@ -21,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int4_output_bits import host_texts  # noqa: E402  (a sibling script)
+from int4_output_bits import host_texts  # a sibling script
 
 
 def rtn_int4(w: torch.Tensor, group: int = 32) -> torch.Tensor:
@@ -30,6 +33,13 @@ def rtn_int4(w: torch.Tensor, group: int = 32) -> torch.Tensor:
     lo, hi = blocks.amin(-1, keepdim=True), blocks.amax(-1, keepdim=True)
     step = (hi - lo).clamp_min(1e-8) / 15
     return (((blocks - lo) / step).round().clamp(0, 15) * step + lo).reshape(w.shape)
+
+
+def act_int8(z: torch.Tensor, block: int = 32) -> torch.Tensor:
+    """The kernels' activation quantization, dequantized: int8 per `block` inputs, absmax / 127."""
+    blocks = z.reshape(z.shape[0], -1, block)
+    step = blocks.abs().amax(-1, keepdim=True).clamp_min(1e-12) / 127
+    return (torch.round(blocks / step) * step).reshape(z.shape)
 
 
 def score(ref: torch.Tensor, approx: torch.Tensor, ks: tuple[int, ...]) -> dict:
@@ -51,6 +61,8 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--positions", type=int, default=2000, help="scored positions (the rest fit)")
     parser.add_argument("--dims", default="256,384,448,512,640")
+    parser.add_argument("--act-int8", action="store_true", help="int8 screen inputs, as the kernels")
+    parser.add_argument("--smooth", type=float, default=0.0, help="migration strength a (0: none)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -72,18 +84,26 @@ def main() -> int:
     order = torch.randperm(len(h), generator=torch.Generator().manual_seed(0))
     scored, fit = h[order[: args.positions]], h[order[args.positions :]]
     w = fp.model.output.weight.detach().float()
-    del fp, states
+    del fp
     ref = scored @ w.T
     ks = (16, 64, 256, 1024)
-    rows = {"int4 head (4.86 bits, all 896 inputs)": score(ref, scored @ rtn_int4(w).T, ks)}
+    quant_in = act_int8 if args.act_int8 else (lambda z: z)
+    rows = {"int4 head (4.86 bits, all 896 inputs)": score(ref, quant_in(scored) @ rtn_int4(w).T, ks)}
     print(json.dumps(rows, indent=1), flush=True)
     hessian = fit.T @ fit
     for r in (int(d) for d in args.dims.split(",")):
         proj = principal_directions(hessian, r)
+        scale = torch.diag(proj.T @ hessian @ proj).clamp_min(1e-12) ** (args.smooth / 2)
         label = f"screen: int4 over {r} principal directions"
-        rows[label] = score(ref, (scored @ proj) @ rtn_int4(w @ proj).T, ks)
+        rows[label] = score(ref, quant_in((scored @ proj) / scale) @ rtn_int4((w @ proj) * scale).T, ks)
         print(label, json.dumps(rows[label]), flush=True)
-    result = {"positions_scored": len(scored), "positions_fit": len(fit), "rows": rows}
+    result = {
+        "positions_scored": len(scored),
+        "positions_fit": len(fit),
+        "act_int8": args.act_int8,
+        "smooth": args.smooth,
+        "rows": rows,
+    }
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
