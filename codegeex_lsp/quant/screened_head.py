@@ -120,19 +120,20 @@ class ScreenedHead(nn.Module):
         for r0 in range(0, flat.shape[0], _RESCORE_ROWS):
             rows = flat[r0 : r0 + _RESCORE_ROWS]
             top = rows.topk(k, -1).indices  # [R, k]
-            codes = self.exact_q[top].float()  # [R, k, K]
-            scales = self.exact_d[top].repeat_interleave(EXACT_GROUP, -1)  # [R, k, K]
-            exact = ((codes * scales) @ xs[r0 : r0 + _RESCORE_ROWS, :, None]).squeeze(-1)
+            exact = (self.exact_rows(top) @ xs[r0 : r0 + _RESCORE_ROWS, :, None]).squeeze(-1)
             rows.scatter_(-1, top, exact)
         if flat.data_ptr() != logits.data_ptr():
             logits.copy_(flat.reshape(logits.shape))
         return logits
 
+    def exact_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """The head's exact float32 rows at `index` (any shape): [*index.shape, K]."""
+        codes = self.exact_q[index].float()
+        return (codes.unflatten(-1, (-1, EXACT_GROUP)) * self.exact_d[index][..., None]).flatten(-2)
+
     def exact_weight(self) -> torch.Tensor:
         """The head's exact float32 weight [V, K] (tests, analysis)."""
-        return (
-            self.exact_q.float().reshape(self.out_features, -1, EXACT_GROUP) * self.exact_d[..., None]
-        ).reshape(self.out_features, self.in_features)
+        return self.exact_rows(torch.arange(self.out_features))
 
     def rescore_bytes(self) -> int:
         """Weight bytes one position reads besides the screen: the projection and the candidates' rows."""
