@@ -26,6 +26,7 @@ import torch
 
 from codegeex_lsp.engine.kv_cache import KVCache
 from codegeex_lsp.engine.model import Transformer
+from codegeex_lsp.engine.weight_arena import place_step_weights
 from codegeex_lsp.quant import ops
 from codegeex_lsp.quant.linear import QuantLinear
 from codegeex_lsp.quant.screened_head import ScreenedHead
@@ -83,9 +84,20 @@ def _linear_parts(linear: QuantLinear) -> tuple[list[torch.Tensor], list[int]]:
     return parts, [linear.in_features, linear.group_size]
 
 
+def step_linears(model: Transformer) -> list[QuantLinear]:
+    """The int4 linears of a decode step, in the order the step reads them."""
+    linears = []
+    for layer in model.layers:
+        attention, ffn = layer.attention, layer.feed_forward
+        linears += [attention.wqkv, attention.wo, ffn.w_gate_up, ffn.w_down]
+    return [*linears, _head_linear(model)]
+
+
 def build_plan(model: Transformer) -> object:
-    """The C++ plan holding references to `model`'s int4 weights (no copy of the packed codes)."""
+    """The C++ plan holding references to `model`'s int4 weights. The packed codes move once into one
+    buffer in step order on huge pages (weight_arena.py); the modules use the same copies."""
     args = model.args
+    place_step_weights(step_linears(model))
     tensors: list[torch.Tensor] = []
     ints = [
         args.n_layers,

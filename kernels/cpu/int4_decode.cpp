@@ -418,10 +418,9 @@ class Int4DecodePlan : public torch::CustomClassHolder {
                 for (int64_t d = 0; d < dim_; ++d) me.X[d] += sh.out[d];
                 rmsnorm(me.X.data(), Ly.ffn_norm.data_ptr<float>(), me.h.data());
                 linear(impl, Ly.gate_up, me.h.data(), me.act, me.res, sh.gu.data(), nt);
-                const int64_t j0 = hidden_ * tid / nt, j1 = hidden_ * (tid + 1) / nt;
-                silu_mul(sh.gu.data() + j0, sh.gu.data() + hidden_ + j0, sh.a.data() + j0, j1 - j0);
-#pragma omp barrier
-                linear(impl, Ly.down, sh.a.data(), me.act, me.res, sh.out.data(), nt);
+                // each thread its own copy (a few microseconds), not halves and a barrier
+                silu_mul(sh.gu.data(), sh.gu.data() + hidden_, me.a.data(), hidden_);
+                linear(impl, Ly.down, me.a.data(), me.act, me.res, sh.out.data(), nt);
                 for (int64_t d = 0; d < dim_; ++d) me.X[d] += sh.out[d];
             }
             rmsnorm(me.X.data(), norm_.data_ptr<float>(), me.h.data());
@@ -558,21 +557,21 @@ class Int4DecodePlan : public torch::CustomClassHolder {
         explicit Act(int64_t k) : qa(k), da(k / CG_Q4_ACT_BLOCK), asum(k / CG_Q4_ACT_BLOCK) {}
     };
 
-    // What every thread reads after a barrier: products, attention output, FFN activations.
+    // What every thread reads after a barrier: products and attention output.
     struct Shared {
-        std::vector<float> qkv, attn, out, gu, a;
+        std::vector<float> qkv, attn, out, gu;
         explicit Shared(const Int4DecodePlan& p)
             : qkv((p.n_heads_ + 2 * p.n_kv_) * p.head_dim_), attn(p.n_heads_ * p.head_dim_), out(p.dim_),
-              gu(2 * p.hidden_), a(p.hidden_) {}
+              gu(2 * p.hidden_) {}
     };
 
     // Each thread's own copy of the residual stream and of the small per-vector work.
     struct Private {
-        std::vector<float> X, h, qkv, scores, res, z;
+        std::vector<float> X, h, qkv, a, scores, res, z;
         Act act;
         Private(const Int4DecodePlan& p, const float* x0)
-            : X(x0, x0 + p.dim_), h(p.dim_), qkv((p.n_heads_ + 2 * p.n_kv_) * p.head_dim_), z(p.screen_dim_),
-              act(p.max_k_) {}
+            : X(x0, x0 + p.dim_), h(p.dim_), qkv((p.n_heads_ + 2 * p.n_kv_) * p.head_dim_), a(p.hidden_),
+              z(p.screen_dim_), act(p.max_k_) {}
     };
 
     at::Tensor norm_weight(const at::Tensor& w) const {
