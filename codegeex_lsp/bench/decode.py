@@ -215,9 +215,10 @@ def _weight_bytes_per_token(model) -> int:
     """Bytes of every weight a decode step reads: all tensors but the embedding table (one row).
 
     Tensors are found as parameters, buffers and plain attributes (oneDNN-packed bf16 weights are
-    attributes in an opaque layout: numel x element size); storages are counted once, so a tied
-    output matrix counts as the output. A screened head reads its projection and its candidates'
-    exact rows, not its whole exact table (its screen is counted as a linear)."""
+    attributes in an opaque layout: numel x element size); a tensor's own bytes count once per
+    address, so a tied output matrix counts as the output, and views into one buffer (the decode
+    step's weight arena) count as themselves, not as the buffer. A screened head reads its projection
+    and its candidates' exact rows, not its whole exact table (its screen is counted as a linear)."""
     import torch
 
     from codegeex_lsp.quant.screened_head import ScreenedHead
@@ -238,10 +239,10 @@ def _weight_bytes_per_token(model) -> int:
             if tensor.is_mkldnn:
                 total += tensor.numel() * tensor.element_size()
                 continue
-            ptr = tensor.untyped_storage().data_ptr()
+            ptr = tensor.data_ptr()
             if ptr not in seen:
                 seen.add(ptr)
-                total += tensor.untyped_storage().nbytes()
+                total += tensor.numel() * tensor.element_size()
     return total
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from codegeex_lsp.bench.decode import _weight_bytes_per_token
 from codegeex_lsp.config import EngineOptions
 from codegeex_lsp.engine import fused_decode
 from codegeex_lsp.engine.load import load_model
@@ -62,7 +63,9 @@ def test_plan_moves_the_step_weights_into_one_buffer_in_step_order(tiny_model_fa
     model = load_model(opts).model
     linears = fused_decode.step_linears(model)
     before = [(lin.packed.clone(), None if lin.residual is None else lin.residual.clone()) for lin in linears]
+    step_bytes = _weight_bytes_per_token(model)
     assert fused_decode.plan_for(model) is not None
+    assert _weight_bytes_per_token(model) == step_bytes, "bench decode counts the weights, not the arena"
     storages = {lin.packed.untyped_storage().data_ptr() for lin in linears}
     assert len(storages) == 1, "every packed weight now lives in the one arena buffer"
     addresses = [lin.packed.data_ptr() for lin in linears]
