@@ -48,17 +48,24 @@ constexpr int64_t kMaxGroup = 64;  // query heads per kv head
 // built in the exponent bits, and 2^f on [0, 1) by a degree-6 polynomial (relative error < 1e-5 on
 // [-80, 0], where the softmax weights that matter live).
 // Plain arithmetic, so the loops that call it vectorize (std::exp does not without -ffast-math).
-inline float exp_nonpositive(float x) {
-    const float t = std::max(x, -87.0f) * 1.44269504088896341f;  // 2^-125.5: the exponent stays normal
-    const float fi = float(int32_t(t) - (t < float(int32_t(t))));  // floor for t <= 0
-    const float f = t - fi;
-    float p = 1.5353362e-4f;
+// p = 2^f for f in [0, 1): the polynomial, for a float or a GCC vector of floats (by reference: a
+// vector passed by value would change the calling convention between the clones' ISAs).
+template <class T>
+__attribute__((always_inline)) inline void exp2_fraction(const T& f, T& p) {
+    p = T{} + 1.5353362e-4f;
     p = p * f + 1.3398874e-3f;
     p = p * f + 9.6181291e-3f;
     p = p * f + 5.5503340e-2f;
     p = p * f + 2.4022652e-1f;
     p = p * f + 6.9314712e-1f;
     p = p * f + 1.0f;
+}
+
+inline float exp_nonpositive(float x) {
+    const float t = std::max(x, -87.0f) * 1.44269504088896341f;  // 2^-125.5: the exponent stays normal
+    const float fi = float(int32_t(t) - (t < float(int32_t(t))));  // floor for t <= 0
+    float p;
+    exp2_fraction(t - fi, p);
     const int32_t bits = (int32_t(fi) + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, 4);
@@ -86,14 +93,8 @@ __attribute__((target_clones("fma", "default"))) void silu_mul(const float* gate
         const v8sf t = (x < -87.0f ? v8sf{} - 87.0f : x) * 1.44269504088896341f;
         const v8si ti = __builtin_convertvector(t, v8si);
         const v8sf fi = __builtin_convertvector(ti - (t < __builtin_convertvector(ti, v8sf) ? 1 : 0), v8sf);
-        const v8sf f = t - fi;
-        v8sf p = v8sf{} + 1.5353362e-4f;
-        p = p * f + 1.3398874e-3f;
-        p = p * f + 9.6181291e-3f;
-        p = p * f + 5.5503340e-2f;
-        p = p * f + 2.4022652e-1f;
-        p = p * f + 6.9314712e-1f;
-        p = p * f + 1.0f;
+        v8sf p;
+        exp2_fraction(t - fi, p);
         const v8si bits = (__builtin_convertvector(fi, v8si) + 127) << 23;
         const v8sf e = p * (v8sf)bits;
         const v8sf num = g >= 0.0f ? v8sf{} + 1.0f : e;
