@@ -58,9 +58,20 @@ def test_arena_is_advised_onto_huge_pages_where_linux_offers_them():
         assert _vma_flags(arena.views[0].data_ptr()).get("THPeligible") == "1"
 
 
-def test_plan_moves_the_step_weights_into_one_buffer_in_step_order(tiny_model_factory, tmp_path):
+def test_loading_an_int4_model_builds_its_plan_so_the_first_completion_does_not(tiny_model_factory, tmp_path):
     opts = EngineOptions(model=str(tiny_model_factory("llama")), quant="int4", cache_dir=str(tmp_path))
     model = load_model(opts).model
+    assert fused_decode._plans.get(model) is not None
+    storages = {lin.packed.untyped_storage().data_ptr() for lin in fused_decode.step_linears(model)}
+    assert len(storages) == 1
+
+
+def test_plan_moves_the_step_weights_into_one_buffer_in_step_order(tiny_model_factory, tmp_path, monkeypatch):
+    opts = EngineOptions(model=str(tiny_model_factory("llama")), quant="int4", cache_dir=str(tmp_path))
+    monkeypatch.setenv(fused_decode.FUSED_ENV, "0")  # load without the plan, to see what building it moves
+    model = load_model(opts).model
+    monkeypatch.delenv(fused_decode.FUSED_ENV)
+    assert len({lin.packed.untyped_storage().data_ptr() for lin in fused_decode.step_linears(model)}) > 1
     linears = fused_decode.step_linears(model)
     before = [(lin.packed.clone(), None if lin.residual is None else lin.residual.clone()) for lin in linears]
     step_bytes = _weight_bytes_per_token(model)
