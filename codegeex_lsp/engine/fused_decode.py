@@ -55,10 +55,7 @@ def unsupported_reason(model: Transformer) -> str | None:
         return f"activation {args.hidden_act!r} is not covered"
     if model.dtype != torch.float32:
         return f"dtype {model.dtype} is not covered (int4 models run in float32)"
-    linears = [head]
-    for layer in model.layers:
-        linears += [layer.attention.wqkv, layer.attention.wo, layer.feed_forward.w_gate_up, layer.feed_forward.w_down]
-    for linear in linears:
+    for linear in step_linears(model):
         if not isinstance(linear, QuantLinear):
             return "not every linear is int4"
         if linear.act_scale is not None:
@@ -84,8 +81,8 @@ def _linear_parts(linear: QuantLinear) -> tuple[list[torch.Tensor], list[int]]:
     return parts, [linear.in_features, linear.group_size]
 
 
-def step_linears(model: Transformer) -> list[QuantLinear]:
-    """The int4 linears of a decode step, in the order the step reads them."""
+def step_linears(model: Transformer) -> list[torch.nn.Module]:
+    """The linears of a decode step (int4 where the plan covers the model), in the order it reads them."""
     linears = []
     for layer in model.layers:
         attention, ffn = layer.attention, layer.feed_forward
