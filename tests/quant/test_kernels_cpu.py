@@ -203,12 +203,17 @@ def test_dequantize_exact(n: int, k: int, g: int) -> None:
 
 @needs_ext
 @pytest.mark.parametrize("m", [17, 37, 130])
-def test_prefill_sized_inputs_match_fp64(m: int) -> None:
-    """Many rows: tiles of 4 (AVX2) or 8 (AVX-512) activation rows over L1-sized blocks of output rows."""
-    x, qw, packed, bias = _case(131, 352, 32, m, "asym", seed=7)
+@pytest.mark.parametrize(("n", "k", "g"), [(131, 352, 32), (97, 896, 32), (41, 4864, 128)])
+def test_prefill_sized_inputs_match_fp64(m: int, n: int, k: int, g: int) -> None:
+    """Many rows: tiles of 4 (AVX2) or 8 (AVX-512; 4 for long rows) activation rows over L1-sized
+    blocks of output rows, on the model's own K as well."""
+    x, qw, packed, bias = _case(n, k, g, m, "asym", seed=7)
     y64 = R.linear_w4a8_ref(x, qw, bias)
+    y_ref = _gemm(x, packed, k, g, bias, "ref")
     for path in HOST_PATHS:
-        assert _rel(_gemm(x, packed, 352, 32, bias, path), y64) <= KERNEL_VS_FP64_RTOL, path
+        y = _gemm(x, packed, k, g, bias, path)
+        assert _rel(y, y64) <= KERNEL_VS_FP64_RTOL, path
+        assert _rel(y, y_ref) <= SIMD_VS_REF_RTOL, path
 
 
 @needs_ext
