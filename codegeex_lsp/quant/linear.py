@@ -146,10 +146,9 @@ class QuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.act_scale is not None:
             x = x * self.act_scale.to(x.dtype)
-        y = ops.int4_gemm(x, self.packed, self.in_features, self.group_size, self.bias, kernel=self.kernel)
-        if self.residual is not None:
-            y = y + ops.int4_gemm(x, self.residual, self.in_features, self.group_size, None, kernel=self.kernel)
-        return y
+        return ops.int4_gemm(
+            x, self.packed, self.in_features, self.group_size, self.bias, self.residual, kernel=self.kernel
+        )
 
     def dequantize(self) -> torch.Tensor:
         """The effective float32 weight [N, K] (residual plane added, AWQ input multiplier folded in)."""

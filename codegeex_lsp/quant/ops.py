@@ -38,7 +38,8 @@ CPU_KERNEL_ENV = "CODEGEEX_LSP_CPU_KERNEL"  # auto | one of CPU_PATHS
 NO_KERNELS_ENV = "CODEGEEX_LSP_NO_KERNELS"
 
 _GEMM_SCHEMA = (
-    "int4_gemm(Tensor x, Tensor packed, int in_features, int group_size, Tensor? bias=None) -> Tensor"
+    "int4_gemm(Tensor x, Tensor packed, int in_features, int group_size, Tensor? bias=None,"
+    " Tensor? residual=None) -> Tensor"
 )
 _DEQUANT_SCHEMA = "int4_dequantize(Tensor packed, int in_features, int group_size) -> Tensor"
 
@@ -55,15 +56,27 @@ class KernelsMissingError(RuntimeError):
 
 
 def int4_gemm_ref(
-    x: torch.Tensor, packed: torch.Tensor, in_features: int, group_size: int, bias: torch.Tensor | None = None
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    in_features: int,
+    group_size: int,
+    bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """x [..., K] @ dequantize(packed).T + bias in fp32, returned in x's dtype. [..., N]"""
+    """x [..., K] @ W.T + bias in fp32, returned in x's dtype. [..., N]
+
+    W = dequantize(packed), plus dequantize(residual) when a second plane is given (added as a
+    separate product, as the kernels without a fused path do)."""
     w = dequantize_packed(packed, in_features, group_size)  # [N, K]
     b = None if bias is None else bias.to(torch.float32)
-    return torch.nn.functional.linear(x.to(torch.float32), w.to(x.device), b).to(x.dtype)
+    y = torch.nn.functional.linear(x.to(torch.float32), w.to(x.device), b)
+    if residual is not None:
+        w2 = dequantize_packed(residual, in_features, group_size)
+        y = y + torch.nn.functional.linear(x.to(torch.float32), w2.to(x.device))
+    return y.to(x.dtype)
 
 
-def _gemm_fake(x, packed, in_features, group_size, bias=None):
+def _gemm_fake(x, packed, in_features, group_size, bias=None, residual=None):
     return x.new_empty((*x.shape[:-1], packed.shape[0]))
 
 
@@ -190,8 +203,11 @@ def triton_module() -> ModuleType:
         return module
 
 
-def _gemm_triton(x, packed, in_features, group_size, bias=None):
-    return triton_module().int4_gemm(x, packed, in_features, group_size, bias)
+def _gemm_triton(x, packed, in_features, group_size, bias=None, residual=None):
+    y = triton_module().int4_gemm(x, packed, in_features, group_size, bias)
+    if residual is not None:
+        y = y + triton_module().int4_gemm(x, residual, in_features, group_size, None)
+    return y
 
 
 # --- dispatch -------------------------------------------------------------------------------------
@@ -236,16 +252,20 @@ def int4_gemm(
     in_features: int,
     group_size: int,
     bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
     *,
     kernel: str | None = None,
 ) -> torch.Tensor:
-    """y [..., N] = x [..., K] @ W.T + bias for a packed int4 W [N, K], in x's dtype."""
+    """y [..., N] = x [..., K] @ W.T + bias for a packed int4 W [N, K], in x's dtype.
+
+    `residual`, a second packed plane of the same shape, makes W = W1 + W2: on AVX-512 a prefill's
+    rows take both planes in one pass (kernels/cpu/int4_zmm_pairs.h), elsewhere two products."""
     name = resolve_kernel(kernel)
     if name == "ref":
-        return int4_gemm_ref(x, packed, in_features, group_size, bias)
+        return int4_gemm_ref(x, packed, in_features, group_size, bias, residual)
     if name == "triton":
-        return _gemm_triton(x, packed, in_features, group_size, bias)
-    return _gemm_op(x, packed, in_features, group_size, bias)
+        return _gemm_triton(x, packed, in_features, group_size, bias, residual)
+    return _gemm_op(x, packed, in_features, group_size, bias, residual)
 
 
 def int4_dequantize(

@@ -16,8 +16,8 @@ Impl active_impl();
 // x [M, K] fp32 -> int8 activations in kernel order (int4_kernels.h), on `impl`.
 void quantize_rows(Impl impl, const float* x, int64_t M, int64_t K, int8_t* qa, float* da, float* asum);
 
-// y[m * ldy + n] for n0 <= n < n1, on `impl`.
-void gemm_rows(Impl impl, const cg_q8_act* act, int64_t M, const uint8_t* w, int64_t K, int64_t G, int64_t n0,
-               int64_t n1, const float* bias, float* y, int64_t ldy);
+// y[m * ldy + n] for n0 <= n < n1, on `impl`; W = W1 + W2 when the residual plane r is not null.
+void gemm_rows(Impl impl, const cg_q8_act* act, int64_t M, const uint8_t* w, const uint8_t* r, int64_t K, int64_t G,
+               int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy);
 
 }  // namespace cg_q4

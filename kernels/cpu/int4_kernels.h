@@ -12,6 +12,7 @@
 // int8 with da = absmax / 127 (round half to even, never -128), stored in the order of the weight
 // codes (cg_q4_act_pos). Then for output n and activation row m, with b the 32-input blocks:
 //   y[m, n] = bias[n] + sum_b d[g(b)] * da[m, b] * (sum_{k in b} q[k] * qa[m, k]  -  z[g(b)] * asum[m, b])
+// (plus the same sum over the residual plane's q, d, z when one is given)
 // where asum[m, b] = sum_{k in b} qa[m, k]. The inner sums are exact integers (u8 x s8 pairs).
 #pragma once
 
@@ -33,10 +34,12 @@ typedef struct {
 // x [M, K] fp32 (K % 32 == 0) -> qa [M, K] in kernel order, da [M, K / 32], asum [M, K / 32]
 #define CG_Q8_QUANTIZE_ROWS_SIG(name) \
     void name(const float* x, int64_t M, int64_t K, int8_t* qa, float* da, float* asum)
-// y[m * ldy + n] for m < M and n0 <= n < n1; bias may be NULL.
+// y[m * ldy + n] for m < M and n0 <= n < n1; bias may be NULL. With a `residual` plane (NULL: none),
+// W = W1 + W2: both planes' terms go into one accumulator per output, so a second plane costs no
+// second pass over the outputs, no second quantization of the activations and no add.
 #define CG_Q4_GEMM_ROWS_SIG(name)                                                                     \
-    void name(const cg_q8_act* act, int64_t M, const uint8_t* packed, int64_t K, int64_t G, int64_t n0, \
-              int64_t n1, const float* bias, float* y, int64_t ldy)
+    void name(const cg_q8_act* act, int64_t M, const uint8_t* packed, const uint8_t* residual, int64_t K, \
+              int64_t G, int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy)
 // out[(n - n0) * K + k] = w[n, k] for n0 <= n < n1 (float32, exact: d * small integer).
 #define CG_Q4_DEQUANT_ROWS_SIG(name) \
     void name(const uint8_t* packed, int64_t K, int64_t G, int64_t n0, int64_t n1, float* out)

@@ -84,13 +84,13 @@ void quantize_rows(Impl impl, const float* x, int64_t M, int64_t K, int8_t* qa, 
     cg_q8_quantize_rows_ref(x, M, K, qa, da, asum);
 }
 
-void gemm_rows(Impl impl, const cg_q8_act* act, int64_t M, const uint8_t* w, int64_t K, int64_t G, int64_t n0,
-               int64_t n1, const float* bias, float* y, int64_t ldy) {
+void gemm_rows(Impl impl, const cg_q8_act* act, int64_t M, const uint8_t* w, const uint8_t* r, int64_t K, int64_t G,
+               int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy) {
 #if defined(CG_Q4_X86_SIMD)
-    if (impl == Impl::kAvx512) return cg_q4_gemm_rows_avx512(act, M, w, K, G, n0, n1, bias, y, ldy);
-    if (impl == Impl::kAvx2) return cg_q4_gemm_rows_avx2(act, M, w, K, G, n0, n1, bias, y, ldy);
+    if (impl == Impl::kAvx512) return cg_q4_gemm_rows_avx512(act, M, w, r, K, G, n0, n1, bias, y, ldy);
+    if (impl == Impl::kAvx2) return cg_q4_gemm_rows_avx2(act, M, w, r, K, G, n0, n1, bias, y, ldy);
 #endif
-    cg_q4_gemm_rows_ref(act, M, w, K, G, n0, n1, bias, y, ldy);
+    cg_q4_gemm_rows_ref(act, M, w, r, K, G, n0, n1, bias, y, ldy);
 }
 
 void dequant_rows(Impl impl, const uint8_t* w, int64_t K, int64_t G, int64_t n0, int64_t n1, float* out) {
@@ -158,11 +158,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_act(const at::Tensor& x2
 }
 
 at::Tensor gemm(const at::Tensor& x, const at::Tensor& packed, int64_t K, int64_t G,
-                const std::optional<at::Tensor>& bias, Impl impl) {
+                const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual, Impl impl) {
     check_packed(packed, K, G);
     TORCH_CHECK(x.device().is_cpu() && x.size(-1) == K, "codegeex_lsp: x must be a CPU tensor [..., ", K, "]");
     TORCH_CHECK(at::isFloatingType(x.scalar_type()), "codegeex_lsp: x must be floating point");
     const int64_t N = packed.size(0);
+    const bool has_residual = residual.has_value() && residual->defined();
+    if (has_residual) {
+        check_packed(*residual, K, G);
+        TORCH_CHECK(residual->size(0) == N, "codegeex_lsp: residual plane has ", residual->size(0),
+                    " rows, the weight ", N);
+    }
     const at::Tensor x2 = x.reshape({-1, K}).to(at::kFloat).contiguous();  // [M, K]
     const int64_t M = x2.size(0);
     at::Tensor b;
@@ -180,8 +186,9 @@ at::Tensor gemm(const at::Tensor& x, const at::Tensor& packed, int64_t K, int64_
         const uint8_t* w = packed.data_ptr<uint8_t>();
         const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
         float* yp = y.data_ptr<float>();
+        const uint8_t* r = has_residual ? residual->data_ptr<uint8_t>() : nullptr;
         at::parallel_for(0, N, kGrainRows,
-                         [&](int64_t n0, int64_t n1) { gemm_rows(impl, &act, M, w, K, G, n0, n1, bp, yp, N); });
+                         [&](int64_t n0, int64_t n1) { gemm_rows(impl, &act, M, w, r, K, G, n0, n1, bp, yp, N); });
     }
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
     shape.back() = N;
@@ -189,13 +196,14 @@ at::Tensor gemm(const at::Tensor& x, const at::Tensor& packed, int64_t K, int64_
 }
 
 at::Tensor int4_gemm(const at::Tensor& x, const at::Tensor& packed, int64_t K, int64_t G,
-                     const std::optional<at::Tensor>& bias) {
-    return gemm(x, packed, K, G, bias, parse_impl("auto"));
+                     const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual) {
+    return gemm(x, packed, K, G, bias, residual, parse_impl("auto"));
 }
 
 at::Tensor int4_gemm_impl(const at::Tensor& x, const at::Tensor& packed, int64_t K, int64_t G,
-                          const std::optional<at::Tensor>& bias, c10::string_view impl) {
-    return gemm(x, packed, K, G, bias, parse_impl(impl));
+                          const std::optional<at::Tensor>& bias, c10::string_view impl,
+                          const std::optional<at::Tensor>& residual) {
+    return gemm(x, packed, K, G, bias, residual, parse_impl(impl));
 }
 
 at::Tensor int4_dequantize(const at::Tensor& packed, int64_t K, int64_t G) {
@@ -214,9 +222,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_quantize_activations(const a
 }  // namespace
 
 TORCH_LIBRARY(codegeex_lsp, m) {
-    m.def("int4_gemm(Tensor x, Tensor packed, int in_features, int group_size, Tensor? bias=None) -> Tensor");
-    m.def("int4_gemm_impl(Tensor x, Tensor packed, int in_features, int group_size, Tensor? bias, str impl)"
-          " -> Tensor");
+    m.def("int4_gemm(Tensor x, Tensor packed, int in_features, int group_size, Tensor? bias=None,"
+          " Tensor? residual=None) -> Tensor");
+    m.def("int4_gemm_impl(Tensor x, Tensor packed, int in_features, int group_size, Tensor? bias, str impl,"
+          " Tensor? residual=None) -> Tensor");
     m.def("int4_dequantize(Tensor packed, int in_features, int group_size) -> Tensor");
     m.def("int4_dequantize_impl(Tensor packed, int in_features, int group_size, str impl) -> Tensor");
     m.def("int8_quantize_activations(Tensor x, str impl) -> (Tensor, Tensor, Tensor)");

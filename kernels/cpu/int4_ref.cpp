@@ -80,22 +80,26 @@ static inline int32_t q4_code(const uint8_t* row, int64_t K, int64_t k) {
     return (row[cg_q4_byte(K, k)] >> cg_q4_shift(K, k)) & 0x0f;
 }
 
-void cg_q4_gemm_rows_ref(const cg_q8_act* act, int64_t M, const uint8_t* packed, int64_t K, int64_t G,
-                         int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy) {
+void cg_q4_gemm_rows_ref(const cg_q8_act* act, int64_t M, const uint8_t* packed, const uint8_t* residual, int64_t K,
+                         int64_t G, int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy) {
     const int64_t nb = K / CG_Q4_ACT_BLOCK;
+    const int n_planes = residual ? 2 : 1;
     for (int64_t n = n0; n < n1; ++n) {
-        const uint8_t* row = packed + n * cg_q4_row_bytes(K, G);
-        const cg_q4_row r = cg_q4_row_at(packed, n, K, G);
         for (int64_t m = 0; m < M; ++m) {
             float acc = 0.0f;
-            for (int64_t b = 0; b < nb; ++b) {
-                int32_t isum = 0;
-                for (int64_t k = b * CG_Q4_ACT_BLOCK; k < (b + 1) * CG_Q4_ACT_BLOCK; ++k) {
-                    isum += q4_code(row, K, k) * act->qa[m * K + cg_q4_act_pos(K, k)];
+            for (int p = 0; p < n_planes; ++p) {
+                const uint8_t* plane = p ? residual : packed;
+                const uint8_t* row = plane + n * cg_q4_row_bytes(K, G);
+                const cg_q4_row r = cg_q4_row_at(plane, n, K, G);
+                for (int64_t b = 0; b < nb; ++b) {
+                    int32_t isum = 0;
+                    for (int64_t k = b * CG_Q4_ACT_BLOCK; k < (b + 1) * CG_Q4_ACT_BLOCK; ++k) {
+                        isum += q4_code(row, K, k) * act->qa[m * K + cg_q4_act_pos(K, k)];
+                    }
+                    const int64_t g = b * CG_Q4_ACT_BLOCK / G;
+                    const float cs = cg_fp16_to_fp32(r.d[g]) * act->da[m * nb + b];
+                    acc += cs * ((float)isum - (float)r.z[g] * act->asum[m * nb + b]);
                 }
-                const int64_t g = b * CG_Q4_ACT_BLOCK / G;
-                const float cs = cg_fp16_to_fp32(r.d[g]) * act->da[m * nb + b];
-                acc += cs * ((float)isum - (float)r.z[g] * act->asum[m * nb + b]);
             }
             y[m * ldy + n] = acc + (bias ? bias[n] : 0.0f);
         }

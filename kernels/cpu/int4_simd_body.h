@@ -260,8 +260,9 @@ inline void remainder_scales(const cg_q4_row& r, int64_t g0, int64_t n_groups, _
 //   acc += float(isum) * (d * da) - (d * z) * das
 // where d * z is computed once per weight row and shared by the MT activation rows.
 template <int G, int MT>
-void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uint8_t* packed, int64_t K,
-               int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy) {
+void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uint8_t* packed,
+               const uint8_t* residual, int64_t K, int64_t n0, int64_t n1, const float* bias, float* y,
+               int64_t ldy) {
     static_assert(G == 32 || G == 64 || G == 128, "group size must be 32, 64 or 128");
     const int64_t nblk = K / CG_Q4_ACT_BLOCK;
     const int64_t nsb = K / CG_Q4_SUPERBLOCK_ELEMS;
@@ -286,60 +287,64 @@ void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uin
     }
     const int64_t row_bytes = cg_q4_row_bytes(K, G);
     const bool prefetch = row_bytes >= kPrefetchMinRow;
-    const char* range_end = (const char*)packed + n1 * row_bytes;
+    const int n_planes = residual ? 2 : 1;
     for (int64_t n = n0; n < n1; ++n) {
-        const cg_q4_row r = cg_q4_row_at(packed, n, K, G);
-        if (prefetch) {
-            const char* ahead = (const char*)packed + n * row_bytes + kPrefetchAhead;
-            for (int64_t off = 0; off < row_bytes && ahead + off < range_end; off += 64) {
-                _mm_prefetch(ahead + off, _MM_HINT_T0);
-            }
-        }
         __m256 acc[MT];
         __m256i is[MT];
         const int8_t* a[MT];
         __m256 dv, zv;
 #pragma GCC unroll 8
         for (int m = 0; m < MT; ++m) acc[m] = _mm256_setzero_ps();
-        for (int64_t sb = 0; sb < nsb; ++sb) {
-#pragma GCC unroll 8
-            for (int m = 0; m < MT; ++m) a[m] = qa[m] + sb * 256;
-            isums_superblock<MT>(r.blocks + sb, a, is);
-            block_scales<G>(r, sb, &dv, &zv);
-            const __m256 dz = _mm256_mul_ps(dv, zv);
-#pragma GCC unroll 8
-            for (int m = 0; m < MT; ++m) {
-                const __m256 c = _mm256_mul_ps(dv, _mm256_loadu_ps(da[m] + sb * 8));
-                acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
-                acc[m] = _mm256_fnmadd_ps(dz, _mm256_loadu_ps(as[m] + sb * 8), acc[m]);
+        for (int p = 0; p < n_planes; ++p) {  // the residual plane's terms go into the same accumulators
+            const uint8_t* plane = p ? residual : packed;
+            const cg_q4_row r = cg_q4_row_at(plane, n, K, G);
+            if (prefetch) {
+                const char* ahead = (const char*)plane + n * row_bytes + kPrefetchAhead;
+                const char* range_end = (const char*)plane + n1 * row_bytes;
+                for (int64_t off = 0; off < row_bytes && ahead + off < range_end; off += 64) {
+                    _mm_prefetch(ahead + off, _MM_HINT_T0);
+                }
             }
-        }
-        if (has_half) {
-            __m128 d4, z4;
+            for (int64_t sb = 0; sb < nsb; ++sb) {
 #pragma GCC unroll 8
-            for (int m = 0; m < MT; ++m) a[m] = qa[m] + nsb * 256;
-            isums_halfblock<MT>(r.half, a, is);
-            halfblock_scales<G>(r, nsb * 256 / G, &d4, &z4);
-            const __m128 dz4 = _mm_mul_ps(d4, z4);
+                for (int m = 0; m < MT; ++m) a[m] = qa[m] + sb * 256;
+                isums_superblock<MT>(r.blocks + sb, a, is);
+                block_scales<G>(r, sb, &dv, &zv);
+                const __m256 dz = _mm256_mul_ps(dv, zv);
 #pragma GCC unroll 8
-            for (int m = 0; m < MT; ++m) {
-                const __m128 c4 = _mm_mul_ps(d4, _mm_loadu_ps(da[m] + nsb * 8));
-                const __m128 corr = _mm_mul_ps(dz4, _mm_loadu_ps(as[m] + nsb * 8));
-                acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), _mm256_set_m128(c4, c4), acc[m]);
-                acc[m] = _mm256_sub_ps(acc[m], _mm256_set_m128(_mm_setzero_ps(), corr));
+                for (int m = 0; m < MT; ++m) {
+                    const __m256 c = _mm256_mul_ps(dv, _mm256_loadu_ps(da[m] + sb * 8));
+                    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
+                    acc[m] = _mm256_fnmadd_ps(dz, _mm256_loadu_ps(as[m] + sb * 8), acc[m]);
+                }
             }
-        }
-        if (nrem) {
+            if (has_half) {
+                __m128 d4, z4;
 #pragma GCC unroll 8
-            for (int m = 0; m < MT; ++m) a[m] = qa[m] + rem0 * CG_Q4_ACT_BLOCK;
-            isums_remainder_n<MT>(nrem, r, a, is);
-            remainder_scales<G>(r, rem0 * CG_Q4_ACT_BLOCK / G, rem_groups, &dv, &zv);
-            const __m256 dz = _mm256_mul_ps(dv, zv);
+                for (int m = 0; m < MT; ++m) a[m] = qa[m] + nsb * 256;
+                isums_halfblock<MT>(r.half, a, is);
+                halfblock_scales<G>(r, nsb * 256 / G, &d4, &z4);
+                const __m128 dz4 = _mm_mul_ps(d4, z4);
 #pragma GCC unroll 8
-            for (int m = 0; m < MT; ++m) {
-                const __m256 c = _mm256_mul_ps(dv, _mm256_load_ps(da_rem[m]));
-                acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
-                acc[m] = _mm256_fnmadd_ps(dz, _mm256_load_ps(as_rem[m]), acc[m]);
+                for (int m = 0; m < MT; ++m) {
+                    const __m128 c4 = _mm_mul_ps(d4, _mm_loadu_ps(da[m] + nsb * 8));
+                    const __m128 corr = _mm_mul_ps(dz4, _mm_loadu_ps(as[m] + nsb * 8));
+                    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), _mm256_set_m128(c4, c4), acc[m]);
+                    acc[m] = _mm256_sub_ps(acc[m], _mm256_set_m128(_mm_setzero_ps(), corr));
+                }
+            }
+            if (nrem) {
+#pragma GCC unroll 8
+                for (int m = 0; m < MT; ++m) a[m] = qa[m] + rem0 * CG_Q4_ACT_BLOCK;
+                isums_remainder_n<MT>(nrem, r, a, is);
+                remainder_scales<G>(r, rem0 * CG_Q4_ACT_BLOCK / G, rem_groups, &dv, &zv);
+                const __m256 dz = _mm256_mul_ps(dv, zv);
+#pragma GCC unroll 8
+                for (int m = 0; m < MT; ++m) {
+                    const __m256 c = _mm256_mul_ps(dv, _mm256_load_ps(da_rem[m]));
+                    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
+                    acc[m] = _mm256_fnmadd_ps(dz, _mm256_load_ps(as_rem[m]), acc[m]);
+                }
             }
         }
         const float b = bias ? bias[n] : 0.0f;
@@ -350,22 +355,24 @@ void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uin
 
 // rows_tile<G, mt> for a run-time mt in 1..MT.
 template <int G, int MT>
-void rows_tile_n(int mt, const cg_q8_act* act, const float* das, int64_t m0, const uint8_t* packed, int64_t K,
-                 int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy) {
+void rows_tile_n(int mt, const cg_q8_act* act, const float* das, int64_t m0, const uint8_t* packed,
+                 const uint8_t* residual, int64_t K, int64_t n0, int64_t n1, const float* bias, float* y,
+                 int64_t ldy) {
     if constexpr (MT > 1) {
-        if (mt < MT) return rows_tile_n<G, MT - 1>(mt, act, das, m0, packed, K, n0, n1, bias, y, ldy);
+        if (mt < MT) return rows_tile_n<G, MT - 1>(mt, act, das, m0, packed, residual, K, n0, n1, bias, y, ldy);
     }
-    rows_tile<G, MT>(act, das, m0, packed, K, n0, n1, bias, y, ldy);
+    rows_tile<G, MT>(act, das, m0, packed, residual, K, n0, n1, bias, y, ldy);
 }
 
 template <int G>
-void gemm_rows(const cg_q8_act* act, int64_t M, const uint8_t* packed, int64_t K, int64_t n0, int64_t n1,
-               const float* bias, float* y, int64_t ldy) {
+void gemm_rows(const cg_q8_act* act, int64_t M, const uint8_t* packed, const uint8_t* residual, int64_t K,
+               int64_t n0, int64_t n1, const float* bias, float* y, int64_t ldy) {
     // Activation tiles of up to kTileM rows share each unpacked weight vector. With more tiles, output
     // rows go in blocks that stay in L1 while every tile passes over them, and activation rows go in
     // chunks that stay in L2 while the blocks pass under them: the weights stream once per chunk.
     // (Without the chunks, 512 rows of K = 896 took 3x longer per row than 256.)
-    const int64_t block = M <= kTileM ? n1 - n0 : std::max<int64_t>(1, kBlockBytes / cg_q4_row_bytes(K, G));
+    const int64_t block_row_bytes = (residual ? 2 : 1) * cg_q4_row_bytes(K, G);  // both planes stay in L1
+    const int64_t block = M <= kTileM ? n1 - n0 : std::max<int64_t>(1, kBlockBytes / block_row_bytes);
     const int64_t chunk = std::max<int64_t>(kTileM, kActChunkBytes / K / kTileM * kTileM);
     // A tile's activation rows are read once per weight row: for long rows (K = 4864) narrower tiles
     // that stay in L1 beat wide ones from L2 (AVX-512, 8 -> 4 rows: 104 -> 125 GOP/s on one core).
@@ -379,8 +386,8 @@ void gemm_rows(const cg_q8_act* act, int64_t M, const uint8_t* packed, int64_t K
         for (int64_t b0 = n0; b0 < n1; b0 += block) {
             const int64_t b1 = std::min(n1, b0 + block);
             for (int64_t m0 = c0; m0 < c1; m0 += tile) {
-                rows_tile_n<G, kTileM>((int)std::min<int64_t>(tile, c1 - m0), act, das.data(), m0, packed, K, b0,
-                                       b1, bias, y, ldy);
+                rows_tile_n<G, kTileM>((int)std::min<int64_t>(tile, c1 - m0), act, das.data(), m0, packed,
+                                       residual, K, b0, b1, bias, y, ldy);
             }
         }
     }
@@ -437,10 +444,10 @@ CG_Q8_QUANTIZE_ROWS_SIG(CG_SIMD_QUANTIZE) {
 
 CG_Q4_GEMM_ROWS_SIG(CG_SIMD_GEMM) {
     switch (G) {
-        case 32: gemm_rows<32>(act, M, packed, K, n0, n1, bias, y, ldy); break;
-        case 64: gemm_rows<64>(act, M, packed, K, n0, n1, bias, y, ldy); break;
-        case 128: gemm_rows<128>(act, M, packed, K, n0, n1, bias, y, ldy); break;
-        default: cg_q4_gemm_rows_ref(act, M, packed, K, G, n0, n1, bias, y, ldy); break;
+        case 32: gemm_rows<32>(act, M, packed, residual, K, n0, n1, bias, y, ldy); break;
+        case 64: gemm_rows<64>(act, M, packed, residual, K, n0, n1, bias, y, ldy); break;
+        case 128: gemm_rows<128>(act, M, packed, residual, K, n0, n1, bias, y, ldy); break;
+        default: cg_q4_gemm_rows_ref(act, M, packed, residual, K, G, n0, n1, bias, y, ldy); break;
     }
 }
 

@@ -47,12 +47,15 @@ def _teacher_forced(loaded, steps: int = STEPS, text: str = "def fibonacci(n):\n
 
 
 def _assert_same_steps(ref: torch.Tensor, fused: torch.Tensor, typical: float, worst: float) -> None:
-    """Most steps agree to float noise; a rare step may differ by one int8 activation step (a value
-    on a rounding boundary of the kernels' activation quantization lands on the other side), which
-    moves some logits by ~1 %. A wrong rotary, cache write or norm would move every step."""
+    """Steps agree to float noise, except a rare one that differs by an int8 activation step (a value
+    on a rounding boundary of the kernels' activation quantization lands on the other side). On these
+    tiny random models that moves the largest logit by up to ~11 % of the scale: 1 step in 144 for
+    qwen2-d32 and for llama, on this code and before it (6 prompts x 24 steps, session 19). A wrong
+    rotary, cache write or norm would move every step."""
     scale = ref.abs().max()
     per_step = (fused - ref).abs().amax(-1)
-    assert per_step.median() <= typical * scale, per_step
+    off = per_step > typical * scale
+    assert int(off.sum()) <= max(1, len(per_step) // 20), per_step  # rounding flips are rare
     assert per_step.max() <= worst * scale, per_step
     top2 = ref.topk(2, dim=-1).values
     decisive = (top2[:, 0] - top2[:, 1]) > 0.1 * scale
@@ -66,7 +69,7 @@ def test_fused_step_matches_the_op_by_op_forward(tiny_model_factory, tmp_path_fa
     ref, fused, ref_cache, fused_cache, pos = _teacher_forced(loaded)
     assert fused.shape == ref.shape and fused.dtype == torch.float32
     # fp32 all along: only the order of float sums differs (and int8 activation rounding that follows it)
-    _assert_same_steps(ref, fused, typical=1e-4, worst=5e-2)
+    _assert_same_steps(ref, fused, typical=1e-4, worst=0.2)
     assert fused_cache.length == ref_cache.length == pos
     for layer in range(len(ref_cache.k)):  # the last step's k/v, in every layer, where forward wrote them
         for mine, theirs in ((fused_cache.k, ref_cache.k), (fused_cache.v, ref_cache.v)):
@@ -83,7 +86,7 @@ def test_fused_attention_over_a_long_cache_matches_the_op_by_op_forward(tiny_mod
     n_prompt = len(loaded.tokenizer.encode(text))
     assert 200 < n_prompt < 440, n_prompt
     ref, fused, _, _, _ = _teacher_forced(loaded, steps=8, text=text, max_len=512)
-    _assert_same_steps(ref, fused, typical=1e-4, worst=5e-2)
+    _assert_same_steps(ref, fused, typical=1e-4, worst=0.2)
 
 
 def test_generate_decodes_through_the_fused_step(tiny_model_factory, tmp_path_factory, monkeypatch):

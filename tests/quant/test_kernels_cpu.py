@@ -217,6 +217,43 @@ def test_prefill_sized_inputs_match_fp64(m: int, n: int, k: int, g: int) -> None
 
 
 @needs_ext
+@pytest.mark.parametrize("m", [1, 3, 8, 37])
+@pytest.mark.parametrize(("n", "k", "g"), [(97, 896, 32), (41, 4864, 128), (19, 352, 32), (9, 480, 32)])
+def test_residual_plane_in_one_pass(m: int, n: int, k: int, g: int) -> None:
+    """W = W1 + W2 (a second plane quantizing the first one's error): both planes' terms in one
+    accumulator per output, on every path, against the fp64 sum of the two planes' kernel math."""
+    x, q1, p1, bias = _case(n, k, g, m, "asym", seed=11 + m)
+    w = randn(n, k, seed=11 + m)
+    q2 = R.quantize(w - R.dequantize_groupwise(q1), "asym", g)
+    p2 = packing.pack_int4(q2)
+    y64 = R.linear_w4a8_ref(x, q1, bias).double() + R.linear_w4a8_ref(x, q2).double()
+    y_ref = torch.ops.codegeex_lsp.int4_gemm_impl(x, p1, k, g, bias, "ref", p2)
+    assert _rel(y_ref, y64) <= KERNEL_VS_FP64_RTOL
+    for path in HOST_PATHS:
+        y = torch.ops.codegeex_lsp.int4_gemm_impl(x, p1, k, g, bias, path, p2)
+        assert _rel(y, y64) <= KERNEL_VS_FP64_RTOL, path
+        assert _rel(y, y_ref) <= SIMD_VS_REF_RTOL, path
+        y_sum = _gemm(x, p1, k, g, bias, path) + _gemm(x, p2, k, g, None, path)
+        assert _rel(y, y_sum) <= SIMD_VS_REF_RTOL, path
+    # the op the engine calls, and the PyTorch reference with fp32 activations
+    y_op = ops.int4_gemm(x, p1, k, g, bias, p2)
+    y_torch = ops.int4_gemm(x, p1, k, g, bias, p2, kernel="ref")
+    want = R.linear_ref(x, q1, bias) + R.linear_ref(x, q2)
+    assert _rel(y_torch, want) <= 1e-5
+    assert float((y_op - want).norm() / want.norm()) <= ACT_INT8_REL_TOL
+
+
+@needs_ext
+def test_residual_plane_of_another_shape_is_refused() -> None:
+    x, _, packed, _ = _case(5, 96, 32, 2, "sym", seed=3)
+    _, _, other, _ = _case(6, 96, 32, 2, "sym", seed=4)
+    with pytest.raises(RuntimeError, match="residual plane has 6 rows"):
+        ops.int4_gemm(x, packed, 96, 32, None, other)
+    with pytest.raises(RuntimeError, match="packed row is"):
+        ops.int4_gemm(x, packed, 96, 32, None, packed[:, :32].contiguous())
+
+
+@needs_ext
 def test_default_op_runs_the_active_path() -> None:
     """set_cpu_path switches what the default op (the engine's) runs; auto is the best path."""
     x, _, packed, bias = _case(129, 896, 32, 3, "asym", seed=5)
@@ -275,7 +312,7 @@ def test_simd_code_stays_in_the_simd_functions() -> None:
     text = subprocess.run(
         [objdump, "-d", "-C", "--no-show-raw-insn", lib], capture_output=True, text=True, check=True
     ).stdout
-    offenders, function, simd_functions = set(), "", set()
+    offenders, function, simd_functions, mnemonics = set(), "", set(), set()
     for line in text.splitlines():
         head = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
         if head:
@@ -285,11 +322,14 @@ def test_simd_code_stays_in_the_simd_functions() -> None:
         if insn and (insn.group(1).startswith("v") or re.search(r"%[yz]mm|%k[0-7]", insn.group(2))):
             if "_avx2" in function or "_avx512" in function or "(anonymous namespace)" in function:
                 simd_functions.add(function)
+                mnemonics.add(insn.group(1))
             else:
                 offenders.add(function)
     assert not offenders, sorted(offenders)[:10]
-    assert any("cg_q4_gemm_rows_avx512" in f for f in simd_functions)
-    assert any("cg_q4_gemm_rows_avx2" in f for f in simd_functions)
+    assert any("cg_q8_quantize_rows_avx512" in f for f in simd_functions)
+    assert any("cg_q8_quantize_rows_avx2" in f for f in simd_functions)
+    # both dot products are built: VNNI's (AVX-512 path) and maddubs (AVX2 path)
+    assert "vpdpbusd" in mnemonics and "vpmaddubsw" in mnemonics, sorted(m for m in mnemonics if "pd" in m)
 
 
 @needs_ext
