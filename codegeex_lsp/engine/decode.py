@@ -38,7 +38,7 @@ from codegeex_lsp.engine import fused_decode
 from codegeex_lsp.engine.forced import TokenTexts, constrain, token_texts
 from codegeex_lsp.engine.kv_cache import KVCache
 from codegeex_lsp.engine.model import Transformer
-from codegeex_lsp.engine.sampling import sample
+from codegeex_lsp.engine.sampling import argmax, sample
 from codegeex_lsp.postprocess.early_stop import StopSpec
 from codegeex_lsp.prompt.types import Prompt
 from codegeex_lsp.protocol import Completion
@@ -284,7 +284,7 @@ def decode_speculative(
     max_draft = lookup.params.max_draft_tokens
     draft_len = max_draft
     backoff = pause = 0  # after a draft with nothing kept: plain steps before the next draft
-    token = int(streams.constrain(logits)[0].argmax())
+    token = int(argmax(streams.constrain(logits)[0]))
     while True:
         if is_cancelled():
             streams.cancel()
@@ -301,9 +301,9 @@ def decode_speculative(
         if not draft:
             logits = decode_one_token(model, cache, torch.tensor([[token]]), pos)
             counts.forward_passes += 1
-            token, pos = int(streams.constrain(logits)[0].argmax()), pos + 1
+            token, pos = int(argmax(streams.constrain(logits)[0])), pos + 1
             continue
-        chosen = verify_draft(model, cache, torch.tensor([[token, *draft]]), pos).argmax(-1).tolist()
+        chosen = argmax(verify_draft(model, cache, torch.tensor([[token, *draft]]), pos)).tolist()
         counts.forward_passes += 1
         counts.draft_tokens += len(draft)
         kept = 0

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    """logits [..., V] -> int64 indices [...] of the largest value (the first of equal ones), as
+    torch.argmax. Why NumPy for CPU fp32: torch.argmax over a 152k vocabulary took 140-330 µs per
+    call, NumPy's 34 (2 cores, Zen 4), against a ~12 ms int4 decode step."""
+    if logits.device.type == "cpu" and logits.dtype == torch.float32 and not logits.requires_grad:
+        return torch.from_numpy(np.asarray(np.argmax(logits.numpy(), axis=-1), dtype=np.int64))
+    return logits.argmax(dim=-1)
 
 
 def sample(
@@ -10,7 +20,7 @@ def sample(
 ) -> torch.Tensor:
     """logits fp32 [B, V] -> token ids [B]. temperature <= 0 means greedy."""
     if temperature <= 0.0:
-        return logits.argmax(dim=-1)
+        return argmax(logits)
     probs = torch.softmax(logits / temperature, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
