@@ -259,7 +259,7 @@ inline void remainder_scales(const cg_q4_row& r, int64_t g0, int64_t n_groups, _
 // remainder), with 8 lanes = 8 blocks of 32 and das = da * asum (per activation row, see gemm_rows):
 //   acc += float(isum) * (d * da) - (d * z) * das
 // where d * z is computed once per weight row and shared by the MT activation rows.
-template <int G, int MT>
+template <int G, int MT, int NP>
 void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uint8_t* packed,
                const uint8_t* residual, int64_t K, int64_t n0, int64_t n1, const float* bias, float* y,
                int64_t ldy) {
@@ -287,7 +287,6 @@ void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uin
     }
     const int64_t row_bytes = cg_q4_row_bytes(K, G);
     const bool prefetch = row_bytes >= kPrefetchMinRow;
-    const int n_planes = residual ? 2 : 1;
     for (int64_t n = n0; n < n1; ++n) {
         __m256 acc[MT];
         __m256i is[MT];
@@ -295,7 +294,8 @@ void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uin
         __m256 dv, zv;
 #pragma GCC unroll 8
         for (int m = 0; m < MT; ++m) acc[m] = _mm256_setzero_ps();
-        for (int p = 0; p < n_planes; ++p) {  // the residual plane's terms go into the same accumulators
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; ++p) {  // NP = 2: the residual plane's terms go into the same accumulators
             const uint8_t* plane = p ? residual : packed;
             const cg_q4_row r = cg_q4_row_at(plane, n, K, G);
             if (prefetch) {
@@ -361,7 +361,9 @@ void rows_tile_n(int mt, const cg_q8_act* act, const float* das, int64_t m0, con
     if constexpr (MT > 1) {
         if (mt < MT) return rows_tile_n<G, MT - 1>(mt, act, das, m0, packed, residual, K, n0, n1, bias, y, ldy);
     }
-    rows_tile<G, MT>(act, das, m0, packed, residual, K, n0, n1, bias, y, ldy);
+    // the planes as a template parameter: the one-plane code is the same as before residual planes
+    if (residual) return rows_tile<G, MT, 2>(act, das, m0, packed, residual, K, n0, n1, bias, y, ldy);
+    rows_tile<G, MT, 1>(act, das, m0, packed, nullptr, K, n0, n1, bias, y, ldy);
 }
 
 template <int G>
