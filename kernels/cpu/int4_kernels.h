@@ -12,8 +12,8 @@
 // int8 with da = absmax / 127 (round half to even, never -128), stored in the order of the weight
 // codes (cg_q4_act_pos). Then for output n and activation row m, with b the 32-input blocks:
 //   y[m, n] = bias[n] + sum_b d[g(b)] * da[m, b] * (sum_{k in b} q[k] * qa[m, k]  -  z[g(b)] * asum[m, b])
-// (plus the same sum over the residual plane's q, d, z when one is given)
-// where asum[m, b] = sum_{k in b} qa[m, k]. The inner sums are exact integers (u8 x s8 pairs).
+// where asum[m, b] = sum_{k in b} qa[m, k] (plus the same sum over a residual plane's q, d, z when one
+// is given). The inner sums are exact integers (u8 x s8 pairs).
 #pragma once
 
 #include <stdint.h>
