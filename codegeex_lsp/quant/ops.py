@@ -1,6 +1,6 @@
 """The int4 ops and the choice of kernel behind them: `ref` (PyTorch), `cpp` (C++), `triton` (CUDA).
 
-`torch.ops.codegeex_lsp.int4_gemm(x, packed, in_features, group_size, bias)` and
+`torch.ops.codegeex_lsp.int4_gemm(x, packed, in_features, group_size, bias, residual)` and
 `torch.ops.codegeex_lsp.int4_dequantize(packed, in_features, group_size)` always exist once this
 module is imported: the C++ extension `codegeex_lsp._kernels` registers their CPU kernels; without it
 the same schemas are defined here with the reference as the CPU kernel. Fake (meta) kernels are
@@ -66,7 +66,7 @@ def int4_gemm_ref(
     """x [..., K] @ W.T + bias in fp32, returned in x's dtype. [..., N]
 
     W = dequantize(packed), plus dequantize(residual) when a second plane is given (added as a
-    separate product, as the kernels without a fused path do)."""
+    separate product)."""
     w = dequantize_packed(packed, in_features, group_size)  # [N, K]
     b = None if bias is None else bias.to(torch.float32)
     y = torch.nn.functional.linear(x.to(torch.float32), w.to(x.device), b)
@@ -258,8 +258,8 @@ def int4_gemm(
 ) -> torch.Tensor:
     """y [..., N] = x [..., K] @ W.T + bias for a packed int4 W [N, K], in x's dtype.
 
-    `residual`, a second packed plane of the same shape, makes W = W1 + W2: on AVX-512 a prefill's
-    rows take both planes in one pass (kernels/cpu/int4_zmm_pairs.h), elsewhere two products."""
+    `residual`, a second packed plane of the same shape, makes W = W1 + W2: the C++ kernels take both
+    planes in one pass (one accumulator per output), the reference and Triton add two products."""
     name = resolve_kernel(kernel)
     if name == "ref":
         return int4_gemm_ref(x, packed, in_features, group_size, bias, residual)
