@@ -177,9 +177,12 @@ INT4_GROUP_SIZE = 32
 INT4_ACT_ORDER = True  # GPTQ columns by decreasing Hessian diagonal: +4.8 % -> +3.9 % on its own
 # The MLP input projections (w_gate_up) of the first and last quarter of the blocks cost the most
 # perplexity in 4 bits (bench quant slice, per block range: -1.0 and -1.4 points when given ~8 bits,
-# against -0.6 and -0.5 for the middle halves), so those get a residual int4 plane, as llama.cpp's
-# Q4_K_M keeps more bits at the ends of the stack. The untied embedding gets one too: a lookup reads
-# one row per token, so its second plane costs memory (~70 MB) but no speed.
+# against -0.6 and -0.5 for the middle halves), so those get 8 bits, as llama.cpp's Q4_K_M keeps
+# more bits at the ends of the stack. The untied embedding gets 8 bits too: a lookup reads one row
+# per token, so its second plane costs memory (~70 MB) but no speed. The 8 bits are round-to-nearest
+# codes split into two int4 planes (quant.reference.quantize_8bit_split, recipe tag "s8"): before,
+# the second plane quantized the GPTQ plane's error in its own scale, which took two int8 dot
+# products per weight where one 8-bit code takes one on AVX-512 VNNI (+29 % prefill arithmetic).
 INT4_RESIDUAL_EDGE = 0.25
 # The lm head is screened (quant/screened_head.py): an int4 screen over half the hidden state's
 # principal directions, then the best 256 candidates rescored exactly from the head's 8-bit rows. On
@@ -224,7 +227,7 @@ class Int4Recipe:
     def name(self) -> str:
         return (
             f"{INT4_MODE}{'-act' if INT4_ACT_ORDER else ''}-g{INT4_GROUP_SIZE}"
-            f"-r{round(100 * INT4_RESIDUAL_EDGE)}-ml{self.texts}-f{self.fim}-t{self.tokens}-{INT4_ARITHMETIC}"
+            f"-r{round(100 * INT4_RESIDUAL_EDGE)}s8-ml{self.texts}-f{self.fim}-t{self.tokens}-{INT4_ARITHMETIC}"
             f"-sh{round(100 * INT4_SCREEN_FRACTION)}c{INT4_SCREEN_CANDIDATES}"
         )
 
@@ -388,7 +391,7 @@ def quant_label(quant: str, recipe: Int4Recipe | None = None) -> str:
 
 
 def int4_residual(n_layers: int, edge: float = INT4_RESIDUAL_EDGE) -> Callable[[str], bool]:
-    """Which modules get a residual plane: the embedding, and w_gate_up in the first and last `edge`
+    """Which modules get 8 bits (two planes): the embedding, and w_gate_up in the first and last `edge`
     of the `n_layers` blocks."""
     ends = max(1, round(n_layers * edge)) if edge > 0 else 0
 

@@ -31,6 +31,7 @@ from codegeex_lsp.quant.reference import (
     check_group_size,
     dequantize_groupwise,
     quantize,
+    quantize_8bit_split,
 )
 from codegeex_lsp.quant.screened_head import EXACT_GROUP, ScreenedHead
 
@@ -53,7 +54,7 @@ class QuantSpec:
     bias: bool = False
     act_scale: bool = False  # AWQ input multiplier kept in the module (not folded into a norm)
     tied_to: str | None = None  # shares the packed buffer of that module
-    residual: bool = False  # a second int4 plane holds what the first one missed (about 8 bits)
+    residual: bool = False  # a second int4 plane (mode "int8": the low nibbles of 8-bit codes)
     screen_dim: int = 0  # screened_head: principal directions its int4 screen reads
     candidates: int = 0  # screened_head: screen logits rescored exactly per position
 
@@ -76,8 +77,9 @@ def specs_from_json(text: str) -> list[QuantSpec]:
 class QuantLinear(nn.Module):
     """y = x @ W.T + bias with W int4 in the packed layout; x [..., K] in fp32/bf16/fp16 -> y [..., N].
 
-    With `residual`, W = W1 + W2: a second packed plane quantizes W1's rounding error, for the few
-    linears whose 4-bit error costs the most accuracy (two calls of the same kernel, about 8 bits)."""
+    With `residual`, W = W1 + W2: a second packed plane, for the few linears whose 4-bit error costs
+    the most accuracy. The recipe fills the pair with 8-bit codes (mode "int8": high nibbles in W1,
+    low in W2, W1's scale 16 times W2's), which the AVX-512 kernel rejoins into one dot product."""
 
     def __init__(
         self,
@@ -270,19 +272,26 @@ def create_quantized_state_dict(
     `calibration.collect_linear_hessians`. Linears without calibration fall back to "asym"; a tied
     embedding / lm head pair is quantized once, without AWQ scales (GPTQ through the lm head's
     Hessian when there is one), so both can share it. `act_order` is GPTQ's column order (gptq.py);
-    `residual(name)` true gives that (untied) module a second plane for its first plane's error.
+    `residual(name)` true makes that (untied, non-AWQ) module 8-bit: round-to-nearest codes held as
+    two int4 planes (`quantize_8bit_split`), so every int4 kernel runs it.
     """
     if mode not in MODES:
         raise ValueError(f"unknown quantization mode {mode!r}; expected one of {MODES}")
     if mode in ("awq", "gptq") and not calibration:
         raise ValueError(f"mode={mode!r} needs calibration data (see quant.calibration)")
     hessian_of = _hessians_by_weight(model, calibration) if mode == "gptq" else {}
-    gptq_names, gptq_results = _gptq_in_parallel(model, include_embeddings, group_size, hessian_of, act_order)
+    tied_ids = _tied_weight_ids(model, include_embeddings)
+
+    def split8(name: str, wid: int) -> bool:  # 8 bits as two planes: nothing for GPTQ to do
+        return mode != "awq" and wid not in tied_ids and residual is not None and residual(name)
+
+    gptq_names, gptq_results = _gptq_in_parallel(
+        model, include_embeddings, group_size, hessian_of, act_order, skip=split8
+    )
     state = dict(model.state_dict())
     specs: list[QuantSpec] = []
     packed_by_weight: dict[int, tuple[str, torch.Tensor]] = {}  # id(weight) -> (module name, packed)
     uncalibrated: list[str] = []
-    tied_ids = _tied_weight_ids(model, include_embeddings)
     try:
         for name, module in _quantizable(model, include_embeddings):
             is_linear = isinstance(module, nn.Linear)
@@ -302,6 +311,8 @@ def create_quantized_state_dict(
             else:
                 used_mode = mode
                 w = module.weight.detach().to("cpu", torch.float32)
+                if split8(name, wid):
+                    used_mode = "int8"
                 if mode == "awq" and (not is_linear or wid in tied_ids):
                     used_mode = "asym"
                 if used_mode == "awq":
@@ -313,7 +324,11 @@ def create_quantized_state_dict(
                     if is_linear:  # an untied embedding has no inputs to weigh its rows by
                         uncalibrated.append(name)
                     used_mode = "asym"
-                if used_mode == "awq":
+                if used_mode == "int8":
+                    qw, second = quantize_8bit_split(w, g)
+                    state[f"{name}.residual"] = pack_int4(second).to(module.weight.device)
+                    with_residual = True
+                elif used_mode == "awq":
                     qw, inv_s = awq_quantize(w, x, g)
                     state[f"{name}.act_scale"] = inv_s.to(module.weight.device)
                     act_scale = True
@@ -327,11 +342,6 @@ def create_quantized_state_dict(
                     qw = quantize(w, used_mode, g)
                 packed = pack_int4(qw).to(module.weight.device)
                 packed_by_weight[wid] = (name, packed)
-                # (not for AWQ: its codes are of the scaled weight W * s, not of W)
-                if used_mode != "awq" and wid not in tied_ids and residual is not None and residual(name):
-                    second = quantize(w - dequantize_groupwise(qw), "asym", g)
-                    state[f"{name}.residual"] = pack_int4(second).to(module.weight.device)
-                    with_residual = True
             state[f"{name}.packed"] = packed
             has_bias = is_linear and module.bias is not None
             if has_bias:
@@ -368,6 +378,7 @@ def _gptq_in_parallel(
     group_size: int,
     hessian_of: Mapping[int, torch.Tensor],
     act_order: bool,
+    skip: Callable[[str, int], bool] = lambda name, wid: False,
 ) -> tuple[Iterator[str], Iterator[Int4Weight]]:
     """(names, results) of every module create_quantized_state_dict will GPTQ, in its order: the
     first module of each weight that fits a group size and has a Hessian. The results are
@@ -381,7 +392,7 @@ def _gptq_in_parallel(
         if g is None or wid in seen:
             continue
         seen.add(wid)
-        if wid in hessian_of:
+        if wid in hessian_of and not skip(name, wid):
             names.append(name)
             jobs.append((module.weight.detach().to("cpu", torch.float32), hessian_of[wid], g))
     return iter(names), gptq_quantize_many(jobs, act_order=act_order)

@@ -27,6 +27,7 @@ MODES: tuple[str, ...] = ("sym", "asym", "rowwise", "awq", "gptq")
 GROUP_SIZES: tuple[int, ...] = (32, 64, 128)
 SYM_ZERO = 8  # symmetric codes are q = round(w / d) + 8, q - 8 in -7..7
 QMAX = 15
+QMAX8 = 255  # the 8-bit codes of quantize_8bit_split
 
 AWQ_GRID = 20  # alpha in {0, 1/20, ..., 19/20}, as in AWQ's search
 
@@ -121,6 +122,32 @@ def quantize(weight: torch.Tensor, mode: str, group_size: int) -> Int4Weight:
     if mode == "rowwise":
         return quantize_rowwise_absmax(weight, group_size)
     raise ValueError(f"unknown quantization mode {mode!r}; expected one of {MODES}")
+
+
+def quantize_8bit_split(weight: torch.Tensor, group_size: int) -> tuple[Int4Weight, Int4Weight]:
+    """Round-to-nearest 8-bit asymmetric codes per group, held as two int4 planes W = W1 + W2.
+
+    With d8 = (max - min) / 255 (fp16), z8 and q8 in 0..255: W1 has the high nibbles (scale 16 * d8,
+    zero z8 >> 4) and W2 the low ones (scale d8, zero z8 & 15), so W1 + W2 = d8 * (q8 - z8) exactly.
+    Every kernel runs the pair as any residual pair; because W1's scale is exactly 16 times W2's,
+    a VNNI kernel can also rejoin the nibbles into one u8 code and do one dot product, not two.
+    """
+    n_out, n_in = weight.shape
+    check_group_size(n_in, group_size)
+    w = weight.detach().to(torch.float32).reshape(n_out, n_in // group_size, group_size)
+    w_min = w.amin(dim=-1).clamp(max=0.0)
+    w_max = w.amax(dim=-1).clamp(min=0.0)
+    scale = _to_fp16_exact((w_max - w_min) / QMAX8)
+    high_scale = _to_fp16_exact(scale * 16)  # x16 is exact in fp16 unless it overflows (refused)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero = torch.round(-w_min / safe).clamp(0, QMAX8)
+    q = torch.round(w / safe[..., None]) + zero[..., None]
+    q = torch.where(scale[..., None] > 0, q, zero[..., None].expand_as(q)).clamp(0, QMAX8)
+    q = q.reshape(n_out, n_in).to(torch.uint8)
+    zero = zero.to(torch.uint8)
+    high = Int4Weight(q=q >> 4, scale=high_scale, zero=zero >> 4, group_size=group_size)
+    low = Int4Weight(q=q & 15, scale=scale, zero=zero & 15, group_size=group_size)
+    return high, low
 
 
 def fake_quantize(weight: torch.Tensor, mode: str, group_size: int) -> torch.Tensor:

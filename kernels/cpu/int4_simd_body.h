@@ -137,6 +137,67 @@ inline void isums_halfblock(const cg_q4_halfblock* blk, const int8_t* const* a, 
 #endif
 }
 
+#if CG_SIMD_VNNI
+// Two planes holding 8-bit codes (quant.reference.quantize_8bit_split: high nibbles in the first,
+// low nibbles in the second, the first's scale exactly 16 times the second's): the nibbles rejoined
+// into u8 codes c = 16 * q1 + q2, one vpdpbusd per 32 inputs instead of one per plane. vpdpbusd
+// adds u8 x s8 products into int32 without saturating (32 * 255 * 127 per block lane), so the sums
+// are exactly 16 * isum1 + isum2. (AVX2's maddubs would saturate its int16 pairs at c > 128.)
+// vpternlogd 0xD8 is "c ? b : a" bitwise: lo = (w1 << 4 in the high nibble) | (w2's low nibble),
+// hi = (w1's high nibble) | (w2 >> 4 in the low nibble).
+inline void join_nibbles(__m256i w1, __m256i w2, __m256i* lo, __m256i* hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    *lo = _mm256_ternarylogic_epi32(_mm256_slli_epi16(w1, 4), w2, m4, 0xD8);
+    *hi = _mm256_ternarylogic_epi32(w1, _mm256_srli_epi16(w2, 4), m4, 0xD8);
+}
+
+// isums_superblock for a joined pair of planes: out[m] = int32 sums of 16 * q1 + q2 per block.
+template <int MT>
+inline void isums_superblock_joined(const cg_q4_superblock* b1, const cg_q4_superblock* b2,
+                                    const int8_t* const* a, __m256i* out) {
+    constexpr bool kTwoChains = MT < 4;
+    __m256i s[MT], t[MT];
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; ++m) s[m] = t[m] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        __m256i lo, hi;
+        join_nibbles(_mm256_loadu_si256((const __m256i*)b1->qs[i]), _mm256_loadu_si256((const __m256i*)b2->qs[i]),
+                     &lo, &hi);
+#pragma GCC unroll 8
+        for (int m = 0; m < MT; ++m) {
+            s[m] = _mm256_dpbusd_epi32(s[m], lo, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i)));
+            __m256i& h = kTwoChains ? t[m] : s[m];
+            h = _mm256_dpbusd_epi32(h, hi, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i + 32)));
+        }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; ++m) out[m] = kTwoChains ? _mm256_add_epi32(s[m], t[m]) : s[m];
+}
+
+// isums_halfblock for a joined pair of planes (same lanes as isums_halfblock).
+template <int MT>
+inline void isums_halfblock_joined(const cg_q4_halfblock* b1, const cg_q4_halfblock* b2, const int8_t* const* a,
+                                   __m256i* out) {
+    __m256i s[MT];
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; ++m) s[m] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; ++i) {
+        __m256i lo, hi;
+        join_nibbles(_mm256_loadu_si256((const __m256i*)b1->qs[i]), _mm256_loadu_si256((const __m256i*)b2->qs[i]),
+                     &lo, &hi);
+#pragma GCC unroll 8
+        for (int m = 0; m < MT; ++m) {
+            s[m] = _mm256_dpbusd_epi32(s[m], lo, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i)));
+            s[m] = _mm256_dpbusd_epi32(s[m], hi, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i + 32)));
+        }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; ++m) out[m] = s[m];
+}
+#endif  // CG_SIMD_VNNI
+
 // Scales and zero points of the half-block's 4 blocks of 32 (first group g0), exact-size loads.
 template <int G>
 inline void halfblock_scales(const cg_q4_row& r, int64_t g0, __m128* d4, __m128* z4) {
@@ -258,12 +319,17 @@ inline void remainder_scales(const cg_q4_row& r, int64_t g0, int64_t n_groups, _
 // Output rows [n0, n1) against MT activation rows starting at m0. Per super-block (and once for the
 // remainder), with 8 lanes = 8 blocks of 32 and das = da * asum (per activation row, see gemm_rows):
 //   acc += float(isum) * (d * da) - (d * z) * das
-// where d * z is computed once per weight row and shared by the MT activation rows.
+// where d * z is computed once per weight row and shared by the MT activation rows. With NP = 2
+// planes each region adds both planes' terms; where the scales say the pair is one 8-bit code
+// (d1 == 16 * d2 in every lane, exact: both are fp16 values), VNNI does one joined dot product:
+//   acc += float(isum_joined) * (d2 * da) - (d1 * z1 + d2 * z2) * das.
 template <int G, int MT, int NP>
 void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uint8_t* packed,
                const uint8_t* residual, int64_t K, int64_t n0, int64_t n1, const float* bias, float* y,
                int64_t ldy) {
     static_assert(G == 32 || G == 64 || G == 128, "group size must be 32, 64 or 128");
+    static_assert(NP == 1 || NP == 2, "one plane, or a plane and its residual");
+    [[maybe_unused]] constexpr bool kJoin = NP == 2 && CG_SIMD_VNNI;
     const int64_t nblk = K / CG_Q4_ACT_BLOCK;
     const int64_t nsb = K / CG_Q4_SUPERBLOCK_ELEMS;
     const bool has_half = cg_q4_half_end(K) > cg_q4_sb_end(K);
@@ -285,59 +351,106 @@ void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uin
             as_rem[m][b] = as[m][rem0 + b];
         }
     }
+    const uint8_t* planes[2] = {packed, residual};
     const int64_t row_bytes = cg_q4_row_bytes(K, G);
     const bool prefetch = row_bytes >= kPrefetchMinRow;
     for (int64_t n = n0; n < n1; ++n) {
         __m256 acc[MT];
         __m256i is[MT];
         const int8_t* a[MT];
-        __m256 dv, zv;
+        cg_q4_row r[NP];
 #pragma GCC unroll 8
         for (int m = 0; m < MT; ++m) acc[m] = _mm256_setzero_ps();
 #pragma GCC unroll 2
-        for (int p = 0; p < NP; ++p) {  // NP = 2: the residual plane's terms go into the same accumulators
-            const uint8_t* plane = p ? residual : packed;
-            const cg_q4_row r = cg_q4_row_at(plane, n, K, G);
+        for (int p = 0; p < NP; ++p) {
+            r[p] = cg_q4_row_at(planes[p], n, K, G);
             if (prefetch) {
-                const char* ahead = (const char*)plane + n * row_bytes + kPrefetchAhead;
-                const char* range_end = (const char*)plane + n1 * row_bytes;
+                const char* ahead = (const char*)planes[p] + n * row_bytes + kPrefetchAhead;
+                const char* range_end = (const char*)planes[p] + n1 * row_bytes;
                 for (int64_t off = 0; off < row_bytes && ahead + off < range_end; off += 64) {
                     _mm_prefetch(ahead + off, _MM_HINT_T0);
                 }
             }
-            for (int64_t sb = 0; sb < nsb; ++sb) {
+        }
+        for (int64_t sb = 0; sb < nsb; ++sb) {
+            __m256 dv[NP], zv[NP];
 #pragma GCC unroll 8
-                for (int m = 0; m < MT; ++m) a[m] = qa[m] + sb * 256;
-                isums_superblock<MT>(r.blocks + sb, a, is);
-                block_scales<G>(r, sb, &dv, &zv);
-                const __m256 dz = _mm256_mul_ps(dv, zv);
+            for (int m = 0; m < MT; ++m) a[m] = qa[m] + sb * 256;
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; ++p) block_scales<G>(r[p], sb, &dv[p], &zv[p]);
+#if CG_SIMD_VNNI
+            if constexpr (kJoin) {
+                const __m256 d16 = _mm256_mul_ps(dv[1], _mm256_set1_ps(16.0f));
+                if (_mm256_movemask_ps(_mm256_cmp_ps(dv[0], d16, _CMP_EQ_OQ)) == 0xff) {
+                    isums_superblock_joined<MT>(r[0].blocks + sb, r[1].blocks + sb, a, is);
+                    const __m256 dz = _mm256_fmadd_ps(dv[0], zv[0], _mm256_mul_ps(dv[1], zv[1]));
+#pragma GCC unroll 8
+                    for (int m = 0; m < MT; ++m) {
+                        const __m256 c = _mm256_mul_ps(dv[1], _mm256_loadu_ps(da[m] + sb * 8));
+                        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
+                        acc[m] = _mm256_fnmadd_ps(dz, _mm256_loadu_ps(as[m] + sb * 8), acc[m]);
+                    }
+                    continue;
+                }
+            }
+#endif
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; ++p) {
+                isums_superblock<MT>(r[p].blocks + sb, a, is);
+                const __m256 dz = _mm256_mul_ps(dv[p], zv[p]);
 #pragma GCC unroll 8
                 for (int m = 0; m < MT; ++m) {
-                    const __m256 c = _mm256_mul_ps(dv, _mm256_loadu_ps(da[m] + sb * 8));
+                    const __m256 c = _mm256_mul_ps(dv[p], _mm256_loadu_ps(da[m] + sb * 8));
                     acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
                     acc[m] = _mm256_fnmadd_ps(dz, _mm256_loadu_ps(as[m] + sb * 8), acc[m]);
                 }
             }
-            if (has_half) {
-                __m128 d4, z4;
+        }
+        if (has_half) {
+            __m128 d4[NP], z4[NP];
 #pragma GCC unroll 8
-                for (int m = 0; m < MT; ++m) a[m] = qa[m] + nsb * 256;
-                isums_halfblock<MT>(r.half, a, is);
-                halfblock_scales<G>(r, nsb * 256 / G, &d4, &z4);
-                const __m128 dz4 = _mm_mul_ps(d4, z4);
+            for (int m = 0; m < MT; ++m) a[m] = qa[m] + nsb * 256;
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; ++p) halfblock_scales<G>(r[p], nsb * 256 / G, &d4[p], &z4[p]);
+            bool joined = false;
+#if CG_SIMD_VNNI
+            if constexpr (kJoin) {
+                const __m128 d16 = _mm_mul_ps(d4[1], _mm_set1_ps(16.0f));
+                joined = _mm_movemask_ps(_mm_cmp_ps(d4[0], d16, _CMP_EQ_OQ)) == 0xf;
+                if (joined) {
+                    isums_halfblock_joined<MT>(r[0].half, r[1].half, a, is);
+                    const __m128 dz4 = _mm_fmadd_ps(d4[0], z4[0], _mm_mul_ps(d4[1], z4[1]));
+#pragma GCC unroll 8
+                    for (int m = 0; m < MT; ++m) {
+                        const __m128 c4 = _mm_mul_ps(d4[1], _mm_loadu_ps(da[m] + nsb * 8));
+                        const __m128 corr = _mm_mul_ps(dz4, _mm_loadu_ps(as[m] + nsb * 8));
+                        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), _mm256_set_m128(c4, c4), acc[m]);
+                        acc[m] = _mm256_sub_ps(acc[m], _mm256_set_m128(_mm_setzero_ps(), corr));
+                    }
+                }
+            }
+#endif
+#pragma GCC unroll 2
+            for (int p = 0; p < NP && !joined; ++p) {
+                isums_halfblock<MT>(r[p].half, a, is);
+                const __m128 dz4 = _mm_mul_ps(d4[p], z4[p]);
 #pragma GCC unroll 8
                 for (int m = 0; m < MT; ++m) {
-                    const __m128 c4 = _mm_mul_ps(d4, _mm_loadu_ps(da[m] + nsb * 8));
+                    const __m128 c4 = _mm_mul_ps(d4[p], _mm_loadu_ps(da[m] + nsb * 8));
                     const __m128 corr = _mm_mul_ps(dz4, _mm_loadu_ps(as[m] + nsb * 8));
                     acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), _mm256_set_m128(c4, c4), acc[m]);
                     acc[m] = _mm256_sub_ps(acc[m], _mm256_set_m128(_mm_setzero_ps(), corr));
                 }
             }
-            if (nrem) {
+        }
+        if (nrem) {  // K % 128 != 0 only (no model this project runs): always plane by plane
 #pragma GCC unroll 8
-                for (int m = 0; m < MT; ++m) a[m] = qa[m] + rem0 * CG_Q4_ACT_BLOCK;
-                isums_remainder_n<MT>(nrem, r, a, is);
-                remainder_scales<G>(r, rem0 * CG_Q4_ACT_BLOCK / G, rem_groups, &dv, &zv);
+            for (int m = 0; m < MT; ++m) a[m] = qa[m] + rem0 * CG_Q4_ACT_BLOCK;
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; ++p) {
+                __m256 dv, zv;
+                isums_remainder_n<MT>(nrem, r[p], a, is);
+                remainder_scales<G>(r[p], rem0 * CG_Q4_ACT_BLOCK / G, rem_groups, &dv, &zv);
                 const __m256 dz = _mm256_mul_ps(dv, zv);
 #pragma GCC unroll 8
                 for (int m = 0; m < MT; ++m) {

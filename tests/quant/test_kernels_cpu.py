@@ -244,6 +244,63 @@ def test_residual_plane_in_one_pass(m: int, n: int, k: int, g: int) -> None:
 
 
 @needs_ext
+@pytest.mark.parametrize("m", [1, 3, 8, 37])
+@pytest.mark.parametrize(("n", "k", "g"), [(97, 896, 32), (41, 4864, 128), (23, 768, 64), (9, 480, 32)])
+def test_8bit_codes_as_two_planes(m: int, n: int, k: int, g: int) -> None:
+    """8-bit codes split into high and low nibble planes (scales exactly 16:1), which the AVX-512 path
+    rejoins into one dot product per 32 inputs, and rows where some groups are not a 16:1 pair (the
+    plane-by-plane fallback, within the same call): every path against the fp64 sum of both planes."""
+    x, _, _, bias = _case(n, k, g, m, "asym", seed=21 + m)
+    w = randn(n, k, seed=21 + m) * 0.05
+    q1, q2 = R.quantize_8bit_split(w, g)
+    assert torch.equal(q1.scale, q2.scale * 16)
+    # every other row: plane 1 replaced by a plain asym int4 plane in half of its groups
+    other = R.quantize(w, "asym", g)
+    mixed = torch.zeros_like(q1.scale, dtype=torch.bool)
+    mixed[::2, ::2] = True
+    rows_mask = mixed.repeat_interleave(g, dim=1)
+    q1m = R.Int4Weight(
+        q=torch.where(rows_mask, other.q, q1.q),
+        scale=torch.where(mixed, other.scale, q1.scale),
+        zero=torch.where(mixed, other.zero, q1.zero),
+        group_size=g,
+    )
+    p2 = packing.pack_int4(q2)
+    for first in (q1, q1m):
+        p1 = packing.pack_int4(first)
+        y64 = R.linear_w4a8_ref(x, first, bias).double() + R.linear_w4a8_ref(x, q2).double()
+        y_ref = torch.ops.codegeex_lsp.int4_gemm_impl(x, p1, k, g, bias, "ref", p2)
+        for path in HOST_PATHS:
+            y = torch.ops.codegeex_lsp.int4_gemm_impl(x, p1, k, g, bias, path, p2)
+            assert _rel(y, y64) <= KERNEL_VS_FP64_RTOL, path
+            assert _rel(y, y_ref) <= SIMD_VS_REF_RTOL, path
+    # the pair is the 8-bit weight: within half an 8-bit step of w, one step where the rounded zero
+    # point clips a group's extreme
+    w8 = R.dequantize_groupwise(q1) + R.dequantize_groupwise(q2)
+    step = q2.scale.repeat_interleave(g, dim=1)
+    err = (w8 - w).abs()
+    assert bool((err <= step * (1 + 1e-3)).all())
+    assert float((err <= step * (0.5 + 1e-3)).float().mean()) > 0.99
+
+
+def test_8bit_split_codes_and_zeros() -> None:
+    """W1 + W2 = d8 * (q8 - z8) exactly: codes, zeros and scales of the two planes."""
+    w = randn(7, 64, seed=5)
+    w[0] = 0.0  # an all-zero row: scale 0, nothing divides by it
+    w[1, :32] = torch.linspace(0.1, 2.0, 32)  # all positive: zero point 0
+    q1, q2 = R.quantize_8bit_split(w, 32)
+    q8 = q1.q.to(torch.int32) * 16 + q2.q.to(torch.int32)
+    z8 = q1.zero.to(torch.int32) * 16 + q2.zero.to(torch.int32)
+    d8 = q2.scale
+    want = (d8[..., None] * (q8.reshape(7, 2, 32) - z8[..., None]).float()).reshape(7, 64)
+    got = R.dequantize_groupwise(q1) + R.dequantize_groupwise(q2)
+    assert torch.equal(got, want)
+    assert bool((q8 <= 255).all()) and int(z8[1, 0]) == 0 and float(d8[0].abs().sum()) == 0.0
+    assert torch.equal(got[0], torch.zeros(64))
+    assert float((got - w).abs().max()) <= float(d8.max()) * (1 + 1e-3)
+
+
+@needs_ext
 def test_residual_plane_of_another_shape_is_refused() -> None:
     x, _, packed, _ = _case(5, 96, 32, 2, "sym", seed=3)
     _, _, other, _ = _case(6, 96, 32, 2, "sym", seed=4)

@@ -17,7 +17,7 @@ from codegeex_lsp.quant import (
 from codegeex_lsp.quant import reference as R
 from codegeex_lsp.quant.calibration import collect_linear_inputs
 from codegeex_lsp.quant.linear import specs_of
-from codegeex_lsp.quant.packing import dequantize_packed
+from codegeex_lsp.quant.packing import dequantize_packed, unpack_int4
 from tests.quant.conftest import randn
 
 # Every available kernel vs the dequantized fp32 linear. `ref` is exact up to summation order; the
@@ -173,6 +173,10 @@ def test_residual_plane_runs_like_its_dequantized_sum_and_cuts_the_error(kernel:
     quantize_model_(model, "asym", 32, kernel=kernel, residual=lambda name: name in ("w_gate_up", "output"))
     specs = {s.name: s for s in specs_of(model)}
     assert specs["w_gate_up"].residual and not specs["wo"].residual
+    assert specs["w_gate_up"].mode == "int8" and specs["wo"].mode == "asym"
+    high = unpack_int4(model.w_gate_up.packed, 64, 32)
+    low = unpack_int4(model.w_gate_up.residual, 64, 32)
+    assert torch.equal(high.scale, low.scale * 16), "8-bit codes: high nibbles at 16x the low ones' scale"
     assert not specs["output"].residual, "a tied lm head shares the embedding's single plane"
     gate_up = model.w_gate_up
     x = randn(2, 3, 64, seed=4)
