@@ -60,24 +60,20 @@ inline __m256i maddubs_at(__m256i codes, const int8_t* a) {
     return _mm256_maddubs_epi16(codes, _mm256_loadu_si256((const __m256i*)a));
 }
 
-// One super-block against MT activation rows: out[m] = int32 sums of its 8 blocks of 32.
-template <int MT>
-inline void isums_superblock(const cg_q4_superblock* blk, const int8_t* const* a, __m256i* out) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256i s[MT];
-#pragma GCC unroll 8
-    for (int m = 0; m < MT; ++m) s[m] = _mm256_setzero_si256();
 #if CG_SIMD_VNNI
+// The VNNI dot products of one super-block: codes(i, &lo, &hi) gives the u8 code vectors of its
+// i-th 64 inputs (low and high halves, in activation order); out[m] = int32 sums per 32-input lane.
+template <int MT, class Codes>
+inline void vnni_superblock_sums(Codes codes, const int8_t* const* a, __m256i* out) {
     // Few rows: a second chain per row, or vpdpbusd's latency rather than its throughput bounds it.
     constexpr bool kTwoChains = MT < 4;
-    __m256i t[MT];
+    __m256i s[MT], t[MT];
 #pragma GCC unroll 8
-    for (int m = 0; m < MT; ++m) t[m] = _mm256_setzero_si256();
+    for (int m = 0; m < MT; ++m) s[m] = t[m] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
-        const __m256i w = _mm256_loadu_si256((const __m256i*)blk->qs[i]);
-        const __m256i lo = _mm256_and_si256(w, m4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+        __m256i lo, hi;
+        codes(i, &lo, &hi);
 #pragma GCC unroll 8
         for (int m = 0; m < MT; ++m) {
             s[m] = _mm256_dpbusd_epi32(s[m], lo, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i)));
@@ -87,7 +83,25 @@ inline void isums_superblock(const cg_q4_superblock* blk, const int8_t* const* a
     }
 #pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) out[m] = kTwoChains ? _mm256_add_epi32(s[m], t[m]) : s[m];
+}
+#endif
+
+// One super-block against MT activation rows: out[m] = int32 sums of its 8 blocks of 32.
+template <int MT>
+inline void isums_superblock(const cg_q4_superblock* blk, const int8_t* const* a, __m256i* out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+#if CG_SIMD_VNNI
+    vnni_superblock_sums<MT>(
+        [&](int i, __m256i* lo, __m256i* hi) {
+            const __m256i w = _mm256_loadu_si256((const __m256i*)blk->qs[i]);
+            *lo = _mm256_and_si256(w, m4);
+            *hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+        },
+        a, out);
 #else
+    __m256i s[MT];
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; ++m) s[m] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
         const __m256i w = _mm256_loadu_si256((const __m256i*)blk->qs[i]);
@@ -155,24 +169,12 @@ inline void join_nibbles(__m256i w1, __m256i w2, __m256i* lo, __m256i* hi) {
 template <int MT>
 inline void isums_superblock_joined(const cg_q4_superblock* b1, const cg_q4_superblock* b2,
                                     const int8_t* const* a, __m256i* out) {
-    constexpr bool kTwoChains = MT < 4;
-    __m256i s[MT], t[MT];
-#pragma GCC unroll 8
-    for (int m = 0; m < MT; ++m) s[m] = t[m] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) {
-        __m256i lo, hi;
-        join_nibbles(_mm256_loadu_si256((const __m256i*)b1->qs[i]), _mm256_loadu_si256((const __m256i*)b2->qs[i]),
-                     &lo, &hi);
-#pragma GCC unroll 8
-        for (int m = 0; m < MT; ++m) {
-            s[m] = _mm256_dpbusd_epi32(s[m], lo, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i)));
-            __m256i& h = kTwoChains ? t[m] : s[m];
-            h = _mm256_dpbusd_epi32(h, hi, _mm256_loadu_si256((const __m256i*)(a[m] + 64 * i + 32)));
-        }
-    }
-#pragma GCC unroll 8
-    for (int m = 0; m < MT; ++m) out[m] = kTwoChains ? _mm256_add_epi32(s[m], t[m]) : s[m];
+    vnni_superblock_sums<MT>(
+        [&](int i, __m256i* lo, __m256i* hi) {
+            join_nibbles(_mm256_loadu_si256((const __m256i*)b1->qs[i]), _mm256_loadu_si256((const __m256i*)b2->qs[i]),
+                         lo, hi);
+        },
+        a, out);
 }
 
 // isums_halfblock for a joined pair of planes (same lanes as isums_halfblock).
