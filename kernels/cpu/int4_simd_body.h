@@ -318,6 +318,32 @@ inline void remainder_scales(const cg_q4_row& r, int64_t g0, int64_t n_groups, _
     *zv = z;
 }
 
+// acc[m] += float(is[m]) * (d * da[m][off..]) - dz * das[m][off..], 8 block lanes per activation row.
+template <int MT>
+__attribute__((always_inline)) inline void add_block_terms(__m256* acc, const __m256i* is, __m256 d, __m256 dz, const float* const* da,
+                            const float* const* das, int64_t off) {
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; ++m) {
+        const __m256 c = _mm256_mul_ps(d, _mm256_loadu_ps(da[m] + off));
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
+        acc[m] = _mm256_fnmadd_ps(dz, _mm256_loadu_ps(das[m] + off), acc[m]);
+    }
+}
+
+// The same for the half-block: its 4 blocks' terms in both halves of is[m] (see isums_halfblock),
+// the zero points' term subtracted once.
+template <int MT>
+__attribute__((always_inline)) inline void add_halfblock_terms(__m256* acc, const __m256i* is, __m128 d4, __m128 dz4, const float* const* da,
+                                const float* const* das, int64_t off) {
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; ++m) {
+        const __m128 c4 = _mm_mul_ps(d4, _mm_loadu_ps(da[m] + off));
+        const __m128 corr = _mm_mul_ps(dz4, _mm_loadu_ps(das[m] + off));
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), _mm256_set_m128(c4, c4), acc[m]);
+        acc[m] = _mm256_sub_ps(acc[m], _mm256_set_m128(_mm_setzero_ps(), corr));
+    }
+}
+
 // Output rows [n0, n1) against MT activation rows starting at m0. Per super-block (and once for the
 // remainder), with 8 lanes = 8 blocks of 32 and das = da * asum (per activation row, see gemm_rows):
 //   acc += float(isum) * (d * da) - (d * z) * das
@@ -343,11 +369,15 @@ void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uin
     const float* as[MT];
     alignas(32) float da_rem[MT][8] = {};  // zero-padded: lanes past the remainder contribute 0
     alignas(32) float as_rem[MT][8] = {};
+    const float* da_rem_rows[MT];
+    const float* as_rem_rows[MT];
 #pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) {
         qa[m] = act->qa + (m0 + m) * K;
         da[m] = act->da + (m0 + m) * nblk;
         as[m] = das_all + (m0 + m) * nblk;
+        da_rem_rows[m] = da_rem[m];
+        as_rem_rows[m] = as_rem[m];
         for (int b = 0; b < nrem; ++b) {
             da_rem[m][b] = da[m][rem0 + b];
             as_rem[m][b] = as[m][rem0 + b];
@@ -386,12 +416,7 @@ void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uin
                 if (_mm256_movemask_ps(_mm256_cmp_ps(dv[0], d16, _CMP_EQ_OQ)) == 0xff) {
                     isums_superblock_joined<MT>(r[0].blocks + sb, r[1].blocks + sb, a, is);
                     const __m256 dz = _mm256_fmadd_ps(dv[0], zv[0], _mm256_mul_ps(dv[1], zv[1]));
-#pragma GCC unroll 8
-                    for (int m = 0; m < MT; ++m) {
-                        const __m256 c = _mm256_mul_ps(dv[1], _mm256_loadu_ps(da[m] + sb * 8));
-                        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
-                        acc[m] = _mm256_fnmadd_ps(dz, _mm256_loadu_ps(as[m] + sb * 8), acc[m]);
-                    }
+                    add_block_terms<MT>(acc, is, dv[1], dz, da, as, sb * 8);
                     continue;
                 }
             }
@@ -399,13 +424,7 @@ void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uin
 #pragma GCC unroll 2
             for (int p = 0; p < NP; ++p) {
                 isums_superblock<MT>(r[p].blocks + sb, a, is);
-                const __m256 dz = _mm256_mul_ps(dv[p], zv[p]);
-#pragma GCC unroll 8
-                for (int m = 0; m < MT; ++m) {
-                    const __m256 c = _mm256_mul_ps(dv[p], _mm256_loadu_ps(da[m] + sb * 8));
-                    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
-                    acc[m] = _mm256_fnmadd_ps(dz, _mm256_loadu_ps(as[m] + sb * 8), acc[m]);
-                }
+                add_block_terms<MT>(acc, is, dv[p], _mm256_mul_ps(dv[p], zv[p]), da, as, sb * 8);
             }
         }
         if (has_half) {
@@ -422,27 +441,14 @@ void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uin
                 if (joined) {
                     isums_halfblock_joined<MT>(r[0].half, r[1].half, a, is);
                     const __m128 dz4 = _mm_fmadd_ps(d4[0], z4[0], _mm_mul_ps(d4[1], z4[1]));
-#pragma GCC unroll 8
-                    for (int m = 0; m < MT; ++m) {
-                        const __m128 c4 = _mm_mul_ps(d4[1], _mm_loadu_ps(da[m] + nsb * 8));
-                        const __m128 corr = _mm_mul_ps(dz4, _mm_loadu_ps(as[m] + nsb * 8));
-                        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), _mm256_set_m128(c4, c4), acc[m]);
-                        acc[m] = _mm256_sub_ps(acc[m], _mm256_set_m128(_mm_setzero_ps(), corr));
-                    }
+                    add_halfblock_terms<MT>(acc, is, d4[1], dz4, da, as, nsb * 8);
                 }
             }
 #endif
 #pragma GCC unroll 2
             for (int p = 0; p < NP && !joined; ++p) {
                 isums_halfblock<MT>(r[p].half, a, is);
-                const __m128 dz4 = _mm_mul_ps(d4[p], z4[p]);
-#pragma GCC unroll 8
-                for (int m = 0; m < MT; ++m) {
-                    const __m128 c4 = _mm_mul_ps(d4[p], _mm_loadu_ps(da[m] + nsb * 8));
-                    const __m128 corr = _mm_mul_ps(dz4, _mm_loadu_ps(as[m] + nsb * 8));
-                    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), _mm256_set_m128(c4, c4), acc[m]);
-                    acc[m] = _mm256_sub_ps(acc[m], _mm256_set_m128(_mm_setzero_ps(), corr));
-                }
+                add_halfblock_terms<MT>(acc, is, d4[p], _mm_mul_ps(d4[p], z4[p]), da, as, nsb * 8);
             }
         }
         if (nrem) {  // K % 128 != 0 only (no model this project runs): always plane by plane
@@ -453,13 +459,7 @@ void rows_tile(const cg_q8_act* act, const float* das_all, int64_t m0, const uin
                 __m256 dv, zv;
                 isums_remainder_n<MT>(nrem, r[p], a, is);
                 remainder_scales<G>(r[p], rem0 * CG_Q4_ACT_BLOCK / G, rem_groups, &dv, &zv);
-                const __m256 dz = _mm256_mul_ps(dv, zv);
-#pragma GCC unroll 8
-                for (int m = 0; m < MT; ++m) {
-                    const __m256 c = _mm256_mul_ps(dv, _mm256_load_ps(da_rem[m]));
-                    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m]), c, acc[m]);
-                    acc[m] = _mm256_fnmadd_ps(dz, _mm256_load_ps(as_rem[m]), acc[m]);
-                }
+                add_block_terms<MT>(acc, is, dv, _mm256_mul_ps(dv, zv), da_rem_rows, as_rem_rows, 0);
             }
         }
         const float b = bias ? bias[n] : 0.0f;
